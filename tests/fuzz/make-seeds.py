@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpus (deterministic) under DIR/<target>/."""
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+craft = os.path.join(here, "..", "integration", "craft_blob.py")
+out = sys.argv[1]
+
+TOCS = [
+    {"version": 1, "entries": []},
+    {"version": 1, "entries": [
+        {"name": "a/", "type": "dir", "mode": 493, "modtime": "2020-01-01T00:00:00Z"},
+        {"name": "a/f", "type": "reg", "size": 10, "offset": 5, "chunkSize": 4,
+         "digest": "sha256:" + "ab" * 32, "chunkDigest": "sha256:" + "cd" * 32},
+        {"name": "a/f", "type": "chunk", "offset": 9, "chunkOffset": 4, "chunkSize": 4},
+        {"name": "a/f", "type": "chunk", "offset": 12, "chunkOffset": 8},
+        {"name": "a/l", "type": "symlink", "linkName": "f"},
+        {"name": "a/h", "type": "hardlink", "linkName": "a/f"},
+        {"name": "a/c", "type": "char", "devMajor": 1, "devMinor": 3},
+        {"name": "x/y", "type": "fifo", "xattrs": {"user.a": "Yg=="}},
+        {"name": ".prefetch.landmark", "type": "reg", "size": 1, "offset": 20},
+    ]},
+]
+
+
+def write(target, name, data):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+for i, t in enumerate(TOCS):
+    write("fuzz-toc", f"toc{i}.json", json.dumps(t, indent="\t").encode())
+
+specs = [
+    {"chunk_size": 64, "entries": [
+        {"name": "d/", "type": "dir"},
+        {"name": "d/big", "data": "x" * 300},
+        {"name": "d/s", "type": "symlink", "linkname": "big"},
+        {"name": "d/h", "type": "hardlink", "linkname": "d/big"},
+        {"name": "e", "data": "", "xattrs": {"user.k": "v"}},
+    ]},
+    {"entries": [{"name": "f", "data": "hello"}], "footer": "legacy"},
+]
+for i, s in enumerate(specs):
+    p = os.path.join(out, f"spec{i}.json")
+    with open(p, "w") as f:
+        json.dump(s, f)
+    blob = os.path.join(out, f"blob{i}")
+    subprocess.run([sys.executable, craft, p, blob], check=True, stdout=subprocess.DEVNULL)
+    with open(blob, "rb") as f:
+        write("fuzz-blob", f"blob{i}", f.read())
+    os.unlink(p)
+    os.unlink(blob)
+
+for fmt, name in [(tarfile.GNU_FORMAT, "gnu"), (tarfile.PAX_FORMAT, "pax"),
+                  (tarfile.USTAR_FORMAT, "ustar")]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        d = tarfile.TarInfo("dir/")
+        d.type = tarfile.DIRTYPE
+        tf.addfile(d)
+        for n, data in [("dir/a", b"abc" * 50), ("dir/" + "n" * (90 if fmt == tarfile.USTAR_FORMAT else 150), b"long")]:
+            ti = tarfile.TarInfo(n)
+            ti.size = len(data)
+            if fmt == tarfile.PAX_FORMAT:
+                ti.pax_headers = {"SCHILY.xattr.user.x": "1"}
+            tf.addfile(ti, io.BytesIO(data))
+        s = tarfile.TarInfo("dir/sym")
+        s.type = tarfile.SYMTYPE
+        s.linkname = "a"
+        tf.addfile(s)
+        h = tarfile.TarInfo("dir/hard")
+        h.type = tarfile.LNKTYPE
+        h.linkname = "dir/a"
+        tf.addfile(h)
+    write("fuzz-tar", f"{name}.tar", buf.getvalue())
