@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* One chunk: compressed member bytes -> verified file bytes. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <libdeflate.h>
@@ -163,6 +164,13 @@ int esgz_chunk_decode(enum esgz_format fmt, const struct esgz_chunk *c, const ui
 			return rs_err(err, r, "out of memory");
 		if (r < 0)
 			r = gunzip_prefix(comp, comp_len, c->inner_offset, out, n, err);
+	}
+	/* Bytes that do not inflate are corrupt bytes: the same failure as a
+	 * digest mismatch, not a format problem of the layer. */
+	if (r == -EINVAL) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+		return rs_err(err, ESGZ_EDIGEST, "chunk data is corrupt (%s)", why);
 	}
 	if (r < 0)
 		return r;

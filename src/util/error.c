@@ -28,9 +28,16 @@ int rs_error_prefix(struct rs_error *err, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return err->code;
-	char old[RS_ERROR_MSG_MAX];
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	/* Build "prefix: old" in place; whatever does not fit is cut. */
+	char joined[RS_ERROR_MSG_MAX];
+	size_t pl = strnlen(prefix, sizeof(joined) - 3);
+	memcpy(joined, prefix, pl);
+	memcpy(joined + pl, ": ", 2);
+	size_t room = sizeof(joined) - pl - 3;
+	size_t ol = strnlen(err->msg, room);
+	memcpy(joined + pl + 2, err->msg, ol);
+	joined[pl + 2 + ol] = '\0';
+	memcpy(err->msg, joined, sizeof(joined));
 	return err->code;
 }
 
