@@ -169,7 +169,7 @@ int esgz_chunk_decode(enum esgz_format fmt, const struct esgz_chunk *c, const ui
 	 * digest mismatch, not a format problem of the layer. */
 	if (r == -EINVAL) {
 		char why[256];
-		snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+		snprintf(why, sizeof(why), "%.200s", err ? err->msg : "");
 		return rs_err(err, ESGZ_EDIGEST, "chunk data is corrupt (%s)", why);
 	}
 	if (r < 0)

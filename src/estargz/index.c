@@ -86,24 +86,26 @@ static int str_add(struct esgz_index *idx, const void *s, size_t n, uint32_t *of
 	return 0;
 }
 
+#define SLOT_EMPTY UINT64_MAX
+#define SLOT_ID(v) ((uint32_t)(v))
+#define SLOT_HASH(v) ((uint32_t)((v) >> 32))
+
 static int table_rehash(struct esgz_index *idx, uint32_t size)
 {
-	uint32_t *t = malloc((size_t)size * sizeof(*t));
+	uint64_t *t = malloc((size_t)size * sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	memset(t, 0xff, (size_t)size * sizeof(*t));
 	uint32_t mask = size - 1;
 	if (idx->table) {
 		for (uint32_t i = 0; i <= idx->table_mask; i++) {
-			uint32_t id = idx->table[i];
-			if (id == ESGZ_NONE)
+			uint64_t v = idx->table[i];
+			if (v == SLOT_EMPTY)
 				continue;
-			const char *name = idx->strs + idx->nodes[id].name;
-			uint64_t h = hash_path(name, strlen(name));
-			uint32_t j = (uint32_t)h & mask;
-			while (t[j] != ESGZ_NONE)
+			uint32_t j = SLOT_HASH(v) & mask;
+			while (t[j] != SLOT_EMPTY)
 				j = (j + 1) & mask;
-			t[j] = id;
+			t[j] = v;
 		}
 		free(idx->table);
 	}
@@ -113,16 +115,19 @@ static int table_rehash(struct esgz_index *idx, uint32_t size)
 }
 
 /* Returns the slot for path: holding its id, or empty where it would go. */
-static uint32_t table_slot(const struct esgz_index *idx, const char *path, size_t len)
+static uint32_t table_slot(const struct esgz_index *idx, const char *path, size_t len,
+			   uint32_t hash)
 {
-	uint32_t j = (uint32_t)hash_path(path, len) & idx->table_mask;
+	uint32_t j = hash & idx->table_mask;
 	for (;;) {
-		uint32_t id = idx->table[j];
-		if (id == ESGZ_NONE)
+		uint64_t v = idx->table[j];
+		if (v == SLOT_EMPTY)
 			return j;
-		const char *name = idx->strs + idx->nodes[id].name;
-		if (strncmp(name, path, len) == 0 && name[len] == '\0')
-			return j;
+		if (SLOT_HASH(v) == hash) {
+			const char *name = idx->strs + idx->nodes[SLOT_ID(v)].name;
+			if (memcmp(name, path, len) == 0 && name[len] == '\0')
+				return j;
+		}
 		j = (j + 1) & idx->table_mask;
 	}
 }
@@ -131,7 +136,8 @@ uint32_t esgz_index_lookup(const struct esgz_index *idx, const char *path, size_
 {
 	if (!idx->table)
 		return ESGZ_NONE;
-	return idx->table[table_slot(idx, path, len)];
+	uint64_t v = idx->table[table_slot(idx, path, len, (uint32_t)hash_path(path, len))];
+	return v == SLOT_EMPTY ? ESGZ_NONE : SLOT_ID(v);
 }
 
 static bool is_live(const struct esgz_index *idx, uint32_t id)
@@ -163,7 +169,8 @@ static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32
 	n->parent = ESGZ_NONE;
 	n->link = ESGZ_NONE;
 	n->nlink = 1;
-	idx->table[table_slot(idx, path, len)] = id;
+	uint32_t h = (uint32_t)hash_path(path, len);
+	idx->table[table_slot(idx, path, len, h)] = (uint64_t)h << 32 | id;
 	*out = id;
 	return 0;
 }
@@ -799,5 +806,5 @@ size_t esgz_index_memory(const struct esgz_index *idx)
 	       (size_t)idx->chunks_cap * sizeof(*idx->chunks) +
 	       (size_t)idx->xattrs_cap * sizeof(*idx->xattrs) +
 	       (size_t)idx->nnodes * sizeof(uint32_t) + idx->strs_cap +
-	       ((size_t)idx->table_mask + 1) * sizeof(uint32_t);
+	       ((size_t)idx->table_mask + 1) * sizeof(uint64_t);
 }

@@ -16,7 +16,7 @@ struct esgz_index {
 	uint32_t *children; /* per directory, sorted by base name */
 	char *strs; /* string table; offset 0 is "" */
 	uint32_t strs_len, strs_cap;
-	uint32_t *table; /* open addressing: path -> live node id, ESGZ_NONE empty */
+	uint64_t *table; /* open addressing: (hash << 32 | live node id), all ones empty */
 	uint32_t table_mask;
 	uint64_t toc_entries;
 	uint64_t max_entries;
