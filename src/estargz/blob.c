@@ -7,21 +7,6 @@
 
 #define DEFAULT_TAIL (64 * 1024)
 
-struct open_sink {
-	struct esgz_toc_parser *parser;
-	struct rs_sha256 sha;
-	struct rs_buf *keep;
-};
-
-static int open_sink_fn(void *ctx, const uint8_t *data, size_t len, struct rs_error *err)
-{
-	struct open_sink *s = ctx;
-	rs_sha256_update(&s->sha, data, len);
-	if (s->keep && rs_buf_append(s->keep, data, len) < 0)
-		return rs_err(err, -ENOMEM, "out of memory");
-	return esgz_toc_parser_feed(s->parser, data, len, err);
-}
-
 int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct esgz_blob **out,
 	      struct rs_error *err)
 {
@@ -81,18 +66,12 @@ int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct e
 	}
 
 	struct esgz_index_limits lim = {.max_entries = opts->max_entries};
-	struct open_sink sink = {.keep = opts->keep_toc_json ? &b->toc_json : NULL};
-	rc = esgz_toc_parser_new(&lim, &sink.parser, err);
+	struct esgz_toc_parser *parser;
+	rc = esgz_toc_parser_new(&lim, &parser, err);
 	if (rc < 0)
 		goto fail;
-	if (rs_sha256_init(&sink.sha) < 0) {
-		esgz_toc_parser_free(sink.parser);
-		rc = rs_err(err, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	rc = esgz_toc_stream(&b->footer, toc, (size_t)b->footer.toc_size, opts->max_toc_size,
-			     open_sink_fn, &sink, err);
-	rs_sha256_final(&sink.sha, b->toc_digest);
+	rc = esgz_toc_load(&b->footer, toc, (size_t)b->footer.toc_size, opts->max_toc_size, parser,
+			   b->toc_digest, opts->keep_toc_json ? &b->toc_json : NULL, err);
 	if (rc == 0 && opts->expected_toc_digest && memcmp(want, b->toc_digest, RS_SHA256_LEN)) {
 		char got[RS_DIGEST_STR_LEN];
 		rs_digest_format(b->toc_digest, got);
@@ -100,8 +79,8 @@ int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct e
 			    opts->expected_toc_digest, got);
 	}
 	if (rc == 0)
-		rc = esgz_toc_parser_finish(sink.parser, b->footer.payload_end, &b->index, err);
-	esgz_toc_parser_free(sink.parser);
+		rc = esgz_toc_parser_finish(parser, b->footer.payload_end, &b->index, err);
+	esgz_toc_parser_free(parser);
 	if (rc < 0)
 		goto fail;
 	*out = b;

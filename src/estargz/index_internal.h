@@ -43,6 +43,12 @@ typedef int (*esgz_toc_sink)(void *ctx, const uint8_t *data, size_t len, struct 
 int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len,
 		    uint64_t max_size, esgz_toc_sink sink, void *ctx, struct rs_error *err);
 
+/* Decompresses, hashes (into digest) and parses a TOC; keep, if given,
+ * receives the JSON. */
+int esgz_toc_load(const struct esgz_footer *f, const uint8_t *data, size_t len, uint64_t max_size,
+		  struct esgz_toc_parser *parser, uint8_t digest[RS_SHA256_LEN],
+		  struct rs_buf *keep, struct rs_error *err);
+
 /* The raw fields of one TOC entry, as parsed; strings point into parser scratch. */
 struct esgz_raw_entry {
 	const char *name;
