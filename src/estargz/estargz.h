@@ -140,6 +140,7 @@ struct esgz_node {
 	uint32_t toc_index; /* index of the entry in the TOC */
 	uint8_t type; /* enum esgz_type */
 	uint8_t has_digest;
+	uint8_t replaced; /* a later entry of the same name took this path */
 	uint8_t digest[RS_SHA256_LEN]; /* reg: sha256 of the whole file */
 };
 

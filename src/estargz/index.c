@@ -142,8 +142,7 @@ uint32_t esgz_index_lookup(const struct esgz_index *idx, const char *path, size_
 
 static bool is_live(const struct esgz_index *idx, uint32_t id)
 {
-	const char *name = idx->strs + idx->nodes[id].name;
-	return esgz_index_lookup(idx, name, strlen(name)) == id;
+	return !idx->nodes[id].replaced;
 }
 
 static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32_t *out)
@@ -170,7 +169,10 @@ static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32
 	n->link = ESGZ_NONE;
 	n->nlink = 1;
 	uint32_t h = (uint32_t)hash_path(path, len);
-	idx->table[table_slot(idx, path, len, h)] = (uint64_t)h << 32 | id;
+	uint32_t slot = table_slot(idx, path, len, h);
+	if (idx->table[slot] != SLOT_EMPTY)
+		idx->nodes[SLOT_ID(idx->table[slot])].replaced = 1;
+	idx->table[slot] = (uint64_t)h << 32 | id;
 	*out = id;
 	return 0;
 }
@@ -327,8 +329,7 @@ int esgz_index_add(struct esgz_index *idx, const struct esgz_raw_entry *e, struc
 		id = ESGZ_ROOT;
 		idx->nodes[id].nxattrs = 0;
 	} else {
-		uint32_t old = esgz_index_lookup(idx, name, nlen);
-		(void)old; /* the later entry wins, as tar extraction would */
+		/* A later entry of the same name wins, as with tar extraction. */
 		r = node_new(idx, name, nlen, &id);
 		if (r < 0)
 			return rs_err(err, r, "TOC: index too large");
