@@ -166,6 +166,7 @@ struct esgz_index;
 
 struct esgz_index_limits {
 	uint64_t max_entries; /* 0: ESGZ_DEFAULT_MAX_ENTRIES */
+	uint64_t json_size_hint; /* expected TOC JSON bytes, to size arrays once; 0: unknown */
 };
 
 /* Parses TOC JSON straight into an index and validates it against a blob whose

@@ -177,6 +177,29 @@ static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32
 	return 0;
 }
 
+/* Sizes the arrays once from the TOC's size (reference TOCs spend about 300
+ * bytes of JSON per entry), so building does not keep copying them. Unused
+ * capacity is never touched, hence never resident, and is trimmed at the end. */
+static void reserve(struct esgz_index *idx, uint64_t json_size)
+{
+	uint64_t entries = json_size / 200 + 64;
+	if (entries > idx->max_entries)
+		entries = idx->max_entries;
+	if (entries > UINT32_MAX / 4)
+		return;
+	uint32_t n = (uint32_t)entries;
+	grow((void **)&idx->nodes, &idx->nodes_cap, n, sizeof(*idx->nodes));
+	grow((void **)&idx->chunks, &idx->chunks_cap, n, sizeof(*idx->chunks));
+	uint64_t strs = entries * 64;
+	if (strs < UINT32_MAX / 2)
+		grow((void **)&idx->strs, &idx->strs_cap, (uint32_t)strs, 1);
+	uint32_t size = idx->table_mask + 1;
+	while ((uint64_t)size < entries * 2 && size < (1u << 30))
+		size *= 2;
+	if (size > idx->table_mask + 1)
+		table_rehash(idx, size);
+}
+
 int esgz_index_new(const struct esgz_index_limits *lim, struct esgz_index **out)
 {
 	struct index_builder *b = calloc(1, sizeof(*b));
@@ -196,6 +219,8 @@ int esgz_index_new(const struct esgz_index_limits *lim, struct esgz_index **out)
 	idx->nodes[root].mode = 0755;
 	idx->nodes[root].parent = root;
 	idx->nodes[root].toc_index = UINT32_MAX;
+	if (lim && lim->json_size_hint)
+		reserve(idx, lim->json_size_hint);
 	*out = idx;
 	return 0;
 }
