@@ -8,7 +8,7 @@
 #include "estargz.h"
 
 static const uint8_t zstd_skippable_magic[4] = {0x50, 0x2a, 0x4d, 0x18};
-static const uint8_t zstd_chunked_magic[8] = {'G', 'n', 'U', 'l', 'I', 'n', 'O', 'x'};
+static const uint8_t zstd_chunked_magic[8] = {'G', 'n', 'U', 'l', 'I', 'n', 'U', 'x'};
 #define ZSTD_MANIFEST_TYPE_CRFS 1
 
 const char *esgz_format_name(enum esgz_format f)
