@@ -6,9 +6,9 @@ set -euo pipefail
 
 PACKAGES=(
 	# build
-	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+	meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev
 	libfuse3-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libzstd-dev
-	libssl-dev libjansson-dev libyajl-dev libsqlite3-dev libarchive-dev
+	libssl-dev libjansson-dev libsimdjson-dev libsqlite3-dev libarchive-dev
 	libcmocka-dev
 	# test peers and tools
 	fuse3 zstd gzip tar coreutils stargz-snapshotter containerd runc attr

@@ -52,7 +52,7 @@ int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct e
 				    (long long)b->footer.toc_size);
 			goto fail;
 		}
-		toc_buf = malloc((size_t)b->footer.toc_size);
+		toc_buf = esgz_alloc_huge((size_t)b->footer.toc_size);
 		if (!toc_buf) {
 			rc = rs_err(err, -ENOMEM, "TOC of %lld bytes: out of memory",
 				    (long long)b->footer.toc_size);

@@ -294,13 +294,12 @@ static int spool_data(struct esgz_b_tar *t, struct archive *a, struct esgz_b_ent
 		if (ar == ARCHIVE_EOF)
 			break;
 		if (ar < ARCHIVE_WARN) {
-			r = rs_err(err, -EIO, "entry '%s': reading data: %s", e->name,
+			r = rs_err(err, -EIO, "reading data: %s",
 				   archive_error_string(a) ? archive_error_string(a) : "error");
 			goto out;
 		}
 		if (off < pos || off > e->size || (int64_t)len > e->size - off) {
-			r = rs_err(err, -EINVAL, "entry '%s': data block outside the file's size",
-				   e->name);
+			r = rs_err(err, -EINVAL, "data block outside the file's size");
 			goto out;
 		}
 		/* sparse holes read as zeros */

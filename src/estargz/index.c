@@ -17,13 +17,22 @@ static const char *type_name(int t)
 	return t >= 0 && t < 8 ? names[t] : "?";
 }
 
+/* Eight bytes a step: every entry's path is hashed twice (insert, parent). */
 static uint64_t hash_path(const char *s, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ull;
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+		h ^= h >> 31;
 	}
+	w = 0;
+	for (size_t k = 0; i + k < n; k++)
+		w |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
+	h = (h ^ w) * 0x94d049bb133111ebull;
+	h ^= h >> 32;
+	h *= 0xbf58476d1ce4e5b9ull;
 	return h ^ (h >> 29);
 }
 
@@ -92,7 +101,7 @@ static int str_add(struct esgz_index *idx, const void *s, size_t n, uint32_t *of
 
 static int table_rehash(struct esgz_index *idx, uint32_t size)
 {
-	uint64_t *t = malloc((size_t)size * sizeof(*t));
+	uint64_t *t = esgz_alloc_huge((size_t)size * sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	memset(t, 0xff, (size_t)size * sizeof(*t));
@@ -155,6 +164,9 @@ static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32
 		if (r < 0)
 			return r;
 	}
+	/* The table is large and probed at random: start loading the slot now. */
+	uint32_t h = (uint32_t)hash_path(path, len);
+	__builtin_prefetch(&idx->table[h & idx->table_mask]);
 	uint32_t name;
 	r = str_add(idx, path, len, &name);
 	if (r < 0)
@@ -168,13 +180,27 @@ static int node_new(struct esgz_index *idx, const char *path, size_t len, uint32
 	n->parent = ESGZ_NONE;
 	n->link = ESGZ_NONE;
 	n->nlink = 1;
-	uint32_t h = (uint32_t)hash_path(path, len);
 	uint32_t slot = table_slot(idx, path, len, h);
 	if (idx->table[slot] != SLOT_EMPTY)
 		idx->nodes[SLOT_ID(idx->table[slot])].replaced = 1;
 	idx->table[slot] = (uint64_t)h << 32 | id;
 	*out = id;
 	return 0;
+}
+
+/* Moves an array to a fresh block of cap elements, on huge pages. */
+static void reserve_array(void **p, uint32_t *cap, uint32_t used, uint32_t want, size_t elem)
+{
+	if (want <= *cap)
+		return;
+	void *n = esgz_alloc_huge((size_t)want * elem);
+	if (!n)
+		return; /* growing on demand still works */
+	if (used)
+		memcpy(n, *p, (size_t)used * elem);
+	free(*p);
+	*p = n;
+	*cap = want;
 }
 
 /* Sizes the arrays once from the TOC's size (reference TOCs spend about 300
@@ -188,13 +214,17 @@ static void reserve(struct esgz_index *idx, uint64_t json_size)
 	if (entries > UINT32_MAX / 4)
 		return;
 	uint32_t n = (uint32_t)entries;
-	grow((void **)&idx->nodes, &idx->nodes_cap, n, sizeof(*idx->nodes));
-	grow((void **)&idx->chunks, &idx->chunks_cap, n, sizeof(*idx->chunks));
+	reserve_array((void **)&idx->nodes, &idx->nodes_cap, idx->nnodes, n, sizeof(*idx->nodes));
+	reserve_array((void **)&idx->chunks, &idx->chunks_cap, idx->nchunks, n,
+		      sizeof(*idx->chunks));
 	uint64_t strs = entries * 64;
 	if (strs < UINT32_MAX / 2)
-		grow((void **)&idx->strs, &idx->strs_cap, (uint32_t)strs, 1);
+		reserve_array((void **)&idx->strs, &idx->strs_cap, idx->strs_len, (uint32_t)strs, 1);
+	/* The table is touched whole, so size it for the typical entry instead;
+	 * it still doubles when a TOC of small entries fills it. */
+	uint64_t typical = json_size / 300 + 64;
 	uint32_t size = idx->table_mask + 1;
-	while ((uint64_t)size < entries * 2 && size < (1u << 30))
+	while ((uint64_t)size < typical * 2 && size < (1u << 30))
 		size *= 2;
 	if (size > idx->table_mask + 1)
 		table_rehash(idx, size);
@@ -497,14 +527,23 @@ static int cmp_i64(const void *a, const void *b)
 
 static int link_parents(struct esgz_index *idx, struct rs_error *err)
 {
+	/* Entries come directory by directory: the last parent is usually the
+	 * next one's too, which saves hashing and probing for it. */
+	uint32_t last_name = 0, last_parent = ESGZ_NONE;
+	size_t last_plen = 0;
 	/* Nodes appended here (implicit directories) are visited too. */
 	for (uint32_t i = 1; i < idx->nnodes; i++) {
 		if (!is_live(idx, i))
 			continue;
 		const char *name = idx->strs + idx->nodes[i].name;
-		const char *slash = strrchr(name, '/');
-		size_t plen = slash ? (size_t)(slash - name) : 0;
-		uint32_t p = esgz_index_lookup(idx, name, plen);
+		const char *base = idx->strs + idx->nodes[i].base;
+		size_t plen = base > name ? (size_t)(base - name) - 1 : 0;
+		uint32_t p;
+		if (last_parent != ESGZ_NONE && plen == last_plen &&
+		    memcmp(name, idx->strs + last_name, plen) == 0)
+			p = last_parent;
+		else
+			p = esgz_index_lookup(idx, name, plen);
 		if (p == ESGZ_NONE) {
 			/* The name table may move: copy the parent path first. */
 			char *ppath = strndup(name, plen);
@@ -527,6 +566,9 @@ static int link_parents(struct esgz_index *idx, struct rs_error *err)
 				      nm, (int)(plen > 200 ? 200 : plen), nm, type_name(pn->type));
 		}
 		idx->nodes[i].parent = p;
+		last_name = idx->nodes[i].name;
+		last_parent = p;
+		last_plen = plen;
 	}
 	return 0;
 }
@@ -627,6 +669,43 @@ static int check_chunks(struct esgz_index *idx, int64_t payload_end, struct rs_e
 	return 0;
 }
 
+/* Sorts non-negative offsets, 11 bits a pass and only as many passes as the
+ * largest needs: qsort's comparator calls cost more than the whole sort. */
+static int radix_sort(int64_t *v, uint32_t n)
+{
+	uint64_t max = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (v[i] < 0)
+			return -EINVAL;
+		if ((uint64_t)v[i] > max)
+			max = (uint64_t)v[i];
+	}
+	int64_t *tmp = malloc((size_t)n * sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	int64_t *src = v, *dst = tmp;
+	for (unsigned shift = 0; shift < 64 && (max >> shift) != 0; shift += 11) {
+		uint32_t count[2048] = {0};
+		for (uint32_t i = 0; i < n; i++)
+			count[((uint64_t)src[i] >> shift) & 2047]++;
+		uint32_t pos = 0;
+		for (uint32_t d = 0; d < 2048; d++) {
+			uint32_t c = count[d];
+			count[d] = pos;
+			pos += c;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			dst[count[((uint64_t)src[i] >> shift) & 2047]++] = src[i];
+		int64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, (size_t)n * sizeof(*v));
+	free(tmp);
+	return 0;
+}
+
 /* Each chunk's compressed extent ends where the next data member starts. */
 static int set_extents(struct esgz_index *idx, int64_t payload_end, struct rs_error *err)
 {
@@ -641,7 +720,7 @@ static int set_extents(struct esgz_index *idx, int64_t payload_end, struct rs_er
 		if (i && offs[i] < offs[i - 1])
 			sorted = false;
 	}
-	if (!sorted)
+	if (!sorted && radix_sort(offs, idx->nchunks) < 0)
 		qsort(offs, idx->nchunks, sizeof(*offs), cmp_i64);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < idx->nchunks; i++)

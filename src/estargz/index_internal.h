@@ -3,7 +3,26 @@
 #ifndef ESGZ_INDEX_INTERNAL_H
 #define ESGZ_INDEX_INTERNAL_H
 
+#include <sys/mman.h>
+
 #include "estargz.h"
+#include "json_walk.h"
+
+/* malloc() for large blocks that will be filled at once: aligned to and
+ * advised for huge pages, because on a VM a page fault costs microseconds and
+ * a big TOC would otherwise take tens of thousands of them. Unused capacity is
+ * still never touched, hence never resident. free() and realloc() as usual. */
+#define ESGZ_HUGE_PAGE ((size_t)2 << 20)
+static inline void *esgz_alloc_huge(size_t n)
+{
+	if (n < 2 * ESGZ_HUGE_PAGE)
+		return malloc(n ? n : 1);
+	size_t rounded = (n + ESGZ_HUGE_PAGE - 1) & ~(ESGZ_HUGE_PAGE - 1);
+	void *p = aligned_alloc(ESGZ_HUGE_PAGE, rounded);
+	if (p)
+		(void)madvise(p, rounded, MADV_HUGEPAGE);
+	return p;
+}
 
 /* Flat arrays and one string table: no allocation per entry. */
 struct esgz_index {
@@ -26,14 +45,15 @@ struct esgz_index {
 	uint32_t uname_cache[8][2]; /* small intern cache: (uid-ish key, offset) */
 };
 
-/* Streams TOC JSON into an index under construction. */
+/* Turns TOC JSON into an index under construction. */
 struct esgz_toc_parser;
 
 int esgz_toc_parser_new(const struct esgz_index_limits *lim, struct esgz_toc_parser **out,
 			struct rs_error *err);
-int esgz_toc_parser_feed(struct esgz_toc_parser *p, const uint8_t *data, size_t len,
-			 struct rs_error *err);
-/* Ends the stream, validates and returns the finished index. */
+/* Parses the whole JSON; json[len, len + ESGZ_JSON_PADDING) must be readable. */
+int esgz_toc_parser_parse(struct esgz_toc_parser *p, const uint8_t *json, size_t len,
+			  struct rs_error *err);
+/* Validates and returns the finished index. */
 int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end,
 			   struct esgz_index **out, struct rs_error *err);
 void esgz_toc_parser_free(struct esgz_toc_parser *p);
@@ -42,6 +62,15 @@ void esgz_toc_parser_free(struct esgz_toc_parser *p);
 typedef int (*esgz_toc_sink)(void *ctx, const uint8_t *data, size_t len, struct rs_error *err);
 int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len,
 		    uint64_t max_size, esgz_toc_sink sink, void *ctx, struct rs_error *err);
+
+/* A whole decompressed TOC: the JSON inside buf, padded for the parser. */
+struct esgz_toc_json {
+	uint8_t *buf; /* owned; free() */
+	const uint8_t *json; /* json[len, len + ESGZ_JSON_PADDING) is readable */
+	size_t len;
+};
+int esgz_toc_inflate(const struct esgz_footer *f, const uint8_t *data, size_t len,
+		     uint64_t max_size, struct esgz_toc_json *out, struct rs_error *err);
 
 /* Decompresses, hashes (into digest) and parses a TOC; keep, if given,
  * receives the JSON. */

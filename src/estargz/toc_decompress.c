@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-/* From the compressed TOC bytes to the TOC JSON, streamed in pieces so that a
- * large TOC is parsed while it inflates and never held whole unless asked. */
+/* From the compressed TOC bytes to the TOC JSON: whole, in one padded buffer
+ * for the parser, or streamed in pieces. */
 #include <errno.h>
 #include <string.h>
 
+#include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -230,6 +231,103 @@ static int append_sink(void *ctx, const uint8_t *data, size_t len, struct rs_err
 	if (rs_buf_append(ctx, data, len) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	return 0;
+}
+
+/* Where the tar walk found the JSON, when it was all in one buffer. */
+struct span {
+	const uint8_t *start;
+	size_t len;
+};
+
+static int span_sink(void *ctx, const uint8_t *data, size_t len, struct rs_error *err)
+{
+	(void)err;
+	struct span *s = ctx;
+	if (!s->start)
+		s->start = data;
+	s->len += len;
+	return 0;
+}
+
+/* The fast path for gzip: one libdeflate call into a buffer sized by the
+ * member's ISIZE. ISIZE is untrusted (and mod 2^32): it only sizes the buffer,
+ * libdeflate stops at its end and checks ISIZE and CRC. Returns 1 when this
+ * path cannot decide, so that the streaming path reports (or accepts) the
+ * member exactly as it always did. */
+static int inflate_whole(const uint8_t *data, size_t len, uint64_t max_size,
+			 struct esgz_toc_json *out, struct rs_error *err)
+{
+	if (len < 18)
+		return 1;
+	const uint8_t *t = data + len - 4;
+	uint64_t isize = (uint64_t)t[0] | (uint64_t)t[1] << 8 | (uint64_t)t[2] << 16 |
+			 (uint64_t)t[3] << 24;
+	/* Tar headers and padding add a little to the JSON's own limit. */
+	if (isize < 1024 || isize > max_size + (1u << 20) || isize > SIZE_MAX / 2)
+		return 1;
+	uint8_t *buf = esgz_alloc_huge((size_t)isize + ESGZ_JSON_PADDING);
+	struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+	size_t got = 0;
+	enum libdeflate_result lr = LIBDEFLATE_BAD_DATA;
+	if (buf && d)
+		lr = libdeflate_gzip_decompress_ex(d, data, len, buf, (size_t)isize, NULL, &got);
+	libdeflate_free_decompressor(d);
+	if (lr != LIBDEFLATE_SUCCESS) {
+		free(buf);
+		return 1;
+	}
+	struct tar_walk w = {0};
+	struct span sp = {0};
+	int r = tar_feed(&w, buf, got, max_size, span_sink, &sp, err);
+	if (r == 0 && !w.done)
+		r = rs_err(err, -EINVAL, "TOC member ends inside the TOC (truncated)");
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	out->buf = buf;
+	out->json = sp.start ? sp.start : buf;
+	out->len = sp.len;
+	return 0;
+}
+
+static int inflate_any(const struct esgz_footer *f, const uint8_t *data, size_t len,
+		     uint64_t max_size, struct esgz_toc_json *out, struct rs_error *err)
+{
+	if (!max_size)
+		max_size = ESGZ_DEFAULT_MAX_TOC_SIZE;
+	memset(out, 0, sizeof(*out));
+	if (f->format != ESGZ_FORMAT_ZSTD_CHUNKED) {
+		int r = inflate_whole(data, len, max_size, out, err);
+		if (r <= 0)
+			return r;
+	}
+	struct rs_buf json = {0};
+	uint64_t hint = f->format == ESGZ_FORMAT_ZSTD_CHUNKED ? (uint64_t)f->toc_raw_size : 0;
+	if (hint && hint <= max_size && hint < SIZE_MAX / 2) {
+		json.data = esgz_alloc_huge((size_t)hint + ESGZ_JSON_PADDING);
+		json.cap = json.data ? (size_t)hint + ESGZ_JSON_PADDING : 0;
+	}
+	int r = esgz_toc_stream(f, data, len, max_size, append_sink, &json, err);
+	if (r == 0 && rs_buf_reserve(&json, ESGZ_JSON_PADDING) < 0)
+		r = rs_err(err, -ENOMEM, "out of memory");
+	if (r < 0) {
+		rs_buf_free(&json);
+		return r;
+	}
+	out->buf = json.data;
+	out->json = json.data;
+	out->len = json.len;
+	return 0;
+}
+
+int esgz_toc_inflate(const struct esgz_footer *f, const uint8_t *data, size_t len,
+		     uint64_t max_size, struct esgz_toc_json *out, struct rs_error *err)
+{
+	int r = inflate_any(f, data, len, max_size, out, err);
+	if (r == 0) /* the parser may read the padding: make it defined */
+		memset((uint8_t *)out->json + out->len, 0, ESGZ_JSON_PADDING);
+	return r;
 }
 
 int esgz_toc_decompress(const struct esgz_footer *f, const uint8_t *data, size_t len,

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Streaming TOC JSON parser (yajl): events go straight into the index, so a
- * TOC of any size never exists as a document tree in memory. */
+/* TOC JSON to index: a state machine over the events of the JSON walk
+ * (toc_parse_simd.cpp), each entry going straight into the index, so a TOC of
+ * any size never exists as a document tree in memory. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <yajl/yajl_parse.h>
-
 #include "index_internal.h"
+#include "json_walk.h"
 
 enum pstate {
 	P_START, /* before the top-level value */
@@ -57,7 +57,6 @@ struct xref {
 };
 
 struct esgz_toc_parser {
-	yajl_handle h;
 	enum pstate state;
 	enum pstate skip_return;
 	int skip_depth;
@@ -90,7 +89,7 @@ static int fail(struct esgz_toc_parser *p, int code, const char *fmt, ...)
 		rs_err(p->err, code, "%s", msg);
 		p->failed = code;
 	}
-	return 0; /* stop yajl */
+	return 0; /* stop the walk */
 }
 
 static void entry_reset(struct esgz_toc_parser *p)
@@ -309,8 +308,10 @@ static int cb_number(void *ctx, const char *s, size_t n)
 	struct esgz_toc_parser *p = ctx;
 	if (p->state == P_TOP_VALUE && p->top_key == 1) {
 		int64_t v;
-		if (parse_int(s, n, &v) < 0 || v < 1)
-			return fail(p, -EINVAL, "TOC: bad version %.*s", (int)(n > 20 ? 20 : n), s);
+		/* A later version may mean other things by the same fields. */
+		if (parse_int(s, n, &v) < 0 || v != 1)
+			return fail(p, -EINVAL, "TOC: unsupported version %.*s (only 1 is known)",
+				    (int)(n > 20 ? 20 : n), s);
 		p->state = P_TOP;
 		return 1;
 	}
@@ -659,16 +660,16 @@ static int cb_end_array(void *ctx)
 	}
 }
 
-static const yajl_callbacks callbacks = {
-	.yajl_null = cb_null,
-	.yajl_boolean = cb_boolean,
-	.yajl_number = cb_number,
-	.yajl_string = cb_string,
-	.yajl_start_map = cb_start_map,
-	.yajl_map_key = cb_map_key,
-	.yajl_end_map = cb_end_map,
-	.yajl_start_array = cb_start_array,
-	.yajl_end_array = cb_end_array,
+static const struct esgz_json_events events = {
+	.null = cb_null,
+	.boolean = cb_boolean,
+	.number = cb_number,
+	.string = cb_string,
+	.start_map = cb_start_map,
+	.map_key = cb_map_key,
+	.end_map = cb_end_map,
+	.start_array = cb_start_array,
+	.end_array = cb_end_array,
 };
 
 int esgz_toc_parser_new(const struct esgz_index_limits *lim, struct esgz_toc_parser **out,
@@ -681,41 +682,24 @@ int esgz_toc_parser_new(const struct esgz_index_limits *lim, struct esgz_toc_par
 		free(p);
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
-	p->h = yajl_alloc(&callbacks, NULL, p);
-	if (!p->h) {
-		esgz_index_free(p->idx);
-		free(p);
-		return rs_err(err, -ENOMEM, "out of memory");
-	}
 	*out = p;
 	return 0;
 }
 
-static int yajl_failure(struct esgz_toc_parser *p, const uint8_t *data, size_t len)
-{
-	if (p->failed)
-		return p->failed;
-	unsigned char *msg = yajl_get_error(p->h, 0, data, len);
-	char text[256];
-	snprintf(text, sizeof(text), "%s", msg ? (const char *)msg : "parse error");
-	if (msg)
-		yajl_free_error(p->h, msg);
-	size_t tl = strlen(text);
-	while (tl && (text[tl - 1] == '\n' || text[tl - 1] == ' '))
-		text[--tl] = '\0';
-	return rs_err(p->err, -EINVAL, "TOC is not valid JSON: %s (after %llu bytes)", text,
-		      (unsigned long long)yajl_get_bytes_consumed(p->h));
-}
-
-int esgz_toc_parser_feed(struct esgz_toc_parser *p, const uint8_t *data, size_t len,
-			 struct rs_error *err)
+int esgz_toc_parser_parse(struct esgz_toc_parser *p, const uint8_t *json, size_t len,
+			  struct rs_error *err)
 {
 	p->err = err;
 	if (p->failed)
 		return p->failed;
-	if (yajl_parse(p->h, data, len) != yajl_status_ok)
-		return yajl_failure(p, data, len);
-	return 0;
+	struct esgz_json_error jerr;
+	int r = esgz_json_walk(json, len, &events, p, &jerr);
+	if (r == -2)
+		return rs_err(err, -ENOMEM, "out of memory");
+	if (r < 0)
+		return rs_err(err, -EINVAL, "TOC is not valid JSON: %s (near byte %zu)", jerr.msg,
+			      jerr.offset);
+	return p->failed;
 }
 
 int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end,
@@ -724,8 +708,6 @@ int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end,
 	p->err = err;
 	if (p->failed)
 		return p->failed;
-	if (yajl_complete_parse(p->h) != yajl_status_ok)
-		return yajl_failure(p, NULL, 0);
 	if (p->state != P_DONE)
 		return rs_err(err, -EINVAL, "TOC is not a JSON object");
 	if (!p->saw_entries)
@@ -741,8 +723,6 @@ void esgz_toc_parser_free(struct esgz_toc_parser *p)
 {
 	if (!p)
 		return;
-	if (p->h)
-		yajl_free(p->h);
 	esgz_index_free(p->idx);
 	rs_buf_free(&p->scratch);
 	free(p->xr);
@@ -756,7 +736,16 @@ int esgz_index_parse(const uint8_t *json, size_t len, const struct esgz_index_li
 	int r = esgz_toc_parser_new(lim, &p, err);
 	if (r < 0)
 		return r;
-	r = esgz_toc_parser_feed(p, json, len, err);
+	/* The walk reads a little past the end: copy into a padded buffer. */
+	uint8_t *padded = malloc(len + ESGZ_JSON_PADDING);
+	if (!padded) {
+		esgz_toc_parser_free(p);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	memcpy(padded, json, len);
+	memset(padded + len, 0, ESGZ_JSON_PADDING);
+	r = esgz_toc_parser_parse(p, padded, len, err);
+	free(padded);
 	if (r == 0)
 		r = esgz_toc_parser_finish(p, payload_end, out, err);
 	esgz_toc_parser_free(p);

@@ -371,6 +371,7 @@ static void test_toc_not_json(void **state)
 	expect_error("[1,2,3]", "not a JSON object");
 	expect_error("\"str\"", "not a JSON object");
 	expect_error("{\"version\":1}", "no 'entries'");
+	expect_error("{\"version\":99,\"entries\":[]}", "unsupported version 99");
 	expect_error("{\"version\":1,\"entries\":5}", "must be an array");
 	expect_error("{\"version\":1,\"entries\":{}}", "must be an array");
 	expect_error("{\"version\":1,\"entries\":[5]}", "not a JSON object");
