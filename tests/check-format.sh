@@ -3,7 +3,7 @@
 # repo's .clang-format) would write. Prints the files that need formatting.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.c' '*.h')
+mapfile -t files < <(git ls-files '*.c' '*.h' '*.cpp')
 bad=()
 for f in "${files[@]}"; do
 	if ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1; then

@@ -99,6 +99,27 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-exitcode=223:abort_on_error=0:detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=223}
 
+# --- code checks -----------------------------------------------------------------
+section "code checks"
+# Warnings count as failures: the builds above must be clean (-Wall -Wextra).
+if grep -h 'warning:' "$LOGS"/ninja-build.log "$LOGS"/ninja-build-asan.log 2>/dev/null |
+	sort -u >"$LOGS/warnings.log" && [ -s "$LOGS/warnings.log" ]; then
+	result FAIL "compiler warnings" "$(wc -l <"$LOGS/warnings.log") distinct"
+	head -n 20 "$LOGS/warnings.log" | sed 's/^/    /'
+else
+	result PASS "compiler warnings: none"
+fi
+if command -v clang-format >/dev/null; then
+	if bash tests/check-format.sh >"$LOGS/format.log" 2>&1; then
+		result PASS "clang-format"
+	else
+		result FAIL "clang-format"
+		cut -c1-400 "$LOGS/format.log" | sed 's/^/    /'
+	fi
+else
+	result SKIP "clang-format" "not installed"
+fi
+
 # --- unit tests ------------------------------------------------------------------
 section "unit tests (meson test -C build-asan)"
 if $ASAN_OK; then

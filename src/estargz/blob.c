@@ -58,8 +58,8 @@ int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct e
 				    (long long)b->footer.toc_size);
 			goto fail;
 		}
-		rc = esgz_read_at(r, toc_buf, (size_t)b->footer.toc_size, b->footer.toc_offset,
-				  err);
+		rc =
+		    esgz_read_at(r, toc_buf, (size_t)b->footer.toc_size, b->footer.toc_offset, err);
 		if (rc < 0)
 			goto fail;
 		toc = toc_buf;
@@ -69,13 +69,13 @@ int esgz_open(struct esgz_reader *r, const struct esgz_open_opts *opts, struct e
 	/* zstd:chunked states the JSON size; a gzip member ends with its own
 	 * (mod 2^32). Either is only a hint: a lie costs address space, not memory. */
 	uint64_t max_toc = opts->max_toc_size ? opts->max_toc_size : ESGZ_DEFAULT_MAX_TOC_SIZE;
-	uint64_t hint = b->footer.format == ESGZ_FORMAT_ZSTD_CHUNKED
-				? (uint64_t)b->footer.toc_raw_size
-			: b->footer.toc_size >= 4 ? (uint64_t)toc[b->footer.toc_size - 4] |
-							    (uint64_t)toc[b->footer.toc_size - 3] << 8 |
-							    (uint64_t)toc[b->footer.toc_size - 2] << 16 |
-							    (uint64_t)toc[b->footer.toc_size - 1] << 24
-						  : 0;
+	uint64_t hint =
+	    b->footer.format == ESGZ_FORMAT_ZSTD_CHUNKED ? (uint64_t)b->footer.toc_raw_size
+	    : b->footer.toc_size >= 4                    ? (uint64_t)toc[b->footer.toc_size - 4] |
+					    (uint64_t)toc[b->footer.toc_size - 3] << 8 |
+					    (uint64_t)toc[b->footer.toc_size - 2] << 16 |
+					    (uint64_t)toc[b->footer.toc_size - 1] << 24
+				      : 0;
 	uint64_t plausible = (uint64_t)b->footer.toc_size * 64;
 	lim.json_size_hint = hint < max_toc && hint < plausible ? hint : 0;
 	struct esgz_toc_parser *parser;

@@ -44,7 +44,7 @@ static int gunzip_whole(const uint8_t *comp, size_t len, uint64_t need, int64_t 
 	}
 	size_t in_used = 0, got = 0;
 	enum libdeflate_result res =
-		libdeflate_gzip_decompress_ex(d, comp, len, dst, isize, &in_used, &got);
+	    libdeflate_gzip_decompress_ex(d, comp, len, dst, isize, &in_used, &got);
 	libdeflate_free_decompressor(d);
 	int r = 0;
 	if (res != LIBDEFLATE_SUCCESS || got < need || in_used != len)
@@ -71,8 +71,9 @@ static int gunzip_prefix(const uint8_t *comp, size_t len, int64_t skip, uint8_t 
 	size_t done = 0;
 	while (done < out_len) {
 		if (skipped < skip) {
-			size_t n = (size_t)(skip - skipped) < sizeof(sink) ? (size_t)(skip - skipped)
-									   : sizeof(sink);
+			size_t n = (size_t)(skip - skipped) < sizeof(sink)
+				       ? (size_t)(skip - skipped)
+				       : sizeof(sink);
 			zs.next_out = sink;
 			zs.avail_out = (uInt)n;
 		} else {
@@ -92,7 +93,8 @@ static int gunzip_prefix(const uint8_t *comp, size_t len, int64_t skip, uint8_t 
 				break;
 			/* The data may continue in the next member. */
 			if (zs.avail_in == 0) {
-				r = rs_err(err, -EINVAL, "compressed data ends before the chunk does");
+				r = rs_err(err, -EINVAL,
+					   "compressed data ends before the chunk does");
 				break;
 			}
 			inflateReset(&zs);
@@ -123,8 +125,9 @@ static int unzstd_prefix(const uint8_t *comp, size_t len, int64_t skip, uint8_t 
 	while (done < out_len) {
 		ZSTD_outBuffer ob;
 		if (skipped < skip) {
-			size_t n = (size_t)(skip - skipped) < sizeof(sink) ? (size_t)(skip - skipped)
-									   : sizeof(sink);
+			size_t n = (size_t)(skip - skipped) < sizeof(sink)
+				       ? (size_t)(skip - skipped)
+				       : sizeof(sink);
 			ob = (ZSTD_outBuffer){sink, n, 0};
 		} else {
 			ob = (ZSTD_outBuffer){out + done, out_len - done, 0};
@@ -181,8 +184,8 @@ int esgz_chunk_decode(enum esgz_format fmt, const struct esgz_chunk *c, const ui
 			char want[RS_DIGEST_STR_LEN], got[RS_DIGEST_STR_LEN];
 			rs_digest_format(c->digest, want);
 			rs_digest_format(sum, got);
-			return rs_err(err, ESGZ_EDIGEST, "chunk digest mismatch: expected %s, got %s",
-				      want, got);
+			return rs_err(err, ESGZ_EDIGEST,
+				      "chunk digest mismatch: expected %s, got %s", want, got);
 		}
 	}
 	return 0;

@@ -25,7 +25,7 @@
 #define ESGZ_LANDMARK_BYTE 0x0f
 #define ESGZ_FOOTER_SIZE 51
 #define ESGZ_LEGACY_FOOTER_SIZE 47
-#define ESGZ_ZSTD_FOOTER_SIZE 40 /* payload of the last skippable frame */
+#define ESGZ_ZSTD_FOOTER_SIZE 40  /* payload of the last skippable frame */
 #define ESGZ_ZSTD_FOOTER_FRAME 48 /* with its 8-byte skippable frame header */
 #define ESGZ_DEFAULT_CHUNK_SIZE (4 << 20)
 #define ESGZ_DEFAULT_LEVEL 9
@@ -36,7 +36,7 @@
 #define ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION "io.containers.zstd-chunked.manifest-position"
 
 /* Defaults for untrusted sizes; both can be raised through esgz_open_opts. */
-#define ESGZ_DEFAULT_MAX_ENTRIES (2u << 20) /* 2,097,152 TOC entries */
+#define ESGZ_DEFAULT_MAX_ENTRIES (2u << 20)      /* 2,097,152 TOC entries */
 #define ESGZ_DEFAULT_MAX_TOC_SIZE (512ull << 20) /* decompressed TOC JSON bytes */
 
 /* Error code for "a digest did not match" (as opposed to I/O or format errors). */
@@ -73,11 +73,11 @@ enum esgz_format {
 
 struct esgz_footer {
 	enum esgz_format format;
-	int64_t toc_offset; /* gzip: the TOC member; zstd: the compressed TOC frame */
-	int64_t toc_size; /* compressed bytes from toc_offset */
+	int64_t toc_offset;   /* gzip: the TOC member; zstd: the compressed TOC frame */
+	int64_t toc_size;     /* compressed bytes from toc_offset */
 	int64_t toc_raw_size; /* zstd: uncompressed JSON size; gzip: 0 (unknown) */
-	int64_t footer_size; /* bytes the footer takes at the end of the blob */
-	int64_t payload_end; /* end of the file data members */
+	int64_t footer_size;  /* bytes the footer takes at the end of the blob */
+	int64_t payload_end;  /* end of the file data members */
 };
 
 const char *esgz_format_name(enum esgz_format f);
@@ -120,12 +120,12 @@ enum esgz_type {
  * entry of the same name replaced stay (hardlinks made before may still point
  * at them, as with tar) but are no longer in any directory. */
 struct esgz_node {
-	int64_t size; /* reg: file size; symlink: target length */
-	int64_t mtime; /* seconds since the epoch */
-	uint32_t name; /* string offset: full normalised path ("" for root) */
-	uint32_t base; /* string offset: last component */
-	uint32_t parent; /* node id; root's parent is root */
-	uint32_t link; /* hardlink: target node id (never a hardlink); symlink: string offset */
+	int64_t size;      /* reg: file size; symlink: target length */
+	int64_t mtime;     /* seconds since the epoch */
+	uint32_t name;     /* string offset: full normalised path ("" for root) */
+	uint32_t base;     /* string offset: last component */
+	uint32_t parent;   /* node id; root's parent is root */
+	uint32_t link;     /* hardlink: target node id (never a hardlink); symlink: string offset */
 	uint32_t children; /* dir: first index in the children array */
 	uint32_t nchildren;
 	uint32_t chunks; /* reg: first index in the chunk array */
@@ -136,28 +136,28 @@ struct esgz_node {
 	uint32_t uid, gid;
 	uint32_t uname, gname; /* string offsets; 0 is "" */
 	uint32_t devmajor, devminor;
-	uint32_t nlink; /* names that reach this inode (+ subdirs for a dir) */
+	uint32_t nlink;     /* names that reach this inode (+ subdirs for a dir) */
 	uint32_t toc_index; /* index of the entry in the TOC */
-	uint8_t type; /* enum esgz_type */
+	uint8_t type;       /* enum esgz_type */
 	uint8_t has_digest;
-	uint8_t replaced; /* a later entry of the same name took this path */
+	uint8_t replaced;              /* a later entry of the same name took this path */
 	uint8_t digest[RS_SHA256_LEN]; /* reg: sha256 of the whole file */
 };
 
 /* One piece of a regular file's data, located in the blob. */
 struct esgz_chunk {
-	int64_t offset; /* blob offset where the compressed member starts */
-	int64_t comp_end; /* blob offset where the next member with data starts */
+	int64_t offset;       /* blob offset where the compressed member starts */
+	int64_t comp_end;     /* blob offset where the next member with data starts */
 	int64_t inner_offset; /* uncompressed bytes to skip inside the member */
-	int64_t file_offset; /* where the chunk sits in the file */
-	int64_t size; /* uncompressed size */
+	int64_t file_offset;  /* where the chunk sits in the file */
+	int64_t size;         /* uncompressed size */
 	uint32_t node;
 	uint8_t has_digest;
 	uint8_t digest[RS_SHA256_LEN];
 };
 
 struct esgz_xattr {
-	uint32_t name; /* string offset */
+	uint32_t name;  /* string offset */
 	uint32_t value; /* offset in the string table (binary, value_len bytes) */
 	uint32_t value_len;
 };
@@ -165,7 +165,7 @@ struct esgz_xattr {
 struct esgz_index;
 
 struct esgz_index_limits {
-	uint64_t max_entries; /* 0: ESGZ_DEFAULT_MAX_ENTRIES */
+	uint64_t max_entries;    /* 0: ESGZ_DEFAULT_MAX_ENTRIES */
 	uint64_t json_size_hint; /* expected TOC JSON bytes, to size arrays once; 0: unknown */
 };
 
@@ -183,20 +183,17 @@ uint32_t esgz_index_lookup(const struct esgz_index *idx, const char *path, size_
 /* A directory's entries, sorted by name. */
 const uint32_t *esgz_index_children(const struct esgz_index *idx, uint32_t dir, uint32_t *n);
 /* A child by name, O(log n). */
-uint32_t esgz_index_child(const struct esgz_index *idx, uint32_t dir, const char *name,
-			  size_t len);
+uint32_t esgz_index_child(const struct esgz_index *idx, uint32_t dir, const char *name, size_t len);
 /* The node that holds the data of id (follows a hardlink). */
 uint32_t esgz_index_resolve(const struct esgz_index *idx, uint32_t id);
 /* The chunks of a regular file, in file order. */
-const struct esgz_chunk *esgz_index_chunks(const struct esgz_index *idx, uint32_t id,
-					   uint32_t *n);
+const struct esgz_chunk *esgz_index_chunks(const struct esgz_index *idx, uint32_t id, uint32_t *n);
 /* The chunk covering file offset off, or NULL past the end. O(log n). */
 const struct esgz_chunk *esgz_index_chunk_at(const struct esgz_index *idx, uint32_t id,
 					     int64_t off);
 /* All chunks of the layer sorted by blob offset (for prefetch and verify). */
 const struct esgz_chunk *esgz_index_all_chunks(const struct esgz_index *idx, uint32_t *n);
-const struct esgz_xattr *esgz_index_xattrs(const struct esgz_index *idx, uint32_t id,
-					   uint32_t *n);
+const struct esgz_xattr *esgz_index_xattrs(const struct esgz_index *idx, uint32_t id, uint32_t *n);
 /* Blob offset where .prefetch.landmark's data starts (everything before it is
  * the prefetch set), or -1 if none; *no_prefetch set when .no.prefetch.landmark
  * is present. */
@@ -215,9 +212,9 @@ static inline const char *esgz_node_name(const struct esgz_index *idx, const str
 
 struct esgz_open_opts {
 	const char *expected_toc_digest; /* "sha256:..."; NULL: not checked */
-	uint64_t max_entries; /* 0: default */
-	uint64_t max_toc_size; /* 0: default */
-	bool keep_toc_json; /* keep the decompressed JSON in esgz_blob.toc_json */
+	uint64_t max_entries;            /* 0: default */
+	uint64_t max_toc_size;           /* 0: default */
+	bool keep_toc_json;              /* keep the decompressed JSON in esgz_blob.toc_json */
 	size_t tail_read; /* bytes read from the end in the first request; 0: 64 KiB */
 };
 
@@ -226,7 +223,7 @@ struct esgz_blob {
 	struct esgz_footer footer;
 	struct esgz_index *index;
 	uint8_t toc_digest[RS_SHA256_LEN]; /* sha256 of the TOC JSON */
-	struct rs_buf toc_json; /* only with keep_toc_json */
+	struct rs_buf toc_json;            /* only with keep_toc_json */
 };
 
 /* Reads footer and TOC with at most two reads, checks the TOC digest when one is
@@ -280,8 +277,8 @@ int esgz_list(const struct esgz_blob *b, FILE *out, bool json, struct rs_error *
 /* ---- build -------------------------------------------------------------- */
 
 struct esgz_build_opts {
-	int64_t chunk_size; /* 0: ESGZ_DEFAULT_CHUNK_SIZE */
-	int level; /* 1-9; 0: ESGZ_DEFAULT_LEVEL */
+	int64_t chunk_size;             /* 0: ESGZ_DEFAULT_CHUNK_SIZE */
+	int level;                      /* 1-9; 0: ESGZ_DEFAULT_LEVEL */
 	const char *const *prioritized; /* files in access order; NULL/0 for none */
 	size_t n_prioritized;
 	bool zstd_chunked;
@@ -291,7 +288,7 @@ struct esgz_build_opts {
 struct esgz_build_result {
 	char toc_digest[RS_DIGEST_STR_LEN];
 	char diff_id[RS_DIGEST_STR_LEN]; /* sha256 of the uncompressed output tar */
-	char digest[RS_DIGEST_STR_LEN]; /* sha256 of the blob */
+	char digest[RS_DIGEST_STR_LEN];  /* sha256 of the blob */
 	int64_t size;
 	int64_t uncompressed_size;
 };

@@ -66,8 +66,8 @@ static int parse_offset_text(const uint8_t *p, int64_t *off)
 /* The gzip header of both gzip footers: magic, deflate, FEXTRA set. */
 static bool gzip_extra_header(const uint8_t *p, unsigned xlen)
 {
-	return p[0] == 0x1f && p[1] == 0x8b && p[2] == 8 && (p[3] & 0x04) && p[10] == (xlen & 0xff) &&
-	       p[11] == (xlen >> 8);
+	return p[0] == 0x1f && p[1] == 0x8b && p[2] == 8 && (p[3] & 0x04) &&
+	       p[10] == (xlen & 0xff) && p[11] == (xlen >> 8);
 }
 
 static int try_estargz(const uint8_t *p, int64_t *off)
@@ -88,8 +88,8 @@ int esgz_footer_parse(const uint8_t *tail, size_t tail_len, int64_t blob_size,
 		      struct esgz_footer *out, struct rs_error *err)
 {
 	if (blob_size < 0 || (int64_t)tail_len > blob_size)
-		return rs_err(err, -EINVAL, "footer: tail of %zu bytes for a blob of %lld", tail_len,
-			      (long long)blob_size);
+		return rs_err(err, -EINVAL, "footer: tail of %zu bytes for a blob of %lld",
+			      tail_len, (long long)blob_size);
 	const uint8_t *end = tail + tail_len;
 	memset(out, 0, sizeof(*out));
 	int64_t off;
@@ -132,9 +132,10 @@ int esgz_footer_parse(const uint8_t *tail, size_t tail_len, int64_t blob_size,
 		out->footer_size = ESGZ_LEGACY_FOOTER_SIZE;
 	} else {
 		if (blob_size < ESGZ_LEGACY_FOOTER_SIZE)
-			return rs_err(err, -EINVAL,
-				      "blob of %lld bytes is too small to hold a footer (truncated?)",
-				      (long long)blob_size);
+			return rs_err(
+			    err, -EINVAL,
+			    "blob of %lld bytes is too small to hold a footer (truncated?)",
+			    (long long)blob_size);
 		return rs_err(err, -EINVAL,
 			      "no eStargz, stargz or zstd:chunked footer found (not an eStargz "
 			      "layer, or truncated)");
@@ -151,7 +152,8 @@ int esgz_footer_parse(const uint8_t *tail, size_t tail_len, int64_t blob_size,
 
 void esgz_footer_gzip(int64_t toc_offset, uint8_t out[ESGZ_FOOTER_SIZE])
 {
-	static const uint8_t head[16] = {0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 26, 0, 'S', 'G', 22, 0};
+	static const uint8_t head[16] = {0x1f, 0x8b, 8,  4, 0,   0,   0,  0,
+					 0,    0xff, 26, 0, 'S', 'G', 22, 0};
 	memcpy(out, head, sizeof(head));
 	char text[23];
 	snprintf(text, sizeof(text), "%016llxSTARGZ", (unsigned long long)toc_offset);

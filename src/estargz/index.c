@@ -13,7 +13,7 @@
 static const char *type_name(int t)
 {
 	static const char *names[] = {"dir",  "reg",   "symlink", "hardlink",
-				      "char", "block", "fifo",	  "chunk"};
+				      "char", "block", "fifo",    "chunk"};
 	return t >= 0 && t < 8 ? names[t] : "?";
 }
 
@@ -219,7 +219,8 @@ static void reserve(struct esgz_index *idx, uint64_t json_size)
 		      sizeof(*idx->chunks));
 	uint64_t strs = entries * 64;
 	if (strs < UINT32_MAX / 2)
-		reserve_array((void **)&idx->strs, &idx->strs_cap, idx->strs_len, (uint32_t)strs, 1);
+		reserve_array((void **)&idx->strs, &idx->strs_cap, idx->strs_len, (uint32_t)strs,
+			      1);
 	/* The table is touched whole, so size it for the typical entry instead;
 	 * it still doubles when a TOC of small entries fills it. */
 	uint64_t typical = json_size / 300 + 64;
@@ -304,10 +305,10 @@ static int clean_name(struct esgz_index *idx, const char *in, size_t len, const 
 	return r;
 }
 
-static int entry_err(struct rs_error *err, int code, uint64_t no, const char *name,
-		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int entry_err(struct rs_error *err, int code, uint64_t no, const char *name,
-		     const char *fmt, ...)
+static int entry_err(struct rs_error *err, int code, uint64_t no, const char *name, const char *fmt,
+		     ...) __attribute__((format(printf, 5, 6)));
+static int entry_err(struct rs_error *err, int code, uint64_t no, const char *name, const char *fmt,
+		     ...)
 {
 	char msg[RS_ERROR_MSG_MAX - 300];
 	va_list ap;
@@ -320,8 +321,8 @@ static int entry_err(struct rs_error *err, int code, uint64_t no, const char *na
 static int add_chunk(struct esgz_index *idx, const struct esgz_raw_entry *e, uint32_t node,
 		     struct rs_error *err)
 {
-	int r = grow((void **)&idx->chunks, &idx->chunks_cap, idx->nchunks + 1,
-		     sizeof(*idx->chunks));
+	int r =
+	    grow((void **)&idx->chunks, &idx->chunks_cap, idx->nchunks + 1, sizeof(*idx->chunks));
 	if (r < 0)
 		return rs_err(err, r, "TOC: too many chunks");
 	struct esgz_node *n = &idx->nodes[node];
@@ -362,9 +363,9 @@ int esgz_index_add(struct esgz_index *idx, const struct esgz_raw_entry *e, struc
 					 "chunk entry without a preceding reg entry");
 		const char *reg = idx->strs + idx->nodes[idx->last_reg].name;
 		if (strlen(reg) != nlen || memcmp(reg, name, nlen) != 0)
-			return entry_err(err, -EINVAL, no, e->name,
-					 "chunk entry does not follow its file (last file is '%.200s')",
-					 reg);
+			return entry_err(
+			    err, -EINVAL, no, e->name,
+			    "chunk entry does not follow its file (last file is '%.200s')", reg);
 		return add_chunk(idx, e, idx->last_reg, err);
 	}
 
@@ -372,8 +373,7 @@ int esgz_index_add(struct esgz_index *idx, const struct esgz_raw_entry *e, struc
 	    e->devminor > UINT32_MAX)
 		return entry_err(err, -EINVAL, no, e->name, "uid, gid or device number too large");
 	if (e->size > INT64_MAX / 4)
-		return entry_err(err, -EINVAL, no, e->name, "absurd size %lld",
-				 (long long)e->size);
+		return entry_err(err, -EINVAL, no, e->name, "absurd size %lld", (long long)e->size);
 
 	uint32_t id;
 	if (nlen == 0) {

@@ -33,7 +33,7 @@ struct esgz_index {
 	struct esgz_xattr *xattrs;
 	uint32_t nxattrs, xattrs_cap;
 	uint32_t *children; /* per directory, sorted by base name */
-	char *strs; /* string table; offset 0 is "" */
+	char *strs;         /* string table; offset 0 is "" */
 	uint32_t strs_len, strs_cap;
 	uint64_t *table; /* open addressing: (hash << 32 | live node id), all ones empty */
 	uint32_t table_mask;
@@ -41,7 +41,7 @@ struct esgz_index {
 	uint64_t max_entries;
 	int64_t prefetch_end;
 	bool no_prefetch;
-	uint32_t last_reg; /* node id of the last reg entry, for chunk entries */
+	uint32_t last_reg;          /* node id of the last reg entry, for chunk entries */
 	uint32_t uname_cache[8][2]; /* small intern cache: (uid-ish key, offset) */
 };
 
@@ -54,18 +54,18 @@ int esgz_toc_parser_new(const struct esgz_index_limits *lim, struct esgz_toc_par
 int esgz_toc_parser_parse(struct esgz_toc_parser *p, const uint8_t *json, size_t len,
 			  struct rs_error *err);
 /* Validates and returns the finished index. */
-int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end,
-			   struct esgz_index **out, struct rs_error *err);
+int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end, struct esgz_index **out,
+			   struct rs_error *err);
 void esgz_toc_parser_free(struct esgz_toc_parser *p);
 
 /* Streams the decompressed TOC JSON to sink in pieces. */
 typedef int (*esgz_toc_sink)(void *ctx, const uint8_t *data, size_t len, struct rs_error *err);
-int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len,
-		    uint64_t max_size, esgz_toc_sink sink, void *ctx, struct rs_error *err);
+int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len, uint64_t max_size,
+		    esgz_toc_sink sink, void *ctx, struct rs_error *err);
 
 /* A whole decompressed TOC: the JSON inside buf, padded for the parser. */
 struct esgz_toc_json {
-	uint8_t *buf; /* owned; free() */
+	uint8_t *buf;        /* owned; free() */
 	const uint8_t *json; /* json[len, len + ESGZ_JSON_PADDING) is readable */
 	size_t len;
 };

@@ -29,8 +29,7 @@ const uint32_t *esgz_index_children(const struct esgz_index *idx, uint32_t dir, 
 	return idx->children + idx->nodes[dir].children;
 }
 
-uint32_t esgz_index_child(const struct esgz_index *idx, uint32_t dir, const char *name,
-			  size_t len)
+uint32_t esgz_index_child(const struct esgz_index *idx, uint32_t dir, const char *name, size_t len)
 {
 	uint32_t n;
 	const uint32_t *kids = esgz_index_children(idx, dir, &n);
@@ -58,8 +57,7 @@ uint32_t esgz_index_resolve(const struct esgz_index *idx, uint32_t id)
 	return id;
 }
 
-const struct esgz_chunk *esgz_index_chunks(const struct esgz_index *idx, uint32_t id,
-					   uint32_t *n)
+const struct esgz_chunk *esgz_index_chunks(const struct esgz_index *idx, uint32_t id, uint32_t *n)
 {
 	id = esgz_index_resolve(idx, id);
 	if (id >= idx->nnodes || idx->nodes[id].nchunks == 0) {
@@ -70,8 +68,7 @@ const struct esgz_chunk *esgz_index_chunks(const struct esgz_index *idx, uint32_
 	return idx->chunks + idx->nodes[id].chunks;
 }
 
-const struct esgz_chunk *esgz_index_chunk_at(const struct esgz_index *idx, uint32_t id,
-					     int64_t off)
+const struct esgz_chunk *esgz_index_chunk_at(const struct esgz_index *idx, uint32_t id, int64_t off)
 {
 	uint32_t n;
 	const struct esgz_chunk *c = esgz_index_chunks(idx, id, &n);
@@ -94,8 +91,7 @@ const struct esgz_chunk *esgz_index_all_chunks(const struct esgz_index *idx, uin
 	return idx->chunks;
 }
 
-const struct esgz_xattr *esgz_index_xattrs(const struct esgz_index *idx, uint32_t id,
-					   uint32_t *n)
+const struct esgz_xattr *esgz_index_xattrs(const struct esgz_index *idx, uint32_t id, uint32_t *n)
 {
 	if (id >= idx->nnodes || idx->nodes[id].nxattrs == 0) {
 		*n = 0;

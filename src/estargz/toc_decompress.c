@@ -16,7 +16,7 @@
 struct tar_walk {
 	uint8_t hdr[512];
 	size_t hdr_len;
-	uint64_t skip; /* bytes of an extension entry still to skip */
+	uint64_t skip;      /* bytes of an extension entry still to skip */
 	uint64_t json_left; /* bytes of JSON still to pass on */
 	uint64_t json_total;
 	bool in_json, done;
@@ -154,7 +154,8 @@ static int stream_gzip(const uint8_t *data, size_t len, uint64_t max_size, esgz_
 		}
 		if (z == Z_STREAM_END) {
 			if (!w.done)
-				r = rs_err(err, -EINVAL, "TOC member ends inside the TOC (truncated)");
+				r = rs_err(err, -EINVAL,
+					   "TOC member ends inside the TOC (truncated)");
 			break;
 		}
 		if (z != Z_OK && !(z == Z_BUF_ERROR && got)) {
@@ -212,8 +213,8 @@ done:
 	return r;
 }
 
-int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len,
-		    uint64_t max_size, esgz_toc_sink sink, void *ctx, struct rs_error *err)
+int esgz_toc_stream(const struct esgz_footer *f, const uint8_t *data, size_t len, uint64_t max_size,
+		    esgz_toc_sink sink, void *ctx, struct rs_error *err)
 {
 	if (!max_size)
 		max_size = ESGZ_DEFAULT_MAX_TOC_SIZE;
@@ -260,8 +261,8 @@ static int inflate_whole(const uint8_t *data, size_t len, uint64_t max_size,
 	if (len < 18)
 		return 1;
 	const uint8_t *t = data + len - 4;
-	uint64_t isize = (uint64_t)t[0] | (uint64_t)t[1] << 8 | (uint64_t)t[2] << 16 |
-			 (uint64_t)t[3] << 24;
+	uint64_t isize =
+	    (uint64_t)t[0] | (uint64_t)t[1] << 8 | (uint64_t)t[2] << 16 | (uint64_t)t[3] << 24;
 	/* Tar headers and padding add a little to the JSON's own limit. */
 	if (isize < 1024 || isize > max_size + (1u << 20) || isize > SIZE_MAX / 2)
 		return 1;
@@ -292,7 +293,7 @@ static int inflate_whole(const uint8_t *data, size_t len, uint64_t max_size,
 }
 
 static int inflate_any(const struct esgz_footer *f, const uint8_t *data, size_t len,
-		     uint64_t max_size, struct esgz_toc_json *out, struct rs_error *err)
+		       uint64_t max_size, struct esgz_toc_json *out, struct rs_error *err)
 {
 	if (!max_size)
 		max_size = ESGZ_DEFAULT_MAX_TOC_SIZE;

@@ -10,13 +10,13 @@
 #include "json_walk.h"
 
 enum pstate {
-	P_START, /* before the top-level value */
-	P_TOP, /* in the top-level object, expecting a key */
-	P_TOP_VALUE, /* after a top-level key */
-	P_ENTRIES, /* in the entries array, expecting an entry object */
-	P_ENTRY, /* in an entry object, expecting a key */
+	P_START,       /* before the top-level value */
+	P_TOP,         /* in the top-level object, expecting a key */
+	P_TOP_VALUE,   /* after a top-level key */
+	P_ENTRIES,     /* in the entries array, expecting an entry object */
+	P_ENTRY,       /* in an entry object, expecting a key */
 	P_ENTRY_VALUE, /* after an entry key */
-	P_XATTRS, /* in an entry's xattrs object, expecting a key */
+	P_XATTRS,      /* in an entry's xattrs object, expecting a key */
 	P_XATTR_VALUE,
 	P_SKIP, /* skipping an unknown nested value */
 	P_DONE,
@@ -64,7 +64,7 @@ struct esgz_toc_parser {
 	int top_key; /* 1 version, 2 entries, 0 other */
 	struct esgz_index *idx;
 	struct rs_error *err; /* valid during feed/finish */
-	int failed; /* our own error code, set from a callback */
+	int failed;           /* our own error code, set from a callback */
 	bool saw_entries;
 	uint64_t entry_no;
 	/* current entry */
@@ -77,7 +77,7 @@ struct esgz_toc_parser {
 };
 
 static int fail(struct esgz_toc_parser *p, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct esgz_toc_parser *p, int code, const char *fmt, ...)
 {
 	if (!p->failed) {
@@ -178,10 +178,10 @@ static enum field field_of(const unsigned char *k, size_t n)
 static const char *field_name(enum field f)
 {
 	static const char *names[] = {
-		"?",	    "name",	 "type",     "size",	 "modtime",	"linkName",
-		"mode",	    "uid",	 "gid",	     "userName", "groupName",	"offset",
-		"innerOffset", "devMajor", "devMinor", "xattrs",   "digest",	"chunkOffset",
-		"chunkSize",   "chunkDigest", "endOffset",
+	    "?",           "name",        "type",      "size",     "modtime",   "linkName",
+	    "mode",        "uid",         "gid",       "userName", "groupName", "offset",
+	    "innerOffset", "devMajor",    "devMinor",  "xattrs",   "digest",    "chunkOffset",
+	    "chunkSize",   "chunkDigest", "endOffset",
 	};
 	return names[f];
 }
@@ -249,12 +249,12 @@ static int cb_scalar(struct esgz_toc_parser *p, const char *kind)
 			return 1;
 		}
 		return wrong_type(p, p->field == F_NAME || p->field == F_TYPE ||
-						  p->field == F_MODTIME || p->field == F_LINKNAME ||
-						  p->field == F_USERNAME || p->field == F_GROUPNAME ||
-						  p->field == F_DIGEST || p->field == F_CHUNKDIGEST
-					  ? "a string"
-				  : p->field == F_XATTRS ? "an object"
-							 : "an integer");
+					     p->field == F_MODTIME || p->field == F_LINKNAME ||
+					     p->field == F_USERNAME || p->field == F_GROUPNAME ||
+					     p->field == F_DIGEST || p->field == F_CHUNKDIGEST
+					 ? "a string"
+				     : p->field == F_XATTRS ? "an object"
+							    : "an integer");
 	case P_XATTR_VALUE: {
 		char label[300];
 		entry_label(p, label, sizeof(label));
@@ -369,7 +369,7 @@ static int cb_number(void *ctx, const char *s, size_t n)
 static int type_of(const unsigned char *s, size_t n)
 {
 	static const char *types[] = {"dir",  "reg",   "symlink", "hardlink",
-				      "char", "block", "fifo",	  "chunk"};
+				      "char", "block", "fifo",    "chunk"};
 	for (int i = 0; i < 8; i++)
 		if (strlen(types[i]) == n && memcmp(types[i], s, n) == 0)
 			return i;
@@ -661,15 +661,15 @@ static int cb_end_array(void *ctx)
 }
 
 static const struct esgz_json_events events = {
-	.null = cb_null,
-	.boolean = cb_boolean,
-	.number = cb_number,
-	.string = cb_string,
-	.start_map = cb_start_map,
-	.map_key = cb_map_key,
-	.end_map = cb_end_map,
-	.start_array = cb_start_array,
-	.end_array = cb_end_array,
+    .null = cb_null,
+    .boolean = cb_boolean,
+    .number = cb_number,
+    .string = cb_string,
+    .start_map = cb_start_map,
+    .map_key = cb_map_key,
+    .end_map = cb_end_map,
+    .start_array = cb_start_array,
+    .end_array = cb_end_array,
 };
 
 int esgz_toc_parser_new(const struct esgz_index_limits *lim, struct esgz_toc_parser **out,
@@ -702,8 +702,8 @@ int esgz_toc_parser_parse(struct esgz_toc_parser *p, const uint8_t *json, size_t
 	return p->failed;
 }
 
-int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end,
-			   struct esgz_index **out, struct rs_error *err)
+int esgz_toc_parser_finish(struct esgz_toc_parser *p, int64_t payload_end, struct esgz_index **out,
+			   struct rs_error *err)
 {
 	p->err = err;
 	if (p->failed)

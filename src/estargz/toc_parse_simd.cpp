@@ -15,7 +15,8 @@
 
 namespace od = simdjson::ondemand;
 
-namespace {
+namespace
+{
 
 /* Deeper than any TOC; bounds our recursion. */
 constexpr int MAX_DEPTH = 1024;
@@ -312,8 +313,9 @@ extern "C" int esgz_json_walk(const uint8_t *json, size_t len, const esgz_json_e
 	try {
 		od::parser parser;
 		od::document doc;
-		auto e = parser.iterate(simdjson::padded_string_view(s, len, len + ESGZ_JSON_PADDING))
-				 .get(doc);
+		auto e =
+		    parser.iterate(simdjson::padded_string_view(s, len, len + ESGZ_JSON_PADDING))
+			.get(doc);
 		if (e == simdjson::MEMALLOC)
 			return -2;
 		if (e)

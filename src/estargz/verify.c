@@ -41,8 +41,8 @@ int esgz_verify(const struct esgz_blob *b, struct esgz_reader *r, struct esgz_ve
 			}
 			rc = esgz_chunk_read(b, r, c, buf, err);
 			if (rc < 0) {
-				rs_error_prefix(err, "'%s' at file offset %lld", esgz_node_name(idx, n),
-						(long long)c->file_offset);
+				rs_error_prefix(err, "'%s' at file offset %lld",
+						esgz_node_name(idx, n), (long long)c->file_offset);
 				break;
 			}
 			if (n->has_digest)

@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t i = 0; i < n; i++) {
 			const struct esgz_node *node = esgz_index_node(idx, i);
 			const char *name = esgz_node_name(idx, node);
-			if (esgz_index_lookup(idx, name, strlen(name)) == ESGZ_NONE && node->parent != ESGZ_NONE)
+			if (esgz_index_lookup(idx, name, strlen(name)) == ESGZ_NONE &&
+			    node->parent != ESGZ_NONE)
 				__builtin_trap(); /* a linked node must be found by its path */
 			uint32_t nk;
 			const uint32_t *kids = esgz_index_children(idx, i, &nk);

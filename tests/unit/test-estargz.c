@@ -61,8 +61,8 @@ static void test_footer_roundtrip(void **state)
 	esgz_footer_gzip(0x1234, f);
 	struct esgz_footer out;
 	struct rs_error err;
-	assert_int_equal(esgz_footer_parse(f, sizeof(f), 0x1234 + 100 + ESGZ_FOOTER_SIZE, &out, &err),
-			 0);
+	assert_int_equal(
+	    esgz_footer_parse(f, sizeof(f), 0x1234 + 100 + ESGZ_FOOTER_SIZE, &out, &err), 0);
 	assert_int_equal(out.format, ESGZ_FORMAT_ESTARGZ);
 	assert_int_equal(out.toc_offset, 0x1234);
 	assert_int_equal(out.toc_size, 100);
@@ -163,28 +163,29 @@ static void make_sample(struct sample *s, bool corrupt_chunk, bool wrong_file_di
 	int64_t zz = bk_member(&s->k, "zz", 2);
 	char zd[RS_DIGEST_STR_LEN];
 	bk_digest("zz", 2, zd);
-	snprintf(s->toc, sizeof(s->toc),
-		 "{\"version\":1,\"entries\":["
-		 "{\"name\":\"./\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2020-01-02T03:04:05Z\"},"
-		 "{\"name\":\"a/\",\"type\":\"dir\",\"mode\":448,\"uid\":10,\"gid\":20,"
-		 "\"userName\":\"ten\",\"groupName\":\"twenty\"},"
-		 "{\"name\":\"a/big\",\"type\":\"reg\",\"size\":300000,\"mode\":420,\"uid\":10,"
-		 "\"offset\":%lld,\"chunkSize\":120000,\"digest\":\"%s\",\"chunkDigest\":\"%s\"},"
-		 "{\"name\":\"a/big\",\"type\":\"chunk\",\"offset\":%lld,\"chunkOffset\":120000,"
-		 "\"chunkSize\":120000,\"chunkDigest\":\"%s\"},"
-		 "{\"name\":\"a/big\",\"type\":\"chunk\",\"offset\":%lld,\"chunkOffset\":240000,"
-		 "\"chunkDigest\":\"%s\"},"
-		 "{\"name\":\"a/small\",\"type\":\"reg\",\"size\":5,\"offset\":%lld,\"digest\":\"%s\","
-		 "\"chunkDigest\":\"%s\",\"xattrs\":{\"user.k\":\"dmFsdWU=\"}},"
-		 "{\"name\":\"a/link\",\"type\":\"symlink\",\"linkName\":\"small\"},"
-		 "{\"name\":\"a/hl\",\"type\":\"hardlink\",\"linkName\":\"./a/big\"},"
-		 "{\"name\":\"a/fifo\",\"type\":\"fifo\",\"mode\":420},"
-		 "{\"name\":\"a/dev\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
-		 "{\"name\":\"x/y/z\",\"type\":\"reg\",\"size\":2,\"offset\":%lld,\"digest\":\"%s\","
-		 "\"unknownField\":{\"nested\":[1,2,{\"a\":null}]}}"
-		 "],\"extra\":[1,2,3]}",
-		 (long long)off[0], fd, cd[0], (long long)off[1], cd[1], (long long)off[2], cd[2],
-		 (long long)small, sd, sd, (long long)zz, zd);
+	snprintf(
+	    s->toc, sizeof(s->toc),
+	    "{\"version\":1,\"entries\":["
+	    "{\"name\":\"./\",\"type\":\"dir\",\"mode\":493,\"modtime\":\"2020-01-02T03:04:05Z\"},"
+	    "{\"name\":\"a/\",\"type\":\"dir\",\"mode\":448,\"uid\":10,\"gid\":20,"
+	    "\"userName\":\"ten\",\"groupName\":\"twenty\"},"
+	    "{\"name\":\"a/big\",\"type\":\"reg\",\"size\":300000,\"mode\":420,\"uid\":10,"
+	    "\"offset\":%lld,\"chunkSize\":120000,\"digest\":\"%s\",\"chunkDigest\":\"%s\"},"
+	    "{\"name\":\"a/big\",\"type\":\"chunk\",\"offset\":%lld,\"chunkOffset\":120000,"
+	    "\"chunkSize\":120000,\"chunkDigest\":\"%s\"},"
+	    "{\"name\":\"a/big\",\"type\":\"chunk\",\"offset\":%lld,\"chunkOffset\":240000,"
+	    "\"chunkDigest\":\"%s\"},"
+	    "{\"name\":\"a/small\",\"type\":\"reg\",\"size\":5,\"offset\":%lld,\"digest\":\"%s\","
+	    "\"chunkDigest\":\"%s\",\"xattrs\":{\"user.k\":\"dmFsdWU=\"}},"
+	    "{\"name\":\"a/link\",\"type\":\"symlink\",\"linkName\":\"small\"},"
+	    "{\"name\":\"a/hl\",\"type\":\"hardlink\",\"linkName\":\"./a/big\"},"
+	    "{\"name\":\"a/fifo\",\"type\":\"fifo\",\"mode\":420},"
+	    "{\"name\":\"a/dev\",\"type\":\"char\",\"devMajor\":1,\"devMinor\":3},"
+	    "{\"name\":\"x/y/z\",\"type\":\"reg\",\"size\":2,\"offset\":%lld,\"digest\":\"%s\","
+	    "\"unknownField\":{\"nested\":[1,2,{\"a\":null}]}}"
+	    "],\"extra\":[1,2,3]}",
+	    (long long)off[0], fd, cd[0], (long long)off[1], cd[1], (long long)off[2], cd[2],
+	    (long long)small, sd, sd, (long long)zz, zd);
 	bk_finish(&s->k, s->toc, 0);
 }
 
@@ -218,7 +219,8 @@ static void test_index_sample(void **state)
 	assert_int_equal(n, 6);
 	const char *want[] = {"big", "dev", "fifo", "hl", "link", "small"};
 	for (uint32_t i = 0; i < n; i++)
-		assert_string_equal(esgz_index_str(idx, esgz_index_node(idx, kids[i])->base), want[i]);
+		assert_string_equal(esgz_index_str(idx, esgz_index_node(idx, kids[i])->base),
+				    want[i]);
 	assert_int_equal(esgz_index_child(idx, a, "link", 4), node_of(b, "a/link"));
 	assert_int_equal(esgz_index_child(idx, a, "lin", 3), ESGZ_NONE);
 
@@ -320,14 +322,15 @@ static void test_toc_digest_and_second_read(void **state)
 	struct esgz_blob *b;
 	struct rs_error err = {0};
 	/* tail_read smaller than the TOC forces the second read */
-	struct esgz_open_opts o = {.expected_toc_digest = want, .tail_read = 64,
-				   .keep_toc_json = true};
+	struct esgz_open_opts o = {
+	    .expected_toc_digest = want, .tail_read = 64, .keep_toc_json = true};
 	assert_int_equal(bk_open(&s.k, &r, &o, &b, &err), 0);
 	assert_int_equal(b->toc_json.len, strlen(s.toc));
 	assert_memory_equal(b->toc_json.data, s.toc, strlen(s.toc));
 	esgz_blob_free(b);
 	esgz_reader_close(&r);
-	o.expected_toc_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	o.expected_toc_digest =
+	    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 	assert_int_equal(bk_open(&s.k, &r, &o, &b, &err), ESGZ_EDIGEST);
 	assert_non_null(strstr(err.msg, "TOC digest mismatch"));
 	esgz_reader_close(&r);
@@ -375,7 +378,8 @@ static void test_toc_not_json(void **state)
 	expect_error("{\"version\":1,\"entries\":5}", "must be an array");
 	expect_error("{\"version\":1,\"entries\":{}}", "must be an array");
 	expect_error("{\"version\":1,\"entries\":[5]}", "not a JSON object");
-	expect_error("{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"reg\"}", "not valid JSON");
+	expect_error("{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"reg\"}",
+		     "not valid JSON");
 }
 
 static void test_toc_bad_entries(void **state)
@@ -394,8 +398,9 @@ static void test_toc_bad_entries(void **state)
 		     "not a sha256 digest");
 	expect_error("{\"entries\":[{\"name\":\"a\",\"type\":\"reg\",\"modtime\":\"yesterday\"}]}",
 		     "not RFC 3339");
-	expect_error("{\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":{\"user.x\":\"!!\"}}]}",
-		     "not valid base64");
+	expect_error(
+	    "{\"entries\":[{\"name\":\"a\",\"type\":\"dir\",\"xattrs\":{\"user.x\":\"!!\"}}]}",
+	    "not valid base64");
 	expect_error("{\"entries\":[{\"name\":\"a\",\"type\":\"reg\",\"uid\":99999999999}]}",
 		     "too large");
 }
@@ -419,7 +424,8 @@ static void test_toc_paths(void **state)
 		     "is a directory");
 	expect_error("{\"entries\":[{\"name\":\"h\",\"type\":\"hardlink\",\"linkName\":\"../x\"}]}",
 		     "hardlink target");
-	expect_error("{\"entries\":[{\"name\":\"./\",\"type\":\"reg\"}]}", "root must be a directory");
+	expect_error("{\"entries\":[{\"name\":\"./\",\"type\":\"reg\"}]}",
+		     "root must be a directory");
 }
 
 static void test_toc_duplicates(void **state)
@@ -447,7 +453,8 @@ static void test_toc_duplicates(void **state)
 static void test_toc_chunks(void **state)
 {
 	(void)state;
-	expect_error("{\"entries\":[{\"name\":\"c\",\"type\":\"chunk\"}]}", "without a preceding reg");
+	expect_error("{\"entries\":[{\"name\":\"c\",\"type\":\"chunk\"}]}",
+		     "without a preceding reg");
 	expect_error("{\"entries\":[{\"name\":\"f\",\"type\":\"reg\",\"size\":10,\"offset\":1,"
 		     "\"chunkSize\":4},{\"name\":\"f\",\"type\":\"chunk\",\"offset\":2,"
 		     "\"chunkOffset\":5}]}",
@@ -564,24 +571,24 @@ static void test_base64(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_footer_roundtrip),
-		cmocka_unit_test(test_footer_zstd),
-		cmocka_unit_test(test_footer_bad),
-		cmocka_unit_test(test_index_sample),
-		cmocka_unit_test(test_verify_corrupt_chunk),
-		cmocka_unit_test(test_verify_wrong_file_digest),
-		cmocka_unit_test(test_toc_digest_and_second_read),
-		cmocka_unit_test(test_legacy_footer_blob),
-		cmocka_unit_test(test_toc_not_json),
-		cmocka_unit_test(test_toc_bad_entries),
-		cmocka_unit_test(test_toc_paths),
-		cmocka_unit_test(test_toc_duplicates),
-		cmocka_unit_test(test_toc_chunks),
-		cmocka_unit_test(test_toc_entry_limit),
-		cmocka_unit_test(test_toc_landmarks),
-		cmocka_unit_test(test_path_clean),
-		cmocka_unit_test(test_rfc3339),
-		cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_footer_roundtrip),
+	    cmocka_unit_test(test_footer_zstd),
+	    cmocka_unit_test(test_footer_bad),
+	    cmocka_unit_test(test_index_sample),
+	    cmocka_unit_test(test_verify_corrupt_chunk),
+	    cmocka_unit_test(test_verify_wrong_file_digest),
+	    cmocka_unit_test(test_toc_digest_and_second_read),
+	    cmocka_unit_test(test_legacy_footer_blob),
+	    cmocka_unit_test(test_toc_not_json),
+	    cmocka_unit_test(test_toc_bad_entries),
+	    cmocka_unit_test(test_toc_paths),
+	    cmocka_unit_test(test_toc_duplicates),
+	    cmocka_unit_test(test_toc_chunks),
+	    cmocka_unit_test(test_toc_entry_limit),
+	    cmocka_unit_test(test_toc_landmarks),
+	    cmocka_unit_test(test_path_clean),
+	    cmocka_unit_test(test_rfc3339),
+	    cmocka_unit_test(test_base64),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
