@@ -9,10 +9,16 @@ PACKAGES=(
 	meson ninja-build pkg-config gcc g++ clang clang-format libclang-rt-14-dev
 	libfuse3-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libzstd-dev
 	libssl-dev libjansson-dev libsimdjson-dev libsqlite3-dev libarchive-dev
+	libtomlplusplus-dev
 	libcmocka-dev
 	# test peers and tools
 	fuse3 zstd gzip tar coreutils stargz-snapshotter containerd runc attr
 	debootstrap jq xxd python3 util-linux procps file
+	# registry rig (tests/integration/registry-lib.sh)
+	docker-registry skopeo podman conmon busybox-static apache2-utils curl openssl
+	python3-jwt python3-cryptography
+	# OCI layout checks (tests/integration/test-convert-oci.sh)
+	umoci
 )
 
 # One dpkg-query for all: packages not known to dpkg print nothing on stdout.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* stargz: the command-line tool. Argument parsing and printing only; the work
- * is done by src/estargz. Exit codes: 0 ok, 1 a digest did not match, 2 usage,
+ * is done by src/estargz and src/convert. Exit codes: 0 ok, 1 a digest did not match, 2 usage,
  * 3 I/O or format error. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/convert.h"
 #include "estargz/estargz.h"
 
 #ifndef RS_VERSION
@@ -33,6 +34,8 @@ static const char usage_main[] =
     "  ls       list a layer's entries like `tar -tv`\n"
     "  toc      print a layer's TOC JSON\n"
     "  extract  write a layer's files into a directory\n"
+    "  convert  convert an image (registry or oci:DIR[:TAG]) to eStargz\n"
+    "  inspect  show an image's manifest, config and each layer's format\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (or `stargz COMMAND --help`)\n"
@@ -85,6 +88,41 @@ static const char usage_extract[] =
     "  --no-same-owner  don't restore owners\n"
     "  --no-xattrs      don't restore extended attributes\n"
     "  -h, --help       show this help\n";
+
+static const char usage_convert[] =
+    "Usage: stargz convert [OPTION...] SRC DST\n"
+    "\n"
+    "Converts the image SRC into DST, each a registry reference (host/repo:tag)\n"
+    "or an OCI image layout oci:DIR[:TAG]. Every layer becomes eStargz (layers\n"
+    "that already are stay as they are), the config's diff_ids are rewritten,\n"
+    "and layers, config, manifest (and an index for several platforms) are\n"
+    "written, the tag last. Prints {\"digest\",\"mediaType\",\"images\",\n"
+    "\"converted\",\"kept\"} as JSON on stdout.\n"
+    "\n"
+    "  --platform P        os/arch[/variant] to convert (default: this host's)\n"
+    "  --all-platforms     every platform of an index\n"
+    "  --chunk-size N      bytes per chunk of large files (default 4194304)\n"
+    "  --level N           compression level 1-9 (default 9)\n"
+    "  --zstdchunked       write zstd:chunked layers (OCI media types)\n"
+    "  --oci               OCI media types even for a docker image\n"
+    "  --threads N         compression threads (default: every core)\n"
+    "  --plain-http        talk plain HTTP to registries\n"
+    "  --hosts-dir DIR     registry host configuration (certs.d layout;\n"
+    "                      default /etc/containerd/certs.d)\n"
+    "  -h, --help          show this help\n";
+
+static const char usage_inspect[] =
+    "Usage: stargz inspect [OPTION...] REF\n"
+    "\n"
+    "Prints, as JSON, the image REF's index (if any), manifest and config, and\n"
+    "for each layer whether its footer and TOC make it eStargz, zstd:chunked or\n"
+    "neither, its TOC digest (annotated and computed) and its sizes. REF is a\n"
+    "registry reference or oci:DIR[:TAG].\n"
+    "\n"
+    "  --platform P        os/arch[/variant] of an index (default: this host's)\n"
+    "  --plain-http        talk plain HTTP to registries\n"
+    "  --hosts-dir DIR     registry host configuration (certs.d layout)\n"
+    "  -h, --help          show this help\n";
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...)
@@ -532,14 +570,175 @@ static int cmd_extract(int argc, char **argv)
 	return rc;
 }
 
+/* One line per layer on a terminal: rewritten in place while it runs. */
+static void progress_line(void *ctx, const struct conv_event *ev)
+{
+	(void)ctx;
+	switch (ev->kind) {
+	case CONV_EV_IMAGE:
+		fprintf(stderr, "%s: %zu layer%s\n", ev->platform, ev->n_layers,
+			ev->n_layers == 1 ? "" : "s");
+		break;
+	case CONV_EV_LAYER_START:
+		fprintf(stderr, "  [%zu/%zu] %.19s %10.1f MB ...", ev->layer + 1, ev->n_layers,
+			ev->digest, (double)ev->size / 1e6);
+		break;
+	case CONV_EV_LAYER_DONE:
+		fprintf(stderr, "\r\033[K  [%zu/%zu] %.19s %10.1f MB %s %.19s %10.1f MB %6.1fs\n",
+			ev->layer + 1, ev->n_layers, ev->digest, (double)ev->size / 1e6,
+			ev->action == CONV_LAYER_KEPT ? "kept     " : "converted", ev->new_digest,
+			(double)ev->new_size / 1e6, ev->seconds);
+		break;
+	case CONV_EV_PUSHED:
+		fprintf(stderr, "wrote %s\n", ev->digest);
+		break;
+	}
+	fflush(stderr);
+}
+
+/* Options shared by convert and inspect for reaching registries. */
+enum {
+	O_PLAIN_HTTP = 256,
+	O_HOSTS_DIR,
+	O_PLATFORM,
+	O_ALL,
+	O_CCHUNK,
+	O_CLEVEL,
+	O_CZSTD,
+	O_OCI,
+	O_CTHREADS
+};
+
+static int cmd_convert(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"plain-http", no_argument, NULL, O_PLAIN_HTTP},
+	    {"hosts-dir", required_argument, NULL, O_HOSTS_DIR},
+	    {"platform", required_argument, NULL, O_PLATFORM},
+	    {"all-platforms", no_argument, NULL, O_ALL},
+	    {"chunk-size", required_argument, NULL, O_CCHUNK},
+	    {"level", required_argument, NULL, O_CLEVEL},
+	    {"zstdchunked", no_argument, NULL, O_CZSTD},
+	    {"oci", no_argument, NULL, O_OCI},
+	    {"threads", required_argument, NULL, O_CTHREADS},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct reg_options ro = {0};
+	struct conv_options co = {.reg = &ro};
+	long long v;
+	int c, status = 0;
+	while ((c = next_opt(argc, argv, "convert", longopts, &status)) != -1) {
+		switch (c) {
+		case -2:
+			return status;
+		case 'h':
+			fputs(usage_convert, stdout);
+			return 0;
+		case O_PLAIN_HTTP:
+			ro.plain_http = true;
+			break;
+		case O_HOSTS_DIR:
+			ro.hosts_dir = optarg;
+			break;
+		case O_PLATFORM:
+			co.platform = optarg;
+			break;
+		case O_ALL:
+			co.all_platforms = true;
+			break;
+		case O_CCHUNK:
+			if (!parse_int(optarg, 1, 1ll << 30, &v))
+				return usage_error("convert",
+						   "--chunk-size wants 1 to %lld bytes, not '%s'",
+						   1ll << 30, optarg);
+			co.chunk_size = v;
+			break;
+		case O_CLEVEL:
+			if (!parse_int(optarg, 1, 9, &v))
+				return usage_error("convert", "--level wants 1 to 9, not '%s'",
+						   optarg);
+			co.level = (int)v;
+			break;
+		case O_CZSTD:
+			co.zstd_chunked = true;
+			break;
+		case O_OCI:
+			co.oci = true;
+			break;
+		case O_CTHREADS:
+			if (!parse_int(optarg, 0, 4096, &v))
+				return usage_error("convert", "--threads wants 0 to 4096, not '%s'",
+						   optarg);
+			co.threads = (int)v;
+			break;
+		}
+	}
+	if (co.platform && co.all_platforms)
+		return usage_error("convert", "--platform and --all-platforms exclude each other");
+	if (argc - optind != 2)
+		return usage_error("convert",
+				   argc - optind < 2 ? "needs SRC and DST" : "too many arguments");
+	struct conv_progress pr = {.fn = progress_line};
+	struct conv_result res;
+	struct rs_error err = {0};
+	if (conv_convert(argv[optind], argv[optind + 1], &co, isatty(STDERR_FILENO) ? &pr : NULL,
+			 &res, &err) < 0)
+		return fail("convert", &err);
+	printf("{\"digest\":\"%s\",\"mediaType\":\"%s\",\"images\":%zu,\"converted\":%zu,"
+	       "\"kept\":%zu}\n",
+	       res.digest, res.media_type, res.images, res.converted, res.kept);
+	return fflush(stdout) == 0 ? 0 : EXIT_IO;
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"plain-http", no_argument, NULL, O_PLAIN_HTTP},
+	    {"hosts-dir", required_argument, NULL, O_HOSTS_DIR},
+	    {"platform", required_argument, NULL, O_PLATFORM},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct reg_options ro = {0};
+	struct conv_inspect_options io = {.reg = &ro};
+	int c, status = 0;
+	while ((c = next_opt(argc, argv, "inspect", longopts, &status)) != -1) {
+		switch (c) {
+		case -2:
+			return status;
+		case 'h':
+			fputs(usage_inspect, stdout);
+			return 0;
+		case O_PLAIN_HTTP:
+			ro.plain_http = true;
+			break;
+		case O_HOSTS_DIR:
+			ro.hosts_dir = optarg;
+			break;
+		case O_PLATFORM:
+			io.platform = optarg;
+			break;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("inspect",
+				   argc - optind < 1 ? "needs REF" : "too many arguments");
+	struct rs_error err = {0};
+	if (conv_inspect(argv[optind], &io, stdout, &err) < 0)
+		return fail("inspect", &err);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-	    {"build", cmd_build}, {"verify", cmd_verify},   {"ls", cmd_ls},
-	    {"toc", cmd_toc},     {"extract", cmd_extract},
+	    {"build", cmd_build},     {"verify", cmd_verify},   {"ls", cmd_ls},
+	    {"toc", cmd_toc},         {"extract", cmd_extract}, {"convert", cmd_convert},
+	    {"inspect", cmd_inspect},
 	};
 	if (argc < 2)
 		return usage_error("", "missing command");

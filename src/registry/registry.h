@@ -35,8 +35,8 @@
  * "[::1]:5000/x:tag". */
 struct reg_ref {
 	char *domain; /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
-	char *path; /* "library/ubuntu" */
-	char *tag; /* NULL when only a digest was given */
+	char *path;   /* "library/ubuntu" */
+	char *tag;    /* NULL when only a digest was given */
 	char *digest; /* "sha256:...", or NULL */
 };
 
@@ -50,12 +50,12 @@ const char *reg_ref_reference(const struct reg_ref *r);
 /* ---- client ------------------------------------------------------------- */
 
 struct reg_options {
-	const char *hosts_dir; /* certs.d layout; NULL: /etc/containerd/certs.d */
-	bool plain_http; /* plain HTTP for every host (tests, local registries) */
+	const char *hosts_dir;     /* certs.d layout; NULL: /etc/containerd/certs.d */
+	bool plain_http;           /* plain HTTP for every host (tests, local registries) */
 	const char *docker_config; /* config.json; NULL: $DOCKER_CONFIG, ~/.docker */
-	long timeout_ms; /* each request; 0: 30000 */
-	int retries; /* on 5xx and connection errors; 0: 4, -1: none */
-	const char *user_agent; /* NULL: "remote-snapshotter/VERSION" */
+	long timeout_ms;           /* each request; 0: 30000 */
+	int retries;               /* on 5xx and connection errors; 0: 4, -1: none */
+	const char *user_agent;    /* NULL: "remote-snapshotter/VERSION" */
 };
 
 struct reg_client;
@@ -96,8 +96,8 @@ struct reg_manifest {
 };
 
 struct reg_platform {
-	const char *os; /* NULL: linux */
-	const char *arch; /* NULL: this host's, in GOARCH terms (amd64, arm64, ...) */
+	const char *os;      /* NULL: linux */
+	const char *arch;    /* NULL: this host's, in GOARCH terms (amd64, arm64, ...) */
 	const char *variant; /* NULL: any */
 };
 
@@ -111,8 +111,9 @@ int reg_manifest_get(struct reg_client *c, const struct reg_ref *ref, const char
 /* Resolves ref to one image manifest: an index or list is narrowed to
  * platform (NULL: the host's). If index is non-NULL it receives the index
  * (empty when ref named an image manifest directly). */
-int reg_resolve(struct reg_client *c, const struct reg_ref *ref, const struct reg_platform *platform,
-		struct reg_manifest *index, struct reg_manifest *out, struct rs_error *err);
+int reg_resolve(struct reg_client *c, const struct reg_ref *ref,
+		const struct reg_platform *platform, struct reg_manifest *index,
+		struct reg_manifest *out, struct rs_error *err);
 /* Parses raw manifest/index JSON (media type from the JSON or the hint). */
 int reg_manifest_parse(const void *data, size_t len, const char *media_type_hint,
 		       struct reg_manifest *out, struct rs_error *err);

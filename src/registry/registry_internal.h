@@ -10,18 +10,18 @@
  * token or basic credentials, then retried once), retries with exponential
  * backoff and jitter on 5xx and connection errors, and redirects. */
 struct reg_http_req {
-	const char *method; /* "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE" */
+	const char *method;        /* "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE" */
 	const struct reg_ref *ref; /* host, and repository for the auth scope */
 	/* Either a path below /v2/<repository>/ ("manifests/latest",
 	 * "blobs/sha256:..", "blobs/uploads/") or, for upload sessions, an
 	 * absolute URL or absolute path from a Location header. */
 	const char *path;
 	const char *const *headers; /* extra "Name: value" lines; NULL-terminated or NULL */
-	const void *body; /* request body in memory ... */
+	const void *body;           /* request body in memory ... */
 	size_t body_len;
 	int body_fd; /* ... or from this fd (when >= 0) at body_off, body_len bytes */
 	int64_t body_off;
-	bool push; /* needs push scope and a push-capable host */
+	bool push;        /* needs push scope and a push-capable host */
 	int64_t max_body; /* bound for a buffered response body; 0: 64 MiB */
 	/* With a sink the response body streams to it instead of resp->body;
 	 * returning a negative errno aborts the transfer. */
@@ -37,7 +37,7 @@ struct reg_http_resp {
 	char *docker_content_digest;
 	char *content_range;
 	int64_t content_length; /* -1 when absent */
-	char *final_url; /* after redirects */
+	char *final_url;        /* after redirects */
 };
 
 /* Returns 0 with resp filled for any HTTP status (the caller judges it), or a

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* convert: image-level conversion to eStargz / zstd:chunked, and inspection.
+ * An image is named either by a registry reference ("host/repo:tag") or by an
+ * OCI image layout directory ("oci:DIR[:TAG]"); both sides of a conversion may
+ * be either. Everything read from either side is untrusted: manifests, configs
+ * and blobs are verified against their digests and sizes are bounded. */
+#ifndef CONV_CONVERT_H
+#define CONV_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "registry/registry.h"
+#include "util/util.h"
+
+/* The annotation an OCI layout's index.json uses for a tag. */
+#define CONV_ANNOTATION_REF_NAME "org.opencontainers.image.ref.name"
+
+struct conv_options {
+	const char *platform;          /* "os/arch[/variant]"; NULL: the host's */
+	bool all_platforms;            /* every platform of an index (overrides platform) */
+	int64_t chunk_size;            /* 0: ESGZ_DEFAULT_CHUNK_SIZE */
+	int level;                     /* 0: ESGZ_DEFAULT_LEVEL */
+	bool zstd_chunked;             /* write zstd:chunked layers (always OCI media types) */
+	bool oci;                      /* OCI media types even for a docker-typed source */
+	int threads;                   /* compression threads; 0: every core */
+	const struct reg_options *reg; /* for registry references; NULL: defaults */
+};
+
+enum conv_event_kind {
+	CONV_EV_IMAGE,       /* a platform's manifest is about to be converted */
+	CONV_EV_LAYER_START, /* layer i of n: fetching / checking */
+	CONV_EV_LAYER_DONE,  /* layer i of n: kept or converted */
+	CONV_EV_PUSHED,      /* the final manifest or index was written */
+};
+
+enum conv_layer_action {
+	CONV_LAYER_KEPT,      /* already in the target format */
+	CONV_LAYER_CONVERTED, /* rebuilt with esgz_build */
+};
+
+struct conv_event {
+	enum conv_event_kind kind;
+	const char *platform; /* "linux/amd64", or "" when unknown */
+	size_t layer, n_layers;
+	const char *digest;     /* the source layer, or the pushed manifest */
+	int64_t size;           /* its size */
+	const char *new_digest; /* LAYER_DONE: the layer written */
+	int64_t new_size;
+	enum conv_layer_action action;
+	double seconds; /* LAYER_DONE: time this layer took */
+};
+
+struct conv_progress {
+	void (*fn)(void *ctx, const struct conv_event *ev);
+	void *ctx;
+};
+
+struct conv_result {
+	char digest[RS_DIGEST_STR_LEN]; /* the manifest or index the destination tag names */
+	char media_type[96];
+	size_t images;    /* platform manifests written */
+	size_t converted; /* layer descriptors rebuilt (a layer shared by platforms counts each
+			     time) */
+	size_t kept;      /* layer descriptors kept as they were */
+};
+
+/* Converts src into dst (each a registry reference or oci:DIR[:TAG]): every
+ * layer of the selected platforms becomes eStargz (or zstd:chunked), layers
+ * already in that format are kept, configs get the new diff_ids, and blobs,
+ * configs, manifests and (for several platforms) an index are written, the tag
+ * last. progress and res may be NULL. */
+int conv_convert(const char *src, const char *dst, const struct conv_options *opts,
+		 const struct conv_progress *progress, struct conv_result *res,
+		 struct rs_error *err);
+
+struct conv_inspect_options {
+	const char *platform;          /* NULL: the host's */
+	const struct reg_options *reg; /* NULL: defaults */
+};
+
+/* Prints one JSON object: the resolved index (if any), manifest, config, and
+ * per layer its digest, media type, size, format found by reading its footer
+ * ("estargz", "zstd:chunked", "stargz" or "not eStargz"), TOC digests
+ * (annotated and computed) and uncompressed size. */
+int conv_inspect(const char *ref, const struct conv_inspect_options *opts, FILE *out,
+		 struct rs_error *err);
+
+#endif
