@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cache: one chunk cache shared by all layers. Keys are the sha256 of a
+ * chunk's decompressed bytes (eStargz chunkDigest), so layers and images that
+ * hold the same chunk share one entry. Two tiers: an in-memory LRU with a byte
+ * budget, and a directory on disk with a size bound, reused after a restart
+ * and verified on every load. All calls are thread-safe. */
+#ifndef RS_CACHE_H
+#define RS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+/* Largest value the cache stores (a chunk is a few MiB; 4 MiB by default). */
+#define CACHE_MAX_VALUE ((size_t)64 << 20)
+
+/* ---- reference-counted immutable bytes -------------------------------- */
+
+/* A value handed out by the cache. Readers hold a reference; eviction drops
+ * only the cache's own reference, so bytes stay valid until the last unref. */
+struct cache_buf;
+
+/* A new buffer of len bytes (refcount 1) to fill through cache_buf_wdata()
+ * before it is shared. -ENOMEM or -EFBIG (len > CACHE_MAX_VALUE). */
+int cache_buf_new(size_t len, struct cache_buf **out);
+/* A new buffer holding a copy of data. */
+int cache_buf_from(const void *data, size_t len, struct cache_buf **out);
+uint8_t *cache_buf_wdata(struct cache_buf *b);
+const uint8_t *cache_buf_data(const struct cache_buf *b);
+size_t cache_buf_len(const struct cache_buf *b);
+struct cache_buf *cache_buf_ref(struct cache_buf *b);
+/* Drops one reference; frees on the last. NULL is a no-op. */
+void cache_buf_unref(struct cache_buf *b);
+static inline void cache_buf_unrefp(struct cache_buf **b)
+{
+	cache_buf_unref(*b);
+}
+#define cleanup_cache_buf rs_cleanup(cache_buf_unrefp)
+
+/* ---- memory tier ------------------------------------------------------ */
+
+struct cache_mem;
+
+struct cache_mem_stats {
+	uint64_t hits, misses, evictions;
+	uint64_t bytes, entries, budget;
+};
+
+int cache_mem_new(size_t budget, struct cache_mem **out, struct rs_error *err);
+void cache_mem_free(struct cache_mem *m);
+/* A new reference to the value of key (caller unrefs), or NULL on a miss. */
+struct cache_buf *cache_mem_get(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN]);
+/* Stores b under key (the cache takes its own reference) as most recently
+ * used, evicting least recently used values to fit the budget. A value larger
+ * than the whole budget is not stored. The key is trusted: the caller has
+ * checked that it is the sha256 of the bytes. */
+void cache_mem_put(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b);
+void cache_mem_stats(struct cache_mem *m, struct cache_mem_stats *out);
+
+/* ---- disk tier -------------------------------------------------------- */
+
+struct cache_disk;
+
+/* Flags for cache_disk_open() and cache_open(). */
+enum {
+	CACHE_FSYNC = 1u << 0, /* fsync each file and its directory before it counts */
+};
+
+struct cache_disk_stats {
+	uint64_t hits, misses, evictions;
+	uint64_t corrupt;     /* files whose content did not match their key, deleted */
+	uint64_t tmp_removed; /* leftover temp files removed at open */
+	uint64_t bytes, entries, max_bytes;
+};
+
+/* Opens (creating if needed) the store in dir: DIR/sha256/<2 hex>/<64 hex>.
+ * Removes leftover temp files, rebuilds the LRU index from the files' access
+ * and modification times, and evicts down to max_bytes. One process per dir:
+ * DIR/lock is held with flock; a second opener gets -EBUSY. */
+int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct cache_disk **out,
+		    struct rs_error *err);
+void cache_disk_close(struct cache_disk *d);
+/* 0 and *out (caller unrefs) on a hit; -ENOENT on a miss, including a file
+ * whose sha256 is not its key (deleted and counted as corrupt); another
+ * negative errno on an I/O error (callers may treat it as a miss). */
+int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
+		   struct rs_error *err);
+/* Writes data under key: a temp file in the same directory, renamed into
+ * place, so a crash leaves either the whole file or none. A value larger than
+ * max_bytes is not stored (returns 0). */
+int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
+		   size_t len, struct rs_error *err);
+void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out);
+
+/* ---- the two tiers together ------------------------------------------- */
+
+struct cache;
+
+struct cache_opts {
+	size_t mem_budget;       /* bytes of decompressed chunks kept in memory */
+	const char *dir;         /* disk store; NULL for memory only */
+	uint64_t disk_max_bytes; /* size bound of the disk store */
+	unsigned flags;          /* CACHE_FSYNC */
+};
+
+struct cache_stats {
+	uint64_t hits, misses; /* of cache_get as a whole */
+	struct cache_mem_stats mem;
+	struct cache_disk_stats disk; /* zero without a disk store */
+};
+
+int cache_open(const struct cache_opts *opts, struct cache **out, struct rs_error *err);
+void cache_close(struct cache *c);
+/* Memory first, then disk (a disk hit is promoted to memory). 0 and *out
+ * (caller unrefs) on a hit, -ENOENT on a miss, another negative errno on a
+ * disk I/O error. */
+int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
+	      struct rs_error *err);
+/* Stores b in memory and on disk. The value is in memory even when the disk
+ * write fails (that error is returned). */
+int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
+	      struct rs_error *err);
+void cache_stats(struct cache *c, struct cache_stats *out);
+
+#endif

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Disk tier: content-addressed files in DIR/sha256/<2 hex>/<64 hex>, written
+ * through a temp file and rename, bounded in size with LRU eviction, and
+ * checked against their key on every load. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "cache/cache.h"
+#include "cache/index.h"
+
+#define TMP_PREFIX ".tmp-"
+#define HEX_LEN (RS_SHA256_LEN * 2)
+/* "ab/" + 64 hex + NUL, or "ab/.tmp-" + 64 hex + "-pid-counter" */
+#define REL_MAX 128
+
+struct cache_disk {
+	char *dir;
+	int lock_fd; /* DIR/lock, flock'ed for the store's lifetime */
+	int root_fd; /* DIR/sha256 */
+	unsigned flags;
+	uint64_t max_bytes;
+	atomic_uint_fast64_t tmp_seq;
+	/* lock guards idx (which files exist and their LRU order, the byte
+	 * total), the entries, the counters below, and unlinking of indexed
+	 * files. File contents are read and written outside it. */
+	pthread_mutex_t lock;
+	struct cache_idx idx;
+	uint64_t hits, misses, evictions, corrupt, tmp_removed;
+};
+
+static void hex_encode(const uint8_t key[RS_SHA256_LEN], char out[HEX_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < RS_SHA256_LEN; i++) {
+		out[2 * i] = digits[key[i] >> 4];
+		out[2 * i + 1] = digits[key[i] & 15];
+	}
+	out[HEX_LEN] = '\0';
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Parses exactly 64 lowercase hex digits. */
+static bool hex_decode(const char *s, uint8_t key[RS_SHA256_LEN])
+{
+	if (strlen(s) != HEX_LEN)
+		return false;
+	for (size_t i = 0; i < RS_SHA256_LEN; i++) {
+		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static void rel_path(const uint8_t key[RS_SHA256_LEN], char out[REL_MAX])
+{
+	char hex[HEX_LEN + 1];
+	hex_encode(key, hex);
+	snprintf(out, REL_MAX, "%.2s/%s", hex, hex);
+}
+
+static void ent_list_free(struct cache_ent *e)
+{
+	while (e) {
+		struct cache_ent *next = e->next;
+		free(e);
+		e = next;
+	}
+}
+
+/* Removes the tail until the total fits max_bytes, keeping `keep`. Called
+ * with the lock held. */
+static void evict_locked(struct cache_disk *d, const struct cache_ent *keep)
+{
+	while (d->idx.bytes > d->max_bytes && d->idx.tail && d->idx.tail != keep) {
+		struct cache_ent *v = d->idx.tail;
+		char rel[REL_MAX];
+		rel_path(v->key, rel);
+		if (unlinkat(d->root_fd, rel, 0) < 0 && errno != ENOENT)
+			rs_log(RS_LOG_WARN, "cache %s: evict %s: %s", d->dir, rel, strerror(errno));
+		cache_idx_remove(&d->idx, v);
+		free(v);
+		d->evictions++;
+	}
+}
+
+struct scan_ent {
+	uint8_t key[RS_SHA256_LEN];
+	uint64_t size;
+	struct timespec t;
+};
+
+struct scan {
+	struct scan_ent *v;
+	size_t n, cap;
+};
+
+static int scan_cmp(const void *a, const void *b)
+{
+	const struct scan_ent *x = a, *y = b;
+	if (x->t.tv_sec != y->t.tv_sec)
+		return x->t.tv_sec < y->t.tv_sec ? -1 : 1;
+	if (x->t.tv_nsec != y->t.tv_nsec)
+		return x->t.tv_nsec < y->t.tv_nsec ? -1 : 1;
+	return memcmp(x->key, y->key, RS_SHA256_LEN);
+}
+
+static int scan_push(struct scan *s, const struct scan_ent *e)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 256;
+		if (ncap > SIZE_MAX / sizeof(*s->v))
+			return -ENOMEM;
+		struct scan_ent *nv = realloc(s->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		s->v = nv;
+		s->cap = ncap;
+	}
+	s->v[s->n++] = *e;
+	return 0;
+}
+
+static struct timespec later(struct timespec a, struct timespec b)
+{
+	if (a.tv_sec != b.tv_sec)
+		return a.tv_sec > b.tv_sec ? a : b;
+	return a.tv_nsec > b.tv_nsec ? a : b;
+}
+
+/* Scans one prefix directory: removes temp files, collects entries. */
+static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
+		       struct rs_error *err)
+{
+	int fd = openat(d->root_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return rs_err(err, -errno, "cache %s: open sha256/%s: %s", d->dir, prefix,
+			      strerror(errno));
+	DIR *dir = fdopendir(fd);
+	if (!dir) {
+		int e = errno;
+		close(fd);
+		return rs_err(err, -e, "cache %s: read sha256/%s: %s", d->dir, prefix, strerror(e));
+	}
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		const char *name = de->d_name;
+		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+			if (unlinkat(fd, name, 0) == 0)
+				d->tmp_removed++;
+			continue;
+		}
+		struct scan_ent se;
+		if (!hex_decode(name, se.key) || strncmp(name, prefix, 2) != 0)
+			continue; /* not ours: left alone */
+		struct stat st;
+		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if ((uint64_t)st.st_size > CACHE_MAX_VALUE) {
+			unlinkat(fd, name, 0);
+			d->corrupt++;
+			continue;
+		}
+		se.size = (uint64_t)st.st_size;
+		se.t = later(st.st_atim, st.st_mtim);
+		rc = scan_push(s, &se);
+		if (rc < 0) {
+			rs_err(err, rc, "cache %s: out of memory while scanning", d->dir);
+			break;
+		}
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* Rebuilds the index from the files on disk, oldest access first. */
+static int rebuild(struct cache_disk *d, struct rs_error *err)
+{
+	struct scan s = {0};
+	int rc = 0;
+	for (int i = 0; i < 256 && rc == 0; i++) {
+		static const char digits[] = "0123456789abcdef";
+		const char prefix[3] = {digits[i >> 4], digits[i & 15], '\0'};
+		if (mkdirat(d->root_fd, prefix, 0755) < 0 && errno != EEXIST) {
+			rc = rs_err(err, -errno, "cache %s: mkdir sha256/%s: %s", d->dir, prefix,
+				    strerror(errno));
+			break;
+		}
+		rc = scan_prefix(d, prefix, &s, err);
+	}
+	if (rc == 0 && s.n)
+		qsort(s.v, s.n, sizeof(*s.v), scan_cmp);
+	for (size_t i = 0; rc == 0 && i < s.n; i++) {
+		struct cache_ent *e = calloc(1, sizeof(*e));
+		if (!e) {
+			rc = rs_err(err, -ENOMEM, "cache %s: out of memory", d->dir);
+			break;
+		}
+		memcpy(e->key, s.v[i].key, RS_SHA256_LEN);
+		e->size = s.v[i].size;
+		cache_idx_insert(&d->idx, e);
+	}
+	free(s.v);
+	if (rc == 0)
+		evict_locked(d, NULL);
+	return rc;
+}
+
+static int mkdir_p1(const char *path, struct rs_error *err)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return rs_err(err, -errno, "cache: mkdir %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct cache_disk **out,
+		    struct rs_error *err)
+{
+	*out = NULL;
+	cleanup_free char *lockp = NULL, *rootp = NULL;
+	int rc = mkdir_p1(dir, err);
+	if (rc < 0)
+		return rc;
+	struct cache_disk *d = calloc(1, sizeof(*d));
+	if (!d)
+		return rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
+	d->lock_fd = d->root_fd = -1;
+	d->flags = flags;
+	d->max_bytes = max_bytes;
+	pthread_mutex_init(&d->lock, NULL);
+	d->dir = strdup(dir);
+	if (!d->dir || cache_idx_init(&d->idx) < 0) {
+		rc = rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
+		goto fail;
+	}
+
+	if (asprintf(&lockp, "%s/lock", dir) < 0 || asprintf(&rootp, "%s/sha256", dir) < 0) {
+		lockp = rootp = NULL;
+		rc = rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
+		goto fail;
+	}
+	d->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (d->lock_fd < 0) {
+		rc = rs_err(err, -errno, "cache: open %s: %s", lockp, strerror(errno));
+		goto fail;
+	}
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK
+			 ? rs_err(err, -EBUSY, "cache %s: in use by another process", dir)
+			 : rs_err(err, -errno, "cache: lock %s: %s", lockp, strerror(errno));
+		goto fail;
+	}
+	rc = mkdir_p1(rootp, err);
+	if (rc < 0)
+		goto fail;
+	d->root_fd = open(rootp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->root_fd < 0) {
+		rc = rs_err(err, -errno, "cache: open %s: %s", rootp, strerror(errno));
+		goto fail;
+	}
+	rc = rebuild(d, err);
+	if (rc < 0)
+		goto fail;
+	*out = d;
+	return 0;
+fail:
+	cache_disk_close(d);
+	return rc;
+}
+
+void cache_disk_close(struct cache_disk *d)
+{
+	if (!d)
+		return;
+	if (d->idx.buckets) {
+		ent_list_free(d->idx.head);
+		cache_idx_fini(&d->idx);
+	}
+	if (d->root_fd >= 0)
+		close(d->root_fd);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	pthread_mutex_destroy(&d->lock);
+	free(d->dir);
+	free(d);
+}
+
+/* Forgets key and deletes its file when the file failed verification. */
+static void drop_corrupt(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const char *rel)
+{
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (e) {
+		cache_idx_remove(&d->idx, e);
+		free(e);
+	}
+	unlinkat(d->root_fd, rel, 0);
+	d->corrupt++;
+	d->misses++;
+	pthread_mutex_unlock(&d->lock);
+	rs_log(RS_LOG_WARN, "cache %s: sha256/%s: content does not match its digest; deleted",
+	       d->dir, rel);
+}
+
+/* Forgets key when its file is gone (removed behind our back). */
+static void drop_missing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN])
+{
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (e) {
+		cache_idx_remove(&d->idx, e);
+		free(e);
+	}
+	d->misses++;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
+		   struct rs_error *err)
+{
+	*out = NULL;
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (!e) {
+		d->misses++;
+		pthread_mutex_unlock(&d->lock);
+		return -ENOENT;
+	}
+	cache_idx_touch(&d->idx, e);
+	pthread_mutex_unlock(&d->lock);
+
+	char rel[REL_MAX];
+	rel_path(key, rel);
+	cleanup_fd int fd = openat(d->root_fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e2 = errno;
+		drop_missing(d, key);
+		if (e2 == ENOENT)
+			return -ENOENT;
+		return rs_err(err, -e2, "cache %s: open sha256/%s: %s", d->dir, rel, strerror(e2));
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return rs_err(err, -errno, "cache %s: stat sha256/%s: %s", d->dir, rel,
+			      strerror(errno));
+	if ((uint64_t)st.st_size > CACHE_MAX_VALUE) {
+		drop_corrupt(d, key, rel);
+		return -ENOENT;
+	}
+	cleanup_cache_buf struct cache_buf *b = NULL;
+	int rc = cache_buf_new((size_t)st.st_size, &b);
+	if (rc < 0)
+		return rs_err(err, rc, "cache %s: sha256/%s: out of memory", d->dir, rel);
+	uint8_t *p = cache_buf_wdata(b);
+	size_t len = cache_buf_len(b), got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, p + got, len - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return rs_err(err, -errno, "cache %s: read sha256/%s: %s", d->dir, rel,
+				      strerror(errno));
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	uint8_t sum[RS_SHA256_LEN];
+	rs_sha256(p, got, sum);
+	if (got != len || memcmp(sum, key, RS_SHA256_LEN) != 0) {
+		drop_corrupt(d, key, rel);
+		return -ENOENT;
+	}
+	/* The access time orders the LRU after a restart; relatime won't keep it. */
+	const struct timespec times[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
+	(void)futimens(fd, times);
+	pthread_mutex_lock(&d->lock);
+	d->hits++;
+	pthread_mutex_unlock(&d->lock);
+	*out = steal_pointer(&b);
+	return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
+		   size_t len, struct rs_error *err)
+{
+	if (len > CACHE_MAX_VALUE || len > d->max_bytes)
+		return 0;
+	char hex[HEX_LEN + 1], rel[REL_MAX], tmp[REL_MAX];
+	hex_encode(key, hex);
+	rel_path(key, rel);
+	uint64_t seq = atomic_fetch_add(&d->tmp_seq, 1);
+	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%" PRIu64, hex, hex, (long)getpid(),
+		 seq);
+
+	cleanup_fd int fd = openat(d->root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return rs_err(err, -errno, "cache %s: create sha256/%s: %s", d->dir, tmp,
+			      strerror(errno));
+	int rc = write_all(fd, data, len);
+	if (rc == 0 && (d->flags & CACHE_FSYNC) && fsync(fd) < 0)
+		rc = -errno;
+	if (rc == 0 && close(rs_steal_fd(&fd)) < 0)
+		rc = -errno;
+	if (rc == 0 && renameat(d->root_fd, tmp, d->root_fd, rel) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlinkat(d->root_fd, tmp, 0);
+		return rs_err(err, rc, "cache %s: write sha256/%s: %s", d->dir, rel, strerror(-rc));
+	}
+	if (d->flags & CACHE_FSYNC) {
+		char prefix[3] = {hex[0], hex[1], '\0'};
+		cleanup_fd int dfd = openat(d->root_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0)
+			return rs_err(err, -errno, "cache %s: fsync sha256/%s: %s", d->dir, prefix,
+				      strerror(errno));
+	}
+
+	struct cache_ent *ne = calloc(1, sizeof(*ne));
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (e) {
+		cache_idx_touch(&d->idx, e);
+		free(ne);
+	} else if (ne) {
+		memcpy(ne->key, key, RS_SHA256_LEN);
+		ne->size = len;
+		cache_idx_insert(&d->idx, ne);
+		evict_locked(d, ne);
+	} else {
+		/* Not indexed, so not bounded: remove the file again. */
+		unlinkat(d->root_fd, rel, 0);
+		pthread_mutex_unlock(&d->lock);
+		return rs_err(err, -ENOMEM, "cache %s: sha256/%s: out of memory", d->dir, rel);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out)
+{
+	pthread_mutex_lock(&d->lock);
+	out->hits = d->hits;
+	out->misses = d->misses;
+	out->evictions = d->evictions;
+	out->corrupt = d->corrupt;
+	out->tmp_removed = d->tmp_removed;
+	out->bytes = d->idx.bytes;
+	out->entries = d->idx.count;
+	out->max_bytes = d->max_bytes;
+	pthread_mutex_unlock(&d->lock);
+}

@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Unit tests of the chunk cache: memory LRU, disk store, both tiers, threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cache/cache.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint8_t pattern_byte(unsigned id, size_t j)
+{
+	return (uint8_t)(id * 131u + j * 7u + (j >> 8));
+}
+
+/* Value number id of len bytes and its key. */
+static struct cache_buf *make_value(unsigned id, size_t len, uint8_t key[RS_SHA256_LEN])
+{
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_buf_new(len, &b), 0);
+	uint8_t *p = cache_buf_wdata(b);
+	for (size_t j = 0; j < len; j++)
+		p[j] = pattern_byte(id, j);
+	rs_sha256(p, len, key);
+	return b;
+}
+
+static bool value_ok(const struct cache_buf *b, unsigned id, size_t len)
+{
+	if (cache_buf_len(b) != len)
+		return false;
+	const uint8_t *p = cache_buf_data(b);
+	for (size_t j = 0; j < len; j++)
+		if (p[j] != pattern_byte(id, j))
+			return false;
+	return true;
+}
+
+static void key_path(const char *dir, const uint8_t key[RS_SHA256_LEN], char *out, size_t cap)
+{
+	char d[RS_DIGEST_STR_LEN];
+	rs_digest_format(key, d);
+	const char *hex = d + strlen("sha256:");
+	snprintf(out, cap, "%s/sha256/%.2s/%s", dir, hex, hex);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static int setup_dir(void **state)
+{
+	char *dir = strdup("/tmp/test-cache-XXXXXX");
+	if (!dir || !mkdtemp(dir))
+		return -1;
+	*state = dir;
+	return 0;
+}
+
+static int teardown_dir(void **state)
+{
+	nftw(*state, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(*state);
+	return 0;
+}
+
+/* ---- memory tier ------------------------------------------------------ */
+
+static void test_mem_lru_budget(void **state)
+{
+	struct cache_mem *m = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(cache_mem_new(3000, &m, &err), 0);
+	uint8_t k[5][RS_SHA256_LEN];
+	for (unsigned i = 0; i < 3; i++) {
+		struct cache_buf *b = make_value(i, 1000, k[i]);
+		cache_mem_put(m, k[i], b);
+		cache_buf_unref(b);
+	}
+	/* Touch 0 so that 1 is the least recently used. */
+	struct cache_buf *g = cache_mem_get(m, k[0]);
+	assert_non_null(g);
+	cache_buf_unref(g);
+	struct cache_buf *b3 = make_value(3, 1000, k[3]);
+	cache_mem_put(m, k[3], b3);
+	cache_buf_unref(b3);
+
+	assert_null(cache_mem_get(m, k[1]));
+	unsigned ids[] = {0, 2, 3};
+	for (size_t i = 0; i < 3; i++) {
+		g = cache_mem_get(m, k[ids[i]]);
+		assert_non_null(g);
+		assert_true(value_ok(g, ids[i], 1000));
+		cache_buf_unref(g);
+	}
+	struct cache_mem_stats st;
+	cache_mem_stats(m, &st);
+	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.bytes, 3000);
+	assert_int_equal(st.evictions, 1);
+	assert_int_equal(st.misses, 1);
+
+	/* Larger than the whole budget: not stored, nothing evicted. */
+	struct cache_buf *big = make_value(4, 3001, k[4]);
+	cache_mem_put(m, k[4], big);
+	cache_buf_unref(big);
+	assert_null(cache_mem_get(m, k[4]));
+	cache_mem_stats(m, &st);
+	assert_int_equal(st.entries, 3);
+	assert_true(st.bytes <= 3000);
+
+	/* One value of 2500 bytes pushes out the three older ones. */
+	struct cache_buf *b5 = make_value(5, 2500, k[4]);
+	cache_mem_put(m, k[4], b5);
+	cache_buf_unref(b5);
+	cache_mem_stats(m, &st);
+	assert_int_equal(st.entries, 1);
+	assert_int_equal(st.bytes, 2500);
+	assert_int_equal(st.evictions, 4);
+	cache_mem_free(m);
+}
+
+static void test_mem_ref_survives_eviction(void **state)
+{
+	struct cache_mem *m = NULL;
+	assert_int_equal(cache_mem_new(4096, &m, NULL), 0);
+	uint8_t k0[RS_SHA256_LEN], k1[RS_SHA256_LEN];
+	struct cache_buf *b = make_value(7, 4096, k0);
+	cache_mem_put(m, k0, b);
+	cache_buf_unref(b);
+	struct cache_buf *held = cache_mem_get(m, k0);
+	assert_non_null(held);
+	b = make_value(8, 4096, k1);
+	cache_mem_put(m, k1, b);
+	cache_buf_unref(b);
+	assert_null(cache_mem_get(m, k0));
+	/* Evicted from the cache, still readable by its holder (ASan checks). */
+	assert_true(value_ok(held, 7, 4096));
+	cache_mem_free(m);
+	assert_true(value_ok(held, 7, 4096));
+	cache_buf_unref(held);
+}
+
+/* ---- disk tier -------------------------------------------------------- */
+
+static void disk_put_value(struct cache_disk *d, unsigned id, size_t len,
+			   uint8_t key[RS_SHA256_LEN])
+{
+	struct rs_error err = {0};
+	struct cache_buf *b = make_value(id, len, key);
+	int rc = cache_disk_put(d, key, cache_buf_data(b), len, &err);
+	if (rc != 0)
+		fail_msg("put: %s", err.msg);
+	cache_buf_unref(b);
+}
+
+static void assert_disk_value(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], unsigned id,
+			      size_t len)
+{
+	struct rs_error err = {0};
+	struct cache_buf *b = NULL;
+	int rc = cache_disk_get(d, key, &b, &err);
+	if (rc != 0)
+		fail_msg("get: rc %d: %s", rc, err.msg);
+	assert_true(value_ok(b, id, len));
+	cache_buf_unref(b);
+}
+
+static void test_disk_put_get(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(cache_disk_open(dir, 1 << 20, CACHE_FSYNC, &d, &err), 0);
+	uint8_t k[RS_SHA256_LEN], other[RS_SHA256_LEN];
+	disk_put_value(d, 1, 100000, k);
+	assert_disk_value(d, k, 1, 100000);
+	char path[512];
+	key_path(dir, k, path, sizeof(path));
+	assert_true(exists(path));
+
+	struct cache_buf *b = make_value(2, 10, other);
+	cache_buf_unref(b);
+	b = NULL;
+	assert_int_equal(cache_disk_get(d, other, &b, &err), -ENOENT);
+	assert_null(b);
+
+	/* An empty value is a valid chunk. */
+	uint8_t ke[RS_SHA256_LEN];
+	disk_put_value(d, 3, 0, ke);
+	assert_disk_value(d, ke, 3, 0);
+
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.hits, 2);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.bytes, 100000);
+
+	/* One process per directory. */
+	struct cache_disk *d2 = NULL;
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d2, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, dir));
+	cache_disk_close(d);
+}
+
+static void test_disk_restart_reuse(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	uint8_t k[3][RS_SHA256_LEN];
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	for (unsigned i = 0; i < 3; i++)
+		disk_put_value(d, i, 5000 + i, k[i]);
+	cache_disk_close(d);
+
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.bytes, 15003);
+	for (unsigned i = 0; i < 3; i++)
+		assert_disk_value(d, k[i], i, 5000 + i);
+	cache_disk_close(d);
+}
+
+static void test_disk_size_bound(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	uint8_t k[6][RS_SHA256_LEN];
+	char path[512];
+	assert_int_equal(cache_disk_open(dir, 3000, 0, &d, &err), 0);
+	for (unsigned i = 0; i < 3; i++)
+		disk_put_value(d, i, 1000, k[i]);
+	assert_disk_value(d, k[0], 0, 1000); /* 1 is now the oldest */
+	disk_put_value(d, 3, 1000, k[3]);
+	key_path(dir, k[1], path, sizeof(path));
+	assert_false(exists(path));
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, k[1], &b, &err), -ENOENT);
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.evictions, 1);
+	assert_int_equal(st.bytes, 3000);
+	/* Larger than the bound: not stored. */
+	disk_put_value(d, 4, 3001, k[4]);
+	assert_int_equal(cache_disk_get(d, k[4], &b, &err), -ENOENT);
+	cache_disk_close(d);
+
+	/* After a restart the order comes from the files' times: make 3 the
+	 * oldest, then reopen with room for two. */
+	key_path(dir, k[3], path, sizeof(path));
+	const struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+	assert_int_equal(cache_disk_open(dir, 2000, 0, &d, &err), 0);
+	assert_false(exists(path));
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.evictions, 1);
+	assert_disk_value(d, k[0], 0, 1000);
+	assert_disk_value(d, k[2], 2, 1000);
+	cache_disk_close(d);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t c;
+	assert_int_equal(pread(fd, &c, 1, off), 1);
+	c ^= 0x01;
+	assert_int_equal(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
+static void test_disk_corrupt(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	uint8_t k0[RS_SHA256_LEN], k1[RS_SHA256_LEN];
+	char p0[512], p1[512];
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	disk_put_value(d, 0, 4096, k0);
+	disk_put_value(d, 1, 4096, k1);
+	key_path(dir, k0, p0, sizeof(p0));
+	key_path(dir, k1, p1, sizeof(p1));
+
+	/* Corrupted while open. */
+	flip_byte(p0, 1234);
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, k0, &b, &err), -ENOENT);
+	assert_null(b);
+	assert_false(exists(p0));
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.corrupt, 1);
+	assert_int_equal(st.entries, 1);
+	cache_disk_close(d);
+
+	/* Corrupted (truncated) while closed, found on the next load. */
+	assert_int_equal(truncate(p1, 4000), 0);
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	assert_int_equal(cache_disk_get(d, k1, &b, &err), -ENOENT);
+	assert_null(b);
+	assert_false(exists(p1));
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.corrupt, 1);
+	assert_int_equal(st.entries, 0);
+	cache_disk_close(d);
+}
+
+static void test_disk_tmp_removed(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	cache_disk_close(d);
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s/sha256/ab/.tmp-ab00-123-0", dir);
+	FILE *f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs("half a chunk", f);
+	fclose(f);
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	assert_false(exists(tmp));
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.tmp_removed, 1);
+	assert_int_equal(st.entries, 0);
+	cache_disk_close(d);
+}
+
+/* ---- both tiers ------------------------------------------------------- */
+
+static void test_tiers(void **state)
+{
+	const char *dir = *state;
+	struct cache *c = NULL;
+	struct rs_error err = {0};
+	struct cache_opts o = {.mem_budget = 1 << 20, .dir = dir, .disk_max_bytes = 1 << 20};
+	assert_int_equal(cache_open(&o, &c, &err), 0);
+	uint8_t k[RS_SHA256_LEN];
+	struct cache_buf *b = make_value(9, 70000, k);
+	assert_int_equal(cache_put(c, k, b, &err), 0);
+	cache_buf_unref(b);
+	b = NULL;
+	assert_int_equal(cache_get(c, k, &b, &err), 0);
+	assert_true(value_ok(b, 9, 70000));
+	cache_buf_unref(b);
+	cache_close(c);
+
+	/* After a restart: disk hit, promoted, then a memory hit. */
+	assert_int_equal(cache_open(&o, &c, &err), 0);
+	for (int i = 0; i < 2; i++) {
+		b = NULL;
+		assert_int_equal(cache_get(c, k, &b, &err), 0);
+		assert_true(value_ok(b, 9, 70000));
+		cache_buf_unref(b);
+	}
+	uint8_t miss[RS_SHA256_LEN] = {1, 2, 3};
+	b = NULL;
+	assert_int_equal(cache_get(c, miss, &b, &err), -ENOENT);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.hits, 2);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.mem.hits, 1);
+	assert_int_equal(st.disk.hits, 1);
+	assert_int_equal(st.disk.misses, 1);
+	assert_int_equal(st.mem.bytes, 70000);
+	assert_int_equal(st.disk.bytes, 70000);
+	cache_close(c);
+
+	/* Sizes are bounded. */
+	b = NULL;
+	assert_int_equal(cache_buf_new(CACHE_MAX_VALUE + 1, &b), -EFBIG);
+	assert_int_equal(cache_buf_new(SIZE_MAX, &b), -EFBIG);
+	assert_null(b);
+
+	/* Memory only. */
+	struct cache_opts mo = {.mem_budget = 1 << 20};
+	assert_int_equal(cache_open(&mo, &c, &err), 0);
+	b = make_value(9, 100, k);
+	assert_int_equal(cache_put(c, k, b, &err), 0);
+	cache_buf_unref(b);
+	b = NULL;
+	assert_int_equal(cache_get(c, k, &b, &err), 0);
+	cache_buf_unref(b);
+	cache_close(c);
+}
+
+/* ---- concurrency ------------------------------------------------------ */
+
+#define NVALUES 64
+#define NTHREADS 8
+#define NOPS 1500
+
+struct shared {
+	struct cache *c;
+	uint8_t keys[NVALUES][RS_SHA256_LEN];
+	size_t lens[NVALUES];
+	atomic_int bad;
+};
+
+static size_t value_len(unsigned id)
+{
+	return 1000 + (size_t)id * 977;
+}
+
+static void *worker(void *arg)
+{
+	struct shared *s = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (int i = 0; i < NOPS; i++) {
+		unsigned id = (unsigned)rand_r(&seed) % NVALUES;
+		struct rs_error err = {0};
+		struct cache_buf *b = NULL;
+		int rc = cache_get(s->c, s->keys[id], &b, &err);
+		if (rc == 0) {
+			if (!value_ok(b, id, s->lens[id]))
+				atomic_fetch_add(&s->bad, 1);
+			cache_buf_unref(b);
+		} else if (rc == -ENOENT) {
+			uint8_t k[RS_SHA256_LEN];
+			b = make_value(id, s->lens[id], k);
+			if (cache_put(s->c, k, b, &err) != 0)
+				atomic_fetch_add(&s->bad, 1);
+			cache_buf_unref(b);
+		} else {
+			atomic_fetch_add(&s->bad, 1);
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	static struct shared s;
+	memset(&s, 0, sizeof(s));
+	/* Budgets far below the working set (about 2 MiB), so both tiers evict. */
+	struct cache_opts o = {.mem_budget = 256 << 10, .dir = dir, .disk_max_bytes = 1 << 20};
+	assert_int_equal(cache_open(&o, &s.c, &err), 0);
+	for (unsigned i = 0; i < NVALUES; i++) {
+		s.lens[i] = value_len(i);
+		struct cache_buf *b = make_value(i, s.lens[i], s.keys[i]);
+		cache_buf_unref(b);
+	}
+	pthread_t t[NTHREADS];
+	for (int i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, worker, &s), 0);
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&s.bad), 0);
+	struct cache_stats st;
+	cache_stats(s.c, &st);
+	assert_int_equal(st.hits + st.misses, (uint64_t)NTHREADS * NOPS);
+	assert_true(st.hits > 0);
+	assert_true(st.mem.evictions > 0);
+	assert_true(st.disk.evictions > 0);
+	assert_true(st.mem.bytes <= st.mem.budget);
+	assert_true(st.disk.bytes <= st.disk.max_bytes);
+	assert_int_equal(st.disk.corrupt, 0);
+	cache_close(s.c);
+
+	/* What survived on disk is intact after a restart. */
+	assert_int_equal(cache_open(&o, &s.c, &err), 0);
+	for (unsigned i = 0; i < NVALUES; i++) {
+		struct cache_buf *b = NULL;
+		int rc = cache_get(s.c, s.keys[i], &b, &err);
+		assert_true(rc == 0 || rc == -ENOENT);
+		if (rc == 0)
+			assert_true(value_ok(b, i, s.lens[i]));
+		cache_buf_unref(b);
+	}
+	cache_stats(s.c, &st);
+	assert_int_equal(st.disk.corrupt, 0);
+	cache_close(s.c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_mem_lru_budget),
+	    cmocka_unit_test(test_mem_ref_survives_eviction),
+	    cmocka_unit_test_setup_teardown(test_disk_put_get, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_restart_reuse, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_size_bound, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_corrupt, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_tmp_removed, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_tiers, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_concurrency, setup_dir, teardown_dir),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
