@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on an embedded default. Today it runs the part of
 # the pipeline that exists (sample layer -> eStargz -> verify -> extract); the
-# registry, lazy pull and container run are listed as not built yet.
+# lazy pull and container run are listed as not built yet.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -43,7 +43,9 @@ else
 fi
 
 cat <<'MSG'
-== not built yet (next issues): local registry + `stargz convert`, the
-   remote-snapshotter daemon in containerd, `stargz rpull` lazy pull, and
-   running a container from the lazily pulled image.
+== built but not part of this demo yet: `stargz convert` / `stargz inspect`
+   against a registry (see README.md).
+== not built yet (next issues): the remote-snapshotter daemon in containerd,
+   `stargz rpull` lazy pull, and running a container from the lazily pulled
+   image.
 MSG
