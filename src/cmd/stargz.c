@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* stargz: the command-line tool. Argument parsing and printing only; the work
- * is done by src/estargz and src/convert. Exit codes: 0 ok, 1 a digest did not match, 2 usage,
+ * is done by src/estargz, src/convert and src/layerfs. Exit codes: 0 ok, 1 a digest did not match, 2 usage,
  * 3 I/O or format error. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "convert/convert.h"
 #include "estargz/estargz.h"
 
@@ -19,9 +20,7 @@
 #define RS_VERSION "0.1.0"
 #endif
 
-enum { EXIT_DIGEST = 1, EXIT_USAGE = 2, EXIT_IO = 3 };
-
-static const char *prog = "stargz";
+const char *prog = "stargz";
 
 static const char usage_main[] =
     "Usage: stargz COMMAND [OPTION...] ARG...\n"
@@ -36,6 +35,7 @@ static const char usage_main[] =
     "  extract  write a layer's files into a directory\n"
     "  convert  convert an image (registry or oci:DIR[:TAG]) to eStargz\n"
     "  inspect  show an image's manifest, config and each layer's format\n"
+    "  mount    mount a layer (or every layer) of an image lazily with FUSE\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (or `stargz COMMAND --help`)\n"
@@ -124,8 +124,7 @@ static const char usage_inspect[] =
     "  --hosts-dir DIR     registry host configuration (certs.d layout)\n"
     "  -h, --help          show this help\n";
 
-static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *cmd, const char *fmt, ...)
+int usage_error(const char *cmd, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -141,7 +140,7 @@ static int usage_error(const char *cmd, const char *fmt, ...)
 
 /* One line: "stargz: FILE: problem", without repeating FILE when the library
  * message already starts with it. */
-static int fail(const char *file, const struct rs_error *err)
+int fail(const char *file, const struct rs_error *err)
 {
 	const char *msg = err->msg[0] ? err->msg : strerror(-err->code);
 	size_t flen = strlen(file);
@@ -165,7 +164,7 @@ static int fail_errno(const char *file, int e, const char *what)
 	return fail(file, &err);
 }
 
-static bool parse_int(const char *s, long long min, long long max, long long *out)
+bool parse_int(const char *s, long long min, long long max, long long *out)
 {
 	if (!s || !*s || *s == '+' || *s == ' ')
 		return false;
@@ -180,7 +179,7 @@ static bool parse_int(const char *s, long long min, long long max, long long *ou
 
 /* getopt over argv[0..argc) where argv[0] is the command name. Returns the
  * option, -1 at the end, or -2 after printing a usage error. */
-static int next_opt(int argc, char **argv, const char *cmd, const struct option *longopts,
+int next_opt(int argc, char **argv, const char *cmd, const struct option *longopts,
 		    int *status)
 {
 	int c = getopt_long(argc, argv, ":h", longopts, NULL);
@@ -198,7 +197,7 @@ static int next_opt(int argc, char **argv, const char *cmd, const struct option 
 	return c;
 }
 
-static void reset_getopt(void)
+void reset_getopt(void)
 {
 	optind = 0; /* glibc: full reinitialisation */
 	opterr = 0;
@@ -738,7 +737,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 	    {"build", cmd_build},     {"verify", cmd_verify},   {"ls", cmd_ls},
 	    {"toc", cmd_toc},         {"extract", cmd_extract}, {"convert", cmd_convert},
-	    {"inspect", cmd_inspect},
+	    {"inspect", cmd_inspect}, {"mount", cmd_mount},
 	};
 	if (argc < 2)
 		return usage_error("", "missing command");

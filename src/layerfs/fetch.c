@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fetching chunks: a fixed pool of threads takes jobs from four queues, the
+ * highest priority first; the background fetch runs only when every queue is
+ * empty, one job at a time, so on-demand reads always find a free fetcher. A
+ * chunk is in at most one job (LFS_CHUNK_INFLIGHT); readers of a chunk in
+ * flight wait for that job. A job reads its runs with one request (several
+ * ranges in one multi-range request), checks every chunk against its
+ * chunkDigest while decoding, and caches only what passed. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "layerfs_internal.h"
+
+/* A missing chunk brings along following chunks this small, up to this much. */
+#define NEIGHBOUR_MAX ((int64_t)64 << 10)
+#define NEIGHBOURS_MAX_BYTES ((int64_t)512 << 10)
+#define BACKGROUND_JOB_BYTES ((int64_t)4 << 20)
+#define PREFETCH_JOB_BYTES ((int64_t)4 << 20)
+#define BACKGROUND_RETRY_MS 2000
+/* Attempts of one read at one chunk that was fetched but left the cache
+ * before the reader got it (a tiny memory budget and no disk). */
+#define MAX_REFETCH 3
+
+static int64_t comp_len(const struct esgz_chunk *c)
+{
+	return c->comp_end - c->offset;
+}
+
+/* Chunks sharing a member count once in byte totals. */
+static bool counts_bytes(const struct lfs_layer *l, uint32_t i)
+{
+	return i == 0 || l->chunks[i - 1].offset != l->chunks[i].offset;
+}
+
+/* Chunk i+1's bytes follow chunk i's, so both come in one range. */
+static bool follows(const struct lfs_layer *l, uint32_t i)
+{
+	const struct esgz_chunk *a = &l->chunks[i], *b = &l->chunks[i + 1];
+	return b->offset == a->offset || b->offset == a->comp_end;
+}
+
+static bool busy_or_done(const struct lfs_layer *l, uint32_t i)
+{
+	return l->chunk_state[i] & (LFS_CHUNK_INFLIGHT | LFS_CHUNK_FETCHED);
+}
+
+void lfs_chunk_key(const struct lfs_layer *l, uint32_t i, uint8_t key[RS_SHA256_LEN])
+{
+	const struct esgz_chunk *c = &l->chunks[i];
+	if (c->has_digest) {
+		memcpy(key, c->digest, RS_SHA256_LEN);
+		return;
+	}
+	/* No chunkDigest (legacy stargz): a key of this layer and place. */
+	uint8_t seed[RS_SHA256_LEN + 2 * sizeof(int64_t)];
+	memcpy(seed, l->layer_key, RS_SHA256_LEN);
+	memcpy(seed + RS_SHA256_LEN, &c->offset, sizeof(int64_t));
+	memcpy(seed + RS_SHA256_LEN + sizeof(int64_t), &c->inner_offset, sizeof(int64_t));
+	rs_sha256(seed, sizeof(seed), key);
+}
+
+/* ---- queues (under rt->lock) ------------------------------------------------ */
+
+static void push_locked(struct lfs_runtime *rt, struct lfs_job *j, bool front)
+{
+	if (front) {
+		j->next = rt->queue_head[j->prio];
+		rt->queue_head[j->prio] = j;
+		if (!rt->queue_tail[j->prio])
+			rt->queue_tail[j->prio] = j;
+		return;
+	}
+	j->next = NULL;
+	if (rt->queue_tail[j->prio])
+		rt->queue_tail[j->prio]->next = j;
+	else
+		rt->queue_head[j->prio] = j;
+	rt->queue_tail[j->prio] = j;
+}
+
+static struct lfs_job *pop_locked(struct lfs_runtime *rt)
+{
+	for (int p = 0; p < LFS_NPRIO; p++) {
+		struct lfs_job *j = rt->queue_head[p];
+		if (!j)
+			continue;
+		rt->queue_head[p] = j->next;
+		if (!j->next)
+			rt->queue_tail[p] = NULL;
+		return j;
+	}
+	return NULL;
+}
+
+static void enqueue(struct lfs_runtime *rt, struct lfs_job *jobs)
+{
+	if (!jobs)
+		return;
+	pthread_mutex_lock(&rt->lock);
+	while (jobs) {
+		struct lfs_job *next = jobs->next;
+		push_locked(rt, jobs, false);
+		jobs = next;
+	}
+	pthread_cond_broadcast(&rt->queue_cond);
+	pthread_mutex_unlock(&rt->lock);
+}
+
+static bool job_has(const struct lfs_job *j, uint32_t chunk)
+{
+	for (uint32_t r = 0; r < j->nruns; r++)
+		if (chunk >= j->runs[r].first && chunk < j->runs[r].first + j->runs[r].count)
+			return true;
+	return false;
+}
+
+/* A reader waits for chunk: if its job still sits in a lower queue, it moves
+ * to the front of the on-demand queue. */
+static void promote(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t chunk)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (int p = LFS_PRIO_READAHEAD; p < LFS_NPRIO; p++) {
+		struct lfs_job *prev = NULL;
+		for (struct lfs_job *j = rt->queue_head[p]; j; prev = j, j = j->next) {
+			if (j->layer != l || !job_has(j, chunk))
+				continue;
+			if (prev)
+				prev->next = j->next;
+			else
+				rt->queue_head[p] = j->next;
+			if (rt->queue_tail[p] == j)
+				rt->queue_tail[p] = prev;
+			j->prio = LFS_PRIO_ONDEMAND;
+			push_locked(rt, j, true);
+			pthread_mutex_unlock(&rt->lock);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+/* ---- building jobs (under l->lock) ----------------------------------------- */
+
+static struct lfs_job *job_new(struct lfs_layer *l, enum lfs_prio prio)
+{
+	struct lfs_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	lfs_layer_ref(l);
+	j->layer = l;
+	j->prio = prio;
+	return j;
+}
+
+/* Appends chunk i (already marked in flight) to the job list, merging it
+ * into the last run when its bytes follow. */
+static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail, uint32_t i,
+		   enum lfs_prio prio, int64_t max_bytes)
+{
+	struct lfs_job *j = *tail;
+	if (j) {
+		struct lfs_run *r = &j->runs[j->nruns - 1];
+		uint32_t last = r->first + r->count - 1;
+		int64_t bytes = l->chunks[i].comp_end - l->chunks[r->first].offset;
+		if (last + 1 == i && follows(l, last) && bytes <= max_bytes) {
+			r->count++;
+			return 0;
+		}
+		if (j->nruns < LFS_JOB_MAX_RUNS && prio != LFS_PRIO_PREFETCH) {
+			j->runs[j->nruns++] = (struct lfs_run){i, 1};
+			return 0;
+		}
+	}
+	j = job_new(l, prio);
+	if (!j)
+		return -ENOMEM;
+	j->runs[j->nruns++] = (struct lfs_run){i, 1};
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+	return 0;
+}
+
+static void jobs_free(struct lfs_job *j)
+{
+	while (j) {
+		struct lfs_job *next = j->next;
+		lfs_layer_unref(j->layer);
+		free(j);
+		j = next;
+	}
+}
+
+void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, enum lfs_prio prio)
+{
+	struct lfs_job *head = NULL, *tail = NULL;
+	int64_t max = prio == LFS_PRIO_PREFETCH ? PREFETCH_JOB_BYTES : LFS_JOB_MAX_BYTES;
+	pthread_mutex_lock(&l->lock);
+	for (uint32_t i = first; i <= last && i < l->nchunks; i++) {
+		if (busy_or_done(l, i))
+			continue;
+		if (job_add(l, &head, &tail, i, prio, max) < 0)
+			break;
+		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
+	}
+	if (prio == LFS_PRIO_PREFETCH)
+		for (struct lfs_job *j = head; j; j = j->next) {
+			j->prefetch = true;
+			l->prefetch_pending++;
+		}
+	pthread_mutex_unlock(&l->lock);
+	enqueue(l->rt, head);
+}
+
+void lfs_fetch_layer_start(struct lfs_layer *l)
+{
+	bool no_landmark;
+	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
+	if (!l->no_prefetch && end > 0 && l->nchunks > 0) {
+		uint32_t last = 0;
+		while (last < l->nchunks && l->chunks[last].offset < end)
+			last++;
+		if (last > 0)
+			lfs_fetch_queue_range(l, 0, last - 1, LFS_PRIO_PREFETCH);
+	}
+	if (!l->no_background && l->nchunks > 0) {
+		atomic_store(&l->bg_active, true);
+		pthread_mutex_lock(&l->rt->lock);
+		pthread_cond_broadcast(&l->rt->queue_cond);
+		pthread_mutex_unlock(&l->rt->lock);
+	}
+}
+
+/* The next background job of l, or NULL (none now, or none left). */
+static struct lfs_job *background_job(struct lfs_layer *l)
+{
+	struct lfs_job *head = NULL, *tail = NULL;
+	pthread_mutex_lock(&l->lock);
+	if (l->prefetch_pending > 0 || lfs_now_ms() < l->bg_retry_at)
+		goto out;
+	uint32_t i = l->bg_cursor;
+	while (i < l->nchunks && busy_or_done(l, i))
+		i++;
+	if (i == l->nchunks) {
+		bool all = true;
+		for (uint32_t k = 0; k < l->nchunks && all; k++)
+			all = l->chunk_state[k] & LFS_CHUNK_FETCHED;
+		if (all)
+			atomic_store(&l->bg_active, false);
+		else /* some in flight or failed: look again later */
+			l->bg_retry_at = lfs_now_ms() + BACKGROUND_RETRY_MS;
+		l->bg_cursor = 0;
+		goto out;
+	}
+	int64_t start = l->chunks[i].offset;
+	for (; i < l->nchunks && !busy_or_done(l, i); i++) {
+		if (head && (!follows(l, i - 1) || l->chunks[i].comp_end - start > BACKGROUND_JOB_BYTES))
+			break;
+		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES) < 0)
+			break;
+		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
+	}
+	l->bg_cursor = i;
+out:
+	pthread_mutex_unlock(&l->lock);
+	return head;
+}
+
+/* Under rt->lock: a background job from the next layer that has one. */
+static struct lfs_job *pick_background_locked(struct lfs_runtime *rt)
+{
+	if (rt->bg_busy)
+		return NULL;
+	uint32_t n = 0;
+	for (struct lfs_layer *l = rt->layers; l; l = l->next)
+		n++;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t want = (rt->bg_turn + k) % n, at = 0;
+		struct lfs_layer *l = rt->layers;
+		while (at < want) {
+			l = l->next;
+			at++;
+		}
+		if (!atomic_load(&l->bg_active) || !l->mounted)
+			continue;
+		/* background_job takes l->lock: never both locks at once. */
+		lfs_layer_ref(l);
+		rt->bg_busy = true;
+		pthread_mutex_unlock(&rt->lock);
+		struct lfs_job *j = background_job(l);
+		lfs_layer_unref(l);
+		pthread_mutex_lock(&rt->lock);
+		if (j) {
+			rt->bg_turn = want + 1;
+			return j;
+		}
+		rt->bg_busy = false;
+		n = 0;
+		for (struct lfs_layer *m = rt->layers; m; m = m->next)
+			n++;
+		if (k >= n)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- running a job ------------------------------------------------------------ */
+
+static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
+{
+	struct lfs_layer *l = j->layer;
+	struct reg_range ranges[LFS_JOB_MAX_RUNS];
+	struct rs_error err = {0};
+	int r = 0;
+	memset(ranges, 0, sizeof(ranges));
+	for (uint32_t k = 0; k < j->nruns && r == 0; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		int64_t off = l->chunks[run->first].offset, end = off;
+		for (uint32_t i = run->first; i < run->first + run->count; i++)
+			if (l->chunks[i].comp_end > end)
+				end = l->chunks[i].comp_end;
+		ranges[k].off = off;
+		ranges[k].len = (size_t)(end - off);
+		ranges[k].buf = malloc(ranges[k].len ? ranges[k].len : 1);
+		if (!ranges[k].buf)
+			r = rs_err(&err, -ENOMEM, "out of memory");
+	}
+	if (r == 0)
+		r = reg_blob_read(l->client, &l->ref, l->digest, ranges, j->nruns, &err);
+	if (r < 0)
+		rs_log(RS_LOG_WARN, "layerfs: %s: fetch failed: %s", l->digest, err.msg);
+
+	uint32_t total = 0;
+	for (uint32_t k = 0; k < j->nruns; k++)
+		total += j->runs[k].count;
+	int8_t *result = calloc(total ? total : 1, 1); /* 1 ok, -1 bad data, 0 fetch failed */
+	uint32_t at = 0;
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		for (uint32_t i = run->first; i < run->first + run->count; i++, at++) {
+			if (r < 0 || !result)
+				continue;
+			const struct esgz_chunk *c = &l->chunks[i];
+			struct cache_buf *b = NULL;
+			struct rs_error derr = {0};
+			if (cache_buf_new((size_t)c->size, &b) < 0) {
+				result[at] = 0;
+				continue;
+			}
+			const uint8_t *comp = (const uint8_t *)ranges[k].buf + (c->offset - ranges[k].off);
+			int d = esgz_chunk_decode(l->blob->footer.format, c, comp, (size_t)comp_len(c),
+						  cache_buf_wdata(b), &derr);
+			if (d < 0) {
+				rs_log(RS_LOG_ERROR, "layerfs: %s: chunk at %lld: %s", l->digest,
+				       (long long)c->offset, derr.msg);
+				result[at] = -1;
+				cache_buf_unref(b);
+				continue;
+			}
+			uint8_t key[RS_SHA256_LEN];
+			lfs_chunk_key(l, i, key);
+			struct rs_error cerr = {0};
+			if (cache_put(rt->cache, key, b, &cerr) < 0)
+				rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
+			cache_buf_unref(b);
+			result[at] = 1;
+		}
+	}
+	for (uint32_t k = 0; k < j->nruns; k++)
+		free(ranges[k].buf);
+
+	pthread_mutex_lock(&l->lock);
+	at = 0;
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		for (uint32_t i = run->first; i < run->first + run->count; i++, at++) {
+			uint8_t *st = &l->chunk_state[i];
+			int8_t res = result ? result[at] : 0;
+			*st &= (uint8_t)~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
+			if (res > 0) {
+				if (!(*st & LFS_CHUNK_FETCHED) && counts_bytes(l, i))
+					l->fetched_bytes += comp_len(&l->chunks[i]);
+				*st |= LFS_CHUNK_FETCHED;
+			} else {
+				*st |= LFS_CHUNK_FAILED;
+				if (res < 0) {
+					*st |= LFS_CHUNK_BADDATA;
+					l->verify_errors++;
+				}
+			}
+		}
+	}
+	if (r < 0) {
+		l->fetch_errors++;
+		if (j->prio == LFS_PRIO_BACKGROUND)
+			l->bg_retry_at = lfs_now_ms() + BACKGROUND_RETRY_MS;
+	}
+	l->registry_ok = r == 0;
+	if (j->prefetch && l->prefetch_pending > 0)
+		l->prefetch_pending--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	free(result);
+}
+
+static void *fetcher_main(void *arg)
+{
+	struct lfs_runtime *rt = arg;
+	pthread_mutex_lock(&rt->lock);
+	while (!rt->stopping) {
+		struct lfs_job *j = pop_locked(rt);
+		bool bg = false;
+		if (!j) {
+			j = pick_background_locked(rt);
+			bg = j != NULL;
+		}
+		if (!j) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&rt->queue_cond, &rt->lock, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&rt->lock);
+		run_job(rt, j);
+		jobs_free(j);
+		pthread_mutex_lock(&rt->lock);
+		if (bg) {
+			rt->bg_busy = false;
+			pthread_cond_broadcast(&rt->queue_cond);
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return NULL;
+}
+
+int lfs_fetch_start(struct lfs_runtime *rt, int nfetchers, struct rs_error *err)
+{
+	rt->fetchers = calloc((size_t)nfetchers, sizeof(pthread_t));
+	if (!rt->fetchers)
+		return rs_err(err, -ENOMEM, "out of memory");
+	for (; rt->nfetchers < nfetchers; rt->nfetchers++) {
+		int r = pthread_create(&rt->fetchers[rt->nfetchers], NULL, fetcher_main, rt);
+		if (r)
+			return rs_err(err, -r, "starting fetch threads: %s", strerror(r));
+	}
+	return 0;
+}
+
+void lfs_fetch_stop(struct lfs_runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	rt->stopping = true;
+	pthread_cond_broadcast(&rt->queue_cond);
+	pthread_mutex_unlock(&rt->lock);
+	for (int i = 0; i < rt->nfetchers; i++)
+		pthread_join(rt->fetchers[i], NULL);
+	free(rt->fetchers);
+	rt->fetchers = NULL;
+	rt->nfetchers = 0;
+	pthread_mutex_lock(&rt->lock);
+	for (int p = 0; p < LFS_NPRIO; p++) {
+		jobs_free(rt->queue_head[p]);
+		rt->queue_head[p] = rt->queue_tail[p] = NULL;
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+void lfs_fetch_cancel(struct lfs_runtime *rt, struct lfs_layer *l)
+{
+	struct lfs_job *dropped = NULL;
+	pthread_mutex_lock(&rt->lock);
+	for (int p = 0; p < LFS_NPRIO; p++) {
+		struct lfs_job **pp = &rt->queue_head[p], *last = NULL;
+		while (*pp) {
+			struct lfs_job *j = *pp;
+			if (j->layer == l) {
+				*pp = j->next;
+				j->next = dropped;
+				dropped = j;
+			} else {
+				last = j;
+				pp = &j->next;
+			}
+		}
+		rt->queue_tail[p] = last;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	/* Their chunks stay marked in flight: the layer is going away. */
+	jobs_free(dropped);
+}
+
+/* ---- readers ------------------------------------------------------------------ */
+
+static int wait_deadline(struct lfs_layer *l, int64_t deadline_ms)
+{
+	int64_t now = lfs_now_ms();
+	if (now >= deadline_ms)
+		return -ETIMEDOUT;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ns = ts.tv_nsec + (deadline_ms - now) % 1000 * 1000000;
+	ts.tv_sec += (deadline_ms - now) / 1000 + ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	int r = pthread_cond_timedwait(&l->cond, &l->lock, &ts);
+	return r == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+/* Under l->lock: adds the small chunks that follow run ends to the job. */
+static void add_neighbours(struct lfs_layer *l, struct lfs_job *head, struct lfs_job **tail)
+{
+	for (struct lfs_job *j = head; j; j = j->next) {
+		for (uint32_t k = 0; k < j->nruns; k++) {
+			struct lfs_run *run = &j->runs[k];
+			int64_t added = 0;
+			for (;;) {
+				uint32_t last = run->first + run->count - 1, next = last + 1;
+				if (next >= l->nchunks || busy_or_done(l, next) || !follows(l, last))
+					break;
+				if (k + 1 < j->nruns && next >= j->runs[k + 1].first)
+					break;
+				int64_t len = comp_len(&l->chunks[next]);
+				if (len > NEIGHBOUR_MAX || added + len > NEIGHBOURS_MAX_BYTES)
+					break;
+				l->chunk_state[next] |= LFS_CHUNK_INFLIGHT;
+				run->count++;
+				added += len;
+			}
+		}
+	}
+	(void)tail;
+}
+
+int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct cache_buf **out,
+		   int64_t deadline_ms, struct rs_error *err)
+{
+	struct lfs_runtime *rt = l->rt;
+	uint32_t missing = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t key[RS_SHA256_LEN];
+		out[i] = NULL;
+		if (l->chunks[ids[i]].size == 0)
+			continue;
+		lfs_chunk_key(l, ids[i], key);
+		if (cache_get(rt->cache, key, &out[i], NULL) < 0) {
+			out[i] = NULL;
+			missing++;
+		}
+	}
+	if (missing == 0)
+		return 0;
+	uint8_t *tries = calloc(n, 1); /* 0: not asked by us; k: asked k times */
+	if (!tries) {
+		for (uint32_t i = 0; i < n; i++)
+			cache_buf_unref(out[i]);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	int r = 0;
+	while (r == 0) {
+		struct lfs_job *head = NULL, *tail = NULL;
+		uint32_t waiting_for = UINT32_MAX;
+		bool any_missing = false;
+		pthread_mutex_lock(&l->lock);
+		for (uint32_t i = 0; i < n && r == 0; i++) {
+			if (out[i] || l->chunks[ids[i]].size == 0)
+				continue;
+			any_missing = true;
+			uint8_t st = l->chunk_state[ids[i]];
+			if (st & LFS_CHUNK_INFLIGHT) {
+				if (waiting_for == UINT32_MAX)
+					waiting_for = ids[i];
+				continue;
+			}
+			if (tries[i] && (st & LFS_CHUNK_FAILED)) {
+				r = rs_err(err, -EIO, "%s at blob offset %lld",
+					   (st & LFS_CHUNK_BADDATA) ? "chunk failed verification"
+								     : "chunk could not be fetched",
+					   (long long)l->chunks[ids[i]].offset);
+				break;
+			}
+			if (tries[i] >= MAX_REFETCH) {
+				r = rs_err(err, -EIO, "chunk at blob offset %lld keeps leaving the cache",
+					   (long long)l->chunks[ids[i]].offset);
+				break;
+			}
+			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES) < 0) {
+				r = rs_err(err, -ENOMEM, "out of memory");
+				break;
+			}
+			l->chunk_state[ids[i]] |= LFS_CHUNK_INFLIGHT;
+			tries[i]++;
+		}
+		if (r == 0 && head)
+			add_neighbours(l, head, &tail);
+		pthread_mutex_unlock(&l->lock);
+		enqueue(rt, head);
+		if (r < 0 || !any_missing)
+			break;
+		if (waiting_for != UINT32_MAX)
+			promote(rt, l, waiting_for);
+
+		/* Wait until one of ours is no longer in flight. */
+		pthread_mutex_lock(&l->lock);
+		for (;;) {
+			bool all_inflight = true;
+			for (uint32_t i = 0; i < n && all_inflight; i++)
+				if (!out[i] && l->chunks[ids[i]].size &&
+				    !(l->chunk_state[ids[i]] & LFS_CHUNK_INFLIGHT))
+					all_inflight = false;
+			if (!all_inflight)
+				break;
+			if (wait_deadline(l, deadline_ms) == -ETIMEDOUT) {
+				r = rs_err(err, -EIO, "timed out after %ld ms waiting for the registry",
+					   l->read_timeout_ms);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&l->lock);
+		if (r < 0)
+			break;
+		for (uint32_t i = 0; i < n; i++) {
+			if (out[i] || l->chunks[ids[i]].size == 0)
+				continue;
+			uint8_t key[RS_SHA256_LEN];
+			lfs_chunk_key(l, ids[i], key);
+			if (cache_get(rt->cache, key, &out[i], NULL) < 0)
+				out[i] = NULL;
+		}
+	}
+	free(tries);
+	if (r < 0)
+		for (uint32_t i = 0; i < n; i++) {
+			cache_buf_unref(out[i]);
+			out[i] = NULL;
+		}
+	return r;
+}

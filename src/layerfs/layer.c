@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One layer: opened from the registry (footer and TOC), mounted with FUSE,
+ * closed. A layer is freed when the last reference goes: the opener's, and
+ * one per fetch job still running. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+
+#include "layerfs_internal.h"
+
+int64_t lfs_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void lfs_layer_ref(struct lfs_layer *l)
+{
+	atomic_fetch_add(&l->refs, 1);
+}
+
+void lfs_layer_unref(struct lfs_layer *l)
+{
+	if (atomic_fetch_sub(&l->refs, 1) != 1)
+		return;
+	esgz_blob_free(l->blob);
+	reg_ref_free(&l->ref);
+	free(l->chunk_state);
+	free(l->mountpoint);
+	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+static void count_bytes(struct lfs_layer *l)
+{
+	for (uint32_t i = 0; i < l->nchunks; i++)
+		if (i == 0 || l->chunks[i - 1].offset != l->chunks[i].offset)
+			l->data_bytes += l->chunks[i].comp_end - l->chunks[i].offset;
+	for (uint32_t i = 0; i < l->nnodes; i++) {
+		const struct esgz_node *n = esgz_index_node(l->idx, i);
+		if (n->type == ESGZ_REG)
+			l->total_bytes += n->size;
+	}
+}
+
+int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
+		   struct rs_error *err)
+{
+	uint8_t sum[RS_SHA256_LEN];
+	if (!o->digest || rs_digest_parse(o->digest, strlen(o->digest), sum) < 0)
+		return rs_err(err, -EINVAL, "layer digest '%s' is not sha256:<64 hex digits>",
+			      o->digest ? o->digest : "");
+	struct lfs_layer *l = calloc(1, sizeof(*l));
+	if (!l)
+		return rs_err(err, -ENOMEM, "out of memory");
+	atomic_init(&l->refs, 1);
+	atomic_init(&l->bg_active, false);
+	l->rt = rt;
+	l->client = o->client;
+	l->read_timeout_ms = o->read_timeout_ms > 0 ? o->read_timeout_ms : 30000;
+	l->no_prefetch = o->no_prefetch;
+	l->no_background = o->no_background;
+	l->registry_ok = true;
+	snprintf(l->digest, sizeof(l->digest), "%s", o->digest);
+	rs_sha256(l->digest, strlen(l->digest), l->layer_key);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	int r = reg_ref_parse(o->ref, &l->ref, err);
+	if (r < 0)
+		goto fail;
+	int64_t size = o->size;
+	if (size <= 0) {
+		r = reg_blob_size(l->client, &l->ref, l->digest, &size, err);
+		if (r < 0)
+			goto fail;
+	}
+	struct esgz_reader rd;
+	r = reg_blob_reader(l->client, &l->ref, l->digest, size, &rd, err);
+	if (r < 0)
+		goto fail;
+	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest};
+	r = esgz_open(&rd, &oo, &l->blob, err);
+	esgz_reader_close(&rd);
+	if (r < 0)
+		goto fail;
+	l->idx = l->blob->index;
+	l->nnodes = esgz_index_node_count(l->idx);
+	l->chunks = esgz_index_all_chunks(l->idx, &l->nchunks);
+	l->chunk_state = calloc(l->nchunks ? l->nchunks : 1, 1);
+	if (!l->chunk_state) {
+		r = rs_err(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	count_bytes(l);
+	pthread_mutex_lock(&rt->lock);
+	l->next = rt->layers;
+	rt->layers = l;
+	pthread_mutex_unlock(&rt->lock);
+	*out = l;
+	return 0;
+fail:
+	rs_error_prefix(err, "layer %s", o->digest);
+	lfs_layer_unref(l);
+	return r;
+}
+
+/* A layer is read in large sequential pieces: let the kernel read ahead
+ * 1 MiB (FUSE's default is 128 KiB). Best effort. */
+static void raise_readahead(const char *mountpoint)
+{
+	struct stat st;
+	if (stat(mountpoint, &st) < 0)
+		return;
+	char path[96];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+		 minor(st.st_dev));
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t w = write(fd, "1024", 4);
+	(void)w;
+	close(fd);
+}
+
+int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err)
+{
+	if (l->se)
+		return rs_err(err, -EBUSY, "layer %s is mounted already", l->digest);
+	struct stat st;
+	if (stat(mountpoint, &st) < 0)
+		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return rs_err(err, -ENOTDIR, "mountpoint %s is not a directory", mountpoint);
+	char opts[256];
+	snprintf(opts, sizeof(opts),
+		 "ro,allow_other,default_permissions,fsname=stargz-%.12s,subtype=stargz",
+		 l->digest + 7);
+	char *argv[] = {"stargz", "-o", opts, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	l->se = fuse_session_new(&args, &lfs_ops, sizeof(lfs_ops), l);
+	if (!l->se)
+		return rs_err(err, -EINVAL, "creating the FUSE session failed");
+	if (fuse_session_mount(l->se, mountpoint) != 0) {
+		fuse_session_destroy(l->se);
+		l->se = NULL;
+		return rs_err(err, -EIO, "mounting FUSE at %s failed (is /dev/fuse there?)",
+			      mountpoint);
+	}
+	l->mountpoint = strdup(mountpoint);
+	int r = lfs_runtime_attach(l->rt, l, err);
+	if (r < 0) {
+		fuse_session_unmount(l->se);
+		fuse_session_destroy(l->se);
+		l->se = NULL;
+		return r;
+	}
+	raise_readahead(mountpoint);
+	pthread_mutex_lock(&l->rt->lock);
+	l->mounted = true;
+	pthread_mutex_unlock(&l->rt->lock);
+	lfs_fetch_layer_start(l);
+	rs_log(RS_LOG_INFO, "layerfs: %s mounted at %s (%u entries)", l->digest, mountpoint,
+	       l->nnodes);
+	return 0;
+}
+
+void lfs_layer_close(struct lfs_layer *l)
+{
+	if (!l)
+		return;
+	struct lfs_runtime *rt = l->rt;
+	pthread_mutex_lock(&rt->lock);
+	for (struct lfs_layer **pp = &rt->layers; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	l->mounted = false;
+	pthread_mutex_unlock(&rt->lock);
+	atomic_store(&l->bg_active, false);
+	lfs_fetch_cancel(rt, l);
+	if (l->se) {
+		lfs_runtime_detach(rt, l);
+		fuse_session_unmount(l->se);
+		fuse_session_destroy(l->se);
+		l->se = NULL;
+	}
+	lfs_layer_unref(l);
+}
+
+bool lfs_layer_alive(struct lfs_layer *l)
+{
+	return l->se && lfs_runtime_session_alive(l->rt, l);
+}
+
+const char *lfs_state_name(enum lfs_state s)
+{
+	switch (s) {
+	case LFS_STATE_PREFETCHING:
+		return "prefetching";
+	case LFS_STATE_FETCHING:
+		return "fetching";
+	case LFS_STATE_LAZY:
+		return "lazy";
+	case LFS_STATE_COMPLETE:
+		return "complete";
+	}
+	return "unknown";
+}
+
+void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->digest, sizeof(out->digest), "%s", l->digest);
+	out->size = l->blob->size;
+	out->data_bytes = l->data_bytes;
+	out->entries = l->nnodes;
+	pthread_mutex_lock(&l->lock);
+	out->fetched_bytes = l->fetched_bytes;
+	out->registry_ok = l->registry_ok;
+	out->fetch_errors = l->fetch_errors;
+	out->verify_errors = l->verify_errors;
+	bool prefetching = l->prefetch_pending > 0;
+	pthread_mutex_unlock(&l->lock);
+	out->percent = l->data_bytes > 0 ? 100.0 * (double)out->fetched_bytes / (double)l->data_bytes
+					 : 100.0;
+	if (out->fetched_bytes >= l->data_bytes)
+		out->state = LFS_STATE_COMPLETE;
+	else if (prefetching)
+		out->state = LFS_STATE_PREFETCHING;
+	else if (atomic_load(&l->bg_active))
+		out->state = LFS_STATE_FETCHING;
+	else
+		out->state = LFS_STATE_LAZY;
+	out->mounted = lfs_layer_alive(l);
+}
+
+int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
+{
+	return rs_buf_printf(out,
+			     "{\"digest\":\"%s\",\"size\":%lld,\"data_bytes\":%lld,"
+			     "\"fetched_bytes\":%lld,\"percent\":%.2f,\"state\":\"%s\","
+			     "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
+			     "\"verify_errors\":%llu,\"entries\":%llu}\n",
+			     s->digest, (long long)s->size, (long long)s->data_bytes,
+			     (long long)s->fetched_bytes, s->percent, lfs_state_name(s->state),
+			     s->mounted ? "true" : "false", s->registry_ok ? "true" : "false",
+			     (unsigned long long)s->fetch_errors,
+			     (unsigned long long)s->verify_errors, (unsigned long long)s->entries);
+}

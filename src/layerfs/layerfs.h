@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* layerfs: eStargz layers from a registry, mounted read-only with FUSE and
+ * read lazily.
+ *
+ * One runtime serves every mounted layer: one epoll loop over all FUSE
+ * session fds with a fixed pool of workers, a fixed pool of fetch threads fed
+ * by a priority queue (on-demand reads, then readahead, then prefetch, then
+ * background), and one chunk cache. Thread count never grows with the number
+ * of layers. A layer's bytes are served only after their chunkDigest matched;
+ * a read that cannot be served before its deadline gets EIO. */
+#ifndef LFS_LAYERFS_H
+#define LFS_LAYERFS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "registry/registry.h"
+#include "util/util.h"
+
+/* The hidden status file, relative to the mount root. */
+#define LFS_STATUS_DIR ".remote-snapshotter"
+#define LFS_STATUS_FILE "status.json"
+
+/* ---- runtime: event loop, workers, fetchers, cache -------------------- */
+
+struct lfs_runtime_opts {
+	int workers;             /* FUSE worker threads; 0: 16 */
+	int fetchers;            /* fetch threads; 0: 4 */
+	size_t mem_budget;       /* decompressed chunks kept in memory; 0: 512 MiB */
+	const char *cache_dir;   /* disk store; NULL: memory only */
+	uint64_t disk_max_bytes; /* 0: 64 GiB */
+};
+
+struct lfs_runtime;
+
+int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
+		    struct rs_error *err);
+/* Unmounts and closes every layer still open, then stops all threads. */
+void lfs_runtime_free(struct lfs_runtime *rt);
+void lfs_runtime_cache_stats(struct lfs_runtime *rt, struct cache_stats *out);
+
+/* ---- one layer -------------------------------------------------------- */
+
+struct lfs_layer_opts {
+	struct reg_client *client; /* shared; outlives the layer */
+	const char *ref;           /* image reference the blob is read through */
+	const char *digest;        /* the layer blob's digest */
+	int64_t size;              /* blob size; 0: asked with HEAD */
+	const char *toc_digest;    /* expected sha256 of the TOC JSON; NULL: not checked */
+	bool no_prefetch;          /* skip the prefetch of the landmarked files */
+	bool no_background;        /* skip the background fetch of the whole layer */
+	long read_timeout_ms;      /* a read not served by then gets EIO; 0: 30000 */
+};
+
+struct lfs_layer;
+
+/* Reads the footer and TOC (at most two range requests), checks the TOC
+ * digest when one is given and builds the inode table. Not mounted yet. */
+int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
+		   struct rs_error *err);
+/* Mounts the layer at mountpoint (an existing directory) and starts its
+ * prefetch and background fetch. */
+int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
+/* Unmounts (if mounted), waits for requests in progress and frees. */
+void lfs_layer_close(struct lfs_layer *l);
+
+enum lfs_state {
+	LFS_STATE_PREFETCHING, /* fetching the files before the landmark */
+	LFS_STATE_FETCHING,    /* background fetch of the rest */
+	LFS_STATE_LAZY,        /* nothing running: data comes on demand */
+	LFS_STATE_COMPLETE,    /* every chunk fetched once */
+};
+
+struct lfs_status {
+	char digest[RS_DIGEST_STR_LEN];
+	int64_t size;          /* blob bytes */
+	int64_t data_bytes;    /* compressed bytes of file data */
+	int64_t fetched_bytes; /* of data_bytes, fetched and verified at least once */
+	double percent;        /* fetched_bytes / data_bytes * 100 (100 when empty) */
+	enum lfs_state state;
+	bool mounted;          /* the FUSE session is alive */
+	bool registry_ok;      /* the last request to the registry succeeded */
+	uint64_t fetch_errors; /* failed requests and chunks that failed verification */
+	uint64_t verify_errors;
+	uint64_t entries; /* nodes of the inode table */
+};
+
+void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out);
+const char *lfs_state_name(enum lfs_state s);
+/* The status as the one-object JSON the status file serves. */
+int lfs_status_json(const struct lfs_status *s, struct rs_buf *out);
+/* False once the FUSE session ended (unmounted from outside, or never mounted). */
+bool lfs_layer_alive(struct lfs_layer *l);
+
+#endif

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The read path: (file, offset, length) -> the chunks that cover it -> the
+ * cache, or a fetch of what is missing -> one reply gathered from the cached
+ * buffers (no copy in between). The next chunks of the file are queued for
+ * readahead, so a sequential reader finds them fetched. */
+#include <errno.h>
+#include <string.h>
+
+#include "layerfs_internal.h"
+
+#define READAHEAD_CHUNKS 2
+#define STACK_CHUNKS 16
+
+static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, uint32_t nc,
+			    uint32_t next)
+{
+	if (next >= nc)
+		return;
+	uint32_t last = next + READAHEAD_CHUNKS - 1;
+	if (last >= nc)
+		last = nc - 1;
+	lfs_fetch_queue_range(l, (uint32_t)(&fc[next] - l->chunks), (uint32_t)(&fc[last] - l->chunks),
+			      LFS_PRIO_READAHEAD);
+}
+
+void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off)
+{
+	const struct esgz_node *n = esgz_index_node(l->idx, node);
+	if (n->type != ESGZ_REG || lfs_is_whiteout(l, node)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0 || off >= n->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	int64_t end = off + (int64_t)size;
+	if (end > n->size)
+		end = n->size;
+	uint32_t nc;
+	const struct esgz_chunk *fc = esgz_index_chunks(l->idx, node, &nc);
+	uint32_t first = 0;
+	while (first < nc && fc[first].file_offset + fc[first].size <= off)
+		first++;
+	uint32_t last = first;
+	while (last < nc && fc[last].file_offset < end)
+		last++;
+	uint32_t count = last - first; /* chunks [first, last) */
+
+	uint32_t ids_stack[STACK_CHUNKS];
+	struct cache_buf *bufs_stack[STACK_CHUNKS];
+	uint32_t *ids = ids_stack;
+	struct cache_buf **bufs = bufs_stack;
+	struct fuse_bufvec *bv = NULL;
+	if (count > STACK_CHUNKS) {
+		ids = malloc(count * sizeof(*ids));
+		bufs = malloc(count * sizeof(*bufs));
+		if (!ids || !bufs) {
+			fuse_reply_err(req, ENOMEM);
+			goto out_nobufs;
+		}
+	}
+	for (uint32_t k = 0; k < count; k++)
+		ids[k] = (uint32_t)(&fc[first + k] - l->chunks);
+	struct rs_error err = {0};
+	int r = lfs_chunks_get(l, ids, count, bufs, lfs_now_ms() + l->read_timeout_ms, &err);
+	if (r < 0) {
+		rs_log(RS_LOG_ERROR, "layerfs: %s: read of %s [%lld, +%zu): %s", l->digest,
+		       esgz_node_name(l->idx, n), (long long)off, size, err.msg);
+		fuse_reply_err(req, EIO);
+		goto out_nobufs;
+	}
+	queue_readahead(l, fc, nc, last);
+
+	/* Pieces: the covered part of each chunk, zeros where no chunk covers. */
+	size_t cap = 2 * (size_t)count + 1;
+	bv = malloc(sizeof(*bv) + cap * sizeof(struct fuse_buf));
+	static const char zeros[64 << 10];
+	if (!bv) {
+		fuse_reply_err(req, ENOMEM);
+		goto out;
+	}
+	memset(bv, 0, sizeof(*bv) + cap * sizeof(struct fuse_buf));
+	size_t np = 0;
+	int64_t pos = off;
+	for (uint32_t k = 0; k < count && pos < end; k++) {
+		const struct esgz_chunk *c = &fc[first + k];
+		if (c->file_offset > pos) { /* a hole: zeros (bounded by the static page) */
+			size_t z = (size_t)(c->file_offset - pos);
+			if (z > sizeof(zeros))
+				z = sizeof(zeros);
+			bv->buf[np++] = (struct fuse_buf){.size = z, .mem = (void *)zeros};
+			pos += (int64_t)z;
+			if (pos < c->file_offset)
+				break;
+		}
+		int64_t cend = c->file_offset + c->size;
+		if (cend > end)
+			cend = end;
+		if (cend <= pos || !bufs[k])
+			continue;
+		bv->buf[np++] = (struct fuse_buf){
+		    .size = (size_t)(cend - pos),
+		    .mem = (void *)(cache_buf_data(bufs[k]) + (pos - c->file_offset)),
+		};
+		pos = cend;
+	}
+	bv->count = np;
+	bv->idx = 0;
+	bv->off = 0;
+	if (np == 0)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_data(req, bv, 0);
+out:
+	for (uint32_t k = 0; k < count; k++)
+		cache_buf_unref(bufs[k]);
+out_nobufs:
+	free(bv);
+	if (ids != ids_stack)
+		free(ids);
+	if (bufs != bufs_stack)
+		free(bufs);
+}
