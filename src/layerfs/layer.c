@@ -149,6 +149,7 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 	char *argv[] = {"stargz", "-o", opts, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	l->se = fuse_session_new(&args, &lfs_ops, sizeof(lfs_ops), l);
+	fuse_opt_free_args(&args);
 	if (!l->se)
 		return rs_err(err, -EINVAL, "creating the FUSE session failed");
 	if (fuse_session_mount(l->se, mountpoint) != 0) {
