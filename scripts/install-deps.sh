@@ -10,6 +10,9 @@ PACKAGES=(
 	libfuse3-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libzstd-dev
 	libssl-dev libjansson-dev libsimdjson-dev libsqlite3-dev libarchive-dev
 	libtomlplusplus-dev
+	# containerd API: gRPC core, protobuf-c, containerd's and protobuf's .proto files
+	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
+	golang-github-containerd-containerd-dev
 	libcmocka-dev
 	# test peers and tools
 	fuse3 zstd gzip tar coreutils stargz-snapshotter containerd runc attr
