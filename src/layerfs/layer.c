@@ -115,6 +115,20 @@ fail:
 	return r;
 }
 
+int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct rs_error *err)
+{
+	uint8_t want[RS_SHA256_LEN];
+	if (rs_digest_parse(digest, strlen(digest), want) < 0)
+		return rs_err(err, -EINVAL, "TOC digest '%s' is not sha256:<64 hex digits>", digest);
+	if (memcmp(want, l->blob->toc_digest, RS_SHA256_LEN) != 0) {
+		char got[RS_DIGEST_STR_LEN];
+		rs_digest_format(l->blob->toc_digest, got);
+		return rs_err(err, ESGZ_EDIGEST, "layer %s: TOC digest is %s, expected %s",
+			      l->digest, got, digest);
+	}
+	return 0;
+}
+
 /* A layer is read in large sequential pieces: let the kernel read ahead
  * 1 MiB (FUSE's default is 128 KiB). Best effort. */
 static void raise_readahead(const char *mountpoint)

@@ -59,6 +59,9 @@ struct lfs_layer;
  * digest when one is given and builds the inode table. Not mounted yet. */
 int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
 		   struct rs_error *err);
+/* -EBADMSG (ESGZ_EDIGEST) unless the layer's TOC JSON has digest
+ * ("sha256:<hex>"), for a layer opened before its expected digest was known. */
+int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct rs_error *err);
 /* Mounts the layer at mountpoint (an existing directory) and starts its
  * prefetch and background fetch. */
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
