@@ -151,6 +151,12 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 						   : "too many arguments");
 		return -1;
 	}
+	uint8_t sum[RS_SHA256_LEN];
+	if (!a->all && rs_digest_parse(argv[optind + 1], strlen(argv[optind + 1]), sum) < 0) {
+		*status = usage_error("mount", "LAYER_DIGEST '%s' is not sha256:<64 hex digits>",
+				      argv[optind + 1]);
+		return -1;
+	}
 	if (a->all && a->layer.toc_digest) {
 		*status = usage_error("mount", "--toc-digest names one layer; with --all each "
 					       "layer's annotation is used");

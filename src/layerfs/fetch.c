@@ -88,6 +88,7 @@ static struct lfs_job *pop_locked(struct lfs_runtime *rt)
 		rt->queue_head[p] = j->next;
 		if (!j->next)
 			rt->queue_tail[p] = NULL;
+		j->next = NULL;
 		return j;
 	}
 	return NULL;
@@ -257,7 +258,8 @@ static struct lfs_job *background_job(struct lfs_layer *l)
 	}
 	int64_t start = l->chunks[i].offset;
 	for (; i < l->nchunks && !busy_or_done(l, i); i++) {
-		if (head && (!follows(l, i - 1) || l->chunks[i].comp_end - start > BACKGROUND_JOB_BYTES))
+		if (head &&
+		    (!follows(l, i - 1) || l->chunks[i].comp_end - start > BACKGROUND_JOB_BYTES))
 			break;
 		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES) < 0)
 			break;
@@ -350,9 +352,10 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 				result[at] = 0;
 				continue;
 			}
-			const uint8_t *comp = (const uint8_t *)ranges[k].buf + (c->offset - ranges[k].off);
-			int d = esgz_chunk_decode(l->blob->footer.format, c, comp, (size_t)comp_len(c),
-						  cache_buf_wdata(b), &derr);
+			const uint8_t *comp =
+			    (const uint8_t *)ranges[k].buf + (c->offset - ranges[k].off);
+			int d = esgz_chunk_decode(l->blob->footer.format, c, comp,
+						  (size_t)comp_len(c), cache_buf_wdata(b), &derr);
 			if (d < 0) {
 				rs_log(RS_LOG_ERROR, "layerfs: %s: chunk at %lld: %s", l->digest,
 				       (long long)c->offset, derr.msg);
@@ -379,7 +382,8 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 		for (uint32_t i = run->first; i < run->first + run->count; i++, at++) {
 			uint8_t *st = &l->chunk_state[i];
 			int8_t res = result ? result[at] : 0;
-			*st &= (uint8_t)~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
+			*st &=
+			    (uint8_t) ~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
 			if (res > 0) {
 				if (!(*st & LFS_CHUNK_FETCHED) && counts_bytes(l, i))
 					l->fetched_bytes += comp_len(&l->chunks[i]);
@@ -518,7 +522,8 @@ static void add_neighbours(struct lfs_layer *l, struct lfs_job *head, struct lfs
 			int64_t added = 0;
 			for (;;) {
 				uint32_t last = run->first + run->count - 1, next = last + 1;
-				if (next >= l->nchunks || busy_or_done(l, next) || !follows(l, last))
+				if (next >= l->nchunks || busy_or_done(l, next) ||
+				    !follows(l, last))
 					break;
 				if (k + 1 < j->nruns && next >= j->runs[k + 1].first)
 					break;
@@ -577,16 +582,18 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 			if (tries[i] && (st & LFS_CHUNK_FAILED)) {
 				r = rs_err(err, -EIO, "%s at blob offset %lld",
 					   (st & LFS_CHUNK_BADDATA) ? "chunk failed verification"
-								     : "chunk could not be fetched",
+								    : "chunk could not be fetched",
 					   (long long)l->chunks[ids[i]].offset);
 				break;
 			}
 			if (tries[i] >= MAX_REFETCH) {
-				r = rs_err(err, -EIO, "chunk at blob offset %lld keeps leaving the cache",
+				r = rs_err(err, -EIO,
+					   "chunk at blob offset %lld keeps leaving the cache",
 					   (long long)l->chunks[ids[i]].offset);
 				break;
 			}
-			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES) < 0) {
+			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES) <
+			    0) {
 				r = rs_err(err, -ENOMEM, "out of memory");
 				break;
 			}
@@ -613,7 +620,8 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 			if (!all_inflight)
 				break;
 			if (wait_deadline(l, deadline_ms) == -ETIMEDOUT) {
-				r = rs_err(err, -EIO, "timed out after %ld ms waiting for the registry",
+				r = rs_err(err, -EIO,
+					   "timed out after %ld ms waiting for the registry",
 					   l->read_timeout_ms);
 				break;
 			}

@@ -39,10 +39,18 @@ bool lfs_is_opaque(const struct lfs_layer *l, uint32_t dir)
 	return esgz_index_child(l->idx, dir, WH_OPAQUE, strlen(WH_OPAQUE)) != ESGZ_NONE;
 }
 
+/* The landmarks are the format's, not the image's: a container never sees them. */
+static bool is_landmark(const struct lfs_layer *l, uint32_t parent, const char *name)
+{
+	(void)l;
+	return parent == ESGZ_ROOT && (strcmp(name, ESGZ_PREFETCH_LANDMARK) == 0 ||
+				       strcmp(name, ESGZ_NO_PREFETCH_LANDMARK) == 0);
+}
+
 const char *lfs_shown_name(const struct lfs_layer *l, uint32_t node, size_t *len)
 {
 	const char *b = base_of(l, node);
-	if (strcmp(b, WH_OPAQUE) == 0)
+	if (strcmp(b, WH_OPAQUE) == 0 || is_landmark(l, esgz_index_node(l->idx, node)->parent, b))
 		return NULL;
 	if (lfs_is_whiteout(l, node))
 		b += 4;
@@ -53,7 +61,7 @@ const char *lfs_shown_name(const struct lfs_layer *l, uint32_t node, size_t *len
 uint32_t lfs_lookup(const struct lfs_layer *l, uint32_t dir, const char *name)
 {
 	size_t len = strlen(name);
-	if (strncmp(name, WH_PREFIX, 4) == 0 || len > 255)
+	if (strncmp(name, WH_PREFIX, 4) == 0 || len > 255 || is_landmark(l, dir, name))
 		return ESGZ_NONE;
 	uint32_t c = esgz_index_child(l->idx, dir, name, len);
 	if (c != ESGZ_NONE)

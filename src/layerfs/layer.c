@@ -119,7 +119,8 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 {
 	uint8_t want[RS_SHA256_LEN];
 	if (rs_digest_parse(digest, strlen(digest), want) < 0)
-		return rs_err(err, -EINVAL, "TOC digest '%s' is not sha256:<64 hex digits>", digest);
+		return rs_err(err, -EINVAL, "TOC digest '%s' is not sha256:<64 hex digits>",
+			      digest);
 	if (memcmp(want, l->blob->toc_digest, RS_SHA256_LEN) != 0) {
 		char got[RS_DIGEST_STR_LEN];
 		rs_digest_format(l->blob->toc_digest, got);
@@ -248,8 +249,8 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	out->verify_errors = l->verify_errors;
 	bool prefetching = l->prefetch_pending > 0;
 	pthread_mutex_unlock(&l->lock);
-	out->percent = l->data_bytes > 0 ? 100.0 * (double)out->fetched_bytes / (double)l->data_bytes
-					 : 100.0;
+	out->percent =
+	    l->data_bytes > 0 ? 100.0 * (double)out->fetched_bytes / (double)l->data_bytes : 100.0;
 	if (out->fetched_bytes >= l->data_bytes)
 		out->state = LFS_STATE_COMPLETE;
 	else if (prefetching)

@@ -40,8 +40,8 @@ struct lfs_run {
 struct lfs_job {
 	struct lfs_job *next;
 	struct lfs_layer *layer; /* holds a reference */
-	enum lfs_prio prio; /* the queue it is in (a waiting reader promotes it) */
-	bool prefetch;      /* counted in its layer's prefetch_pending */
+	enum lfs_prio prio;      /* the queue it is in (a waiting reader promotes it) */
+	bool prefetch;           /* counted in its layer's prefetch_pending */
 	uint32_t nruns;
 	struct lfs_run runs[LFS_JOB_MAX_RUNS];
 };
@@ -94,8 +94,8 @@ struct lfs_layer {
 	uint32_t nnodes;
 	uint32_t nchunks;
 	const struct esgz_chunk *chunks;
-	int64_t data_bytes;  /* compressed bytes of all chunk data */
-	int64_t total_bytes; /* uncompressed file bytes (statfs) */
+	int64_t data_bytes;               /* compressed bytes of all chunk data */
+	int64_t total_bytes;              /* uncompressed file bytes (statfs) */
 	uint8_t layer_key[RS_SHA256_LEN]; /* seeds cache keys of chunks without a digest */
 
 	/* Fetch state, under lock. */

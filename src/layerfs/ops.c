@@ -153,8 +153,9 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		if (k < 2) {
 			name = k == 0 ? "." : "..";
 			child = k == 0 ? ino
-				       : (status_dir ? FUSE_ROOT_ID
-						     : lfs_ino_of(esgz_index_node(l->idx, dir)->parent));
+				       : (status_dir
+					      ? FUSE_ROOT_ID
+					      : lfs_ino_of(esgz_index_node(l->idx, dir)->parent));
 			memset(&e, 0, sizeof(e));
 			e.attr.st_ino = child;
 			e.attr.st_mode = S_IFDIR;
@@ -238,7 +239,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (lfs_is_whiteout(l, node) || esgz_index_node(l->idx, node)->type != ESGZ_REG) {
-		fuse_reply_err(req, esgz_index_node(l->idx, node)->type == ESGZ_DIR ? EISDIR : ENXIO);
+		fuse_reply_err(req,
+			       esgz_index_node(l->idx, node)->type == ESGZ_DIR ? EISDIR : ENXIO);
 		return;
 	}
 	fi->keep_cache = 1;

@@ -19,8 +19,8 @@ static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, ui
 	uint32_t last = next + READAHEAD_CHUNKS - 1;
 	if (last >= nc)
 		last = nc - 1;
-	lfs_fetch_queue_range(l, (uint32_t)(&fc[next] - l->chunks), (uint32_t)(&fc[last] - l->chunks),
-			      LFS_PRIO_READAHEAD);
+	lfs_fetch_queue_range(l, (uint32_t)(&fc[next] - l->chunks),
+			      (uint32_t)(&fc[last] - l->chunks), LFS_PRIO_READAHEAD);
 }
 
 void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off)
