@@ -96,10 +96,10 @@ struct snap_remote_ops {
 };
 
 struct snap_opts {
-	const char *root;                  /* created if missing */
+	const char *root;                     /* created if missing */
 	const struct snap_remote_ops *remote; /* NULL: no remote layers */
-	bool restore;                      /* remount stored remote snapshots at open */
-	int restore_threads;               /* 0: 8 */
+	bool restore;                         /* remount stored remote snapshots at open */
+	int restore_threads;                  /* 0: 8 */
 };
 
 struct snapshotter;
