@@ -22,5 +22,6 @@ int next_opt(int argc, char **argv, const char *cmd, const struct option *longop
 void reset_getopt(void);
 
 int cmd_mount(int argc, char **argv);
+int cmd_rpull(int argc, char **argv);
 
 #endif

@@ -36,6 +36,7 @@ static const char usage_main[] =
     "  convert  convert an image (registry or oci:DIR[:TAG]) to eStargz\n"
     "  inspect  show an image's manifest, config and each layer's format\n"
     "  mount    mount a layer (or every layer) of an image lazily with FUSE\n"
+    "  rpull    pull an image into containerd, its layers mounted lazily by the snapshotter\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (or `stargz COMMAND --help`)\n"
@@ -737,7 +738,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 	    {"build", cmd_build},     {"verify", cmd_verify},   {"ls", cmd_ls},
 	    {"toc", cmd_toc},         {"extract", cmd_extract}, {"convert", cmd_convert},
-	    {"inspect", cmd_inspect}, {"mount", cmd_mount},
+	    {"inspect", cmd_inspect}, {"mount", cmd_mount},     {"rpull", cmd_rpull},
 	};
 	if (argc < 2)
 		return usage_error("", "missing command");

@@ -1,0 +1,788 @@
+// SPDX-License-Identifier: Apache-2.0
+/* ctrd_rpull: an image from a registry into containerd, as containerd's own
+ * pull with unpack (client.Pull + unpacker) leaves it, with the labels the
+ * stargz remote snapshotter protocol adds to each layer's Prepare.
+ *
+ * Order of work, all under one lease (gc.expire 24 h, deleted at the end):
+ * resolve; config from the registry (its diff_ids give the chainIDs); index,
+ * manifest and config into the content store with containerd's gc labels;
+ * each layer bottom first: Stat(chainID) -> "exists", or Prepare with the
+ * remote labels -> ALREADY_EXISTS + Stat(chainID) -> "lazy", or an ordinary
+ * active snapshot: blob into the content store (streamed from the registry
+ * through a pipe), Diff.Apply, diffID check, Commit(chainID); then the
+ * config's gc.ref.snapshot label and the image record. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client_internal.h"
+
+#define DEFAULT_SNAPSHOTTER "stargz"
+#define LEASE_EXPIRE_S (24 * 3600)
+#define CONFIG_MAX (16 << 20)
+#define PIPE_CHUNK (1 << 20)
+#define PREPARE_TRIES 3
+
+/* ---- labels ------------------------------------------------------------- */
+
+/* An owned label set; set() replaces a key already there. */
+struct labels {
+	struct ctrd_kv *v;
+	size_t n, cap;
+};
+
+static void labels_free(struct labels *l)
+{
+	ctrd_kv_free(l->v, l->n);
+	memset(l, 0, sizeof(*l));
+}
+
+static int labels_set(struct labels *l, const char *key, const char *value)
+{
+	char *v = strdup(value);
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].key, key) == 0) {
+			free(l->v[i].value);
+			l->v[i].value = v;
+			return 0;
+		}
+	}
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 8;
+		struct ctrd_kv *nv = realloc(l->v, nc * sizeof(*nv));
+		if (!nv) {
+			free(v);
+			return -ENOMEM;
+		}
+		l->v = nv;
+		l->cap = nc;
+	}
+	char *k = strdup(key);
+	if (!k) {
+		free(v);
+		return -ENOMEM;
+	}
+	l->v[l->n].key = k;
+	l->v[l->n].value = v;
+	l->n++;
+	return 0;
+}
+
+static bool label_fits(const char *key, size_t value_len)
+{
+	return strlen(key) + value_len <= CTRD_LABEL_MAX;
+}
+
+/* ---- the pull ----------------------------------------------------------- */
+
+struct pull {
+	const struct ctrd_rpull_opts *o;
+	const char *sn;
+	struct reg_client *reg;
+	struct reg_ref ref;
+	char *name;
+	char *dist_key; /* containerd.io/distribution.source.<host> */
+	struct reg_manifest index, manifest;
+	json_t *manifest_json; /* for the layers' urls */
+	struct rs_buf config;
+	char (*diff_ids)[RS_DIGEST_STR_LEN];
+	char (*chain)[RS_DIGEST_STR_LEN];
+	struct ctrd_client *c;
+	char *lease;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *ctrd_layer_action_name(enum ctrd_layer_action a)
+{
+	switch (a) {
+	case CTRD_LAYER_EXISTS:
+		return "exists";
+	case CTRD_LAYER_LAZY:
+		return "lazy";
+	case CTRD_LAYER_DOWNLOADED:
+		return "downloaded";
+	case CTRD_LAYER_APPLIED:
+		return "applied";
+	}
+	return "?";
+}
+
+void ctrd_chain_id(const char *parent_chain, const char *diff_id, char out[RS_DIGEST_STR_LEN])
+{
+	if (!parent_chain || !*parent_chain) {
+		snprintf(out, RS_DIGEST_STR_LEN, "%s", diff_id);
+		return;
+	}
+	char buf[2 * RS_DIGEST_STR_LEN + 2];
+	int n = snprintf(buf, sizeof(buf), "%s %s", parent_chain, diff_id);
+	uint8_t sum[RS_SHA256_LEN];
+	rs_sha256(buf, (size_t)n, sum);
+	rs_digest_format(sum, out);
+}
+
+/* Go's url.Hostname() of "dummy://" + domain: the port and IPv6 brackets go. */
+static char *domain_hostname(const char *domain)
+{
+	if (domain[0] == '[') {
+		const char *end = strchr(domain, ']');
+		if (end)
+			return strndup(domain + 1, (size_t)(end - domain - 1));
+	}
+	const char *colon = strrchr(domain, ':');
+	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+		return strndup(domain, (size_t)(colon - domain));
+	return strdup(domain);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* containerd's appendDistributionSourceLabel: the repositories a blob came
+ * from, sorted, without duplicates, comma-separated. */
+static char *merge_sources(const char *existing, const char *repo)
+{
+	size_t n = 1;
+	for (const char *s = existing; s && *s; s++)
+		n += *s == ',';
+	cleanup_free char *copy = strdup(existing ? existing : "");
+	cleanup_free char **v = calloc(n + 1, sizeof(char *));
+	if (!copy || !v)
+		return NULL;
+	size_t k = 0;
+	for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && k < n;
+	     t = strtok_r(NULL, ",", &save))
+		v[k++] = t;
+	v[k++] = (char *)repo;
+	qsort(v, k, sizeof(char *), cmp_str);
+	struct rs_buf b = {0};
+	for (size_t i = 0; i < k; i++) {
+		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+			continue;
+		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", v[i]) < 0) {
+			rs_buf_free(&b);
+			return NULL;
+		}
+	}
+	if (rs_buf_append(&b, "", 1) < 0) {
+		rs_buf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/* Sets labels on content that was there already: the given ones plus this
+ * repository in the distribution source label. */
+static int relabel_existing(struct pull *p, const char *digest, struct labels *l,
+			    struct rs_error *err)
+{
+	struct ctrd_content_info info;
+	int rc = ctrd_content_info(p->c, digest, &info, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "content %s", digest);
+	cleanup_free char *v =
+	    merge_sources(ctrd_kv_get(info.labels, info.n_labels, p->dist_key), p->ref.path);
+	ctrd_content_info_free(&info);
+	if (!v)
+		return rs_err(err, -ENOMEM, "out of memory");
+	if (label_fits(p->dist_key, strlen(v)) && labels_set(l, p->dist_key, v) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
+	rc = ctrd_content_update_labels(p->c, digest, l->v, l->n, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "labelling content %s", digest);
+	return 0;
+}
+
+/* A small blob (index, manifest, config) into the content store with labels. */
+static int put_blob(struct pull *p, const char *kind, const char *digest, const void *data,
+		    size_t len, struct labels *l, struct rs_error *err)
+{
+	char ingest[RS_DIGEST_STR_LEN + 16];
+	snprintf(ingest, sizeof(ingest), "%s-%s", kind, digest);
+	if (label_fits(p->dist_key, strlen(p->ref.path)) &&
+	    labels_set(l, p->dist_key, p->ref.path) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
+	int rc = ctrd_content_write(p->c, ingest, digest, data, len, l->v, l->n, err);
+	if (rc == -EEXIST)
+		return relabel_existing(p, digest, l, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "storing the %s %s", kind, digest);
+	return 0;
+}
+
+/* A blob small enough for memory (the config), verified by reg_blob_fetch. */
+static int fetch_small(struct pull *p, const struct reg_descriptor *d, size_t max,
+		       struct rs_buf *out, struct rs_error *err)
+{
+	if (d->size < 0 || (uint64_t)d->size > max)
+		return rs_err(err, -EFBIG, "blob %s: size %lld is out of bounds (at most %zu)",
+			      d->digest, (long long)d->size, max);
+	cleanup_fd int fd = memfd_create("rpull-blob", MFD_CLOEXEC);
+	if (fd < 0)
+		return rs_err(err, -errno, "memfd_create: %s", strerror(errno));
+	int rc = reg_blob_fetch(p->reg, &p->ref, d->digest, d->size, fd, err);
+	if (rc < 0)
+		return rc;
+	if (rs_buf_reserve(out, (size_t)d->size + 1) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
+	size_t got = 0;
+	while (got < (size_t)d->size) {
+		ssize_t r = pread(fd, out->data + got, (size_t)d->size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return rs_err(err, r < 0 ? -errno : -EIO, "reading blob %s back: %s",
+				      d->digest, r < 0 ? strerror(errno) : "short read");
+		got += (size_t)r;
+	}
+	out->len = got;
+	out->data[got] = '\0';
+	return 0;
+}
+
+/* rootfs.diff_ids of the config, one per layer. */
+static int parse_diff_ids(struct pull *p, struct rs_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb((const char *)p->config.data, p->config.len, 0, &jerr);
+	if (!root)
+		return rs_err(err, -EBADMSG, "config %s: not JSON: %s", p->manifest.config.digest,
+			      jerr.text);
+	int rc = 0;
+	json_t *ids = json_object_get(json_object_get(root, "rootfs"), "diff_ids");
+	size_t n = p->manifest.n_layers;
+	if (!json_is_array(ids)) {
+		rc = rs_err(err, -EBADMSG, "config %s: no rootfs.diff_ids",
+			    p->manifest.config.digest);
+	} else if (json_array_size(ids) != n) {
+		rc = rs_err(err, -EBADMSG,
+			    "config %s has %zu diff_ids for the manifest's %zu layers",
+			    p->manifest.config.digest, json_array_size(ids), n);
+	} else {
+		p->diff_ids = calloc(n, sizeof(*p->diff_ids));
+		p->chain = calloc(n, sizeof(*p->chain));
+		if (!p->diff_ids || !p->chain)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			const char *s = json_string_value(json_array_get(ids, i));
+			uint8_t sum[RS_SHA256_LEN];
+			if (!s || rs_digest_parse(s, strlen(s), sum) < 0) {
+				rc = rs_err(err, -EBADMSG,
+					    "config %s: diff_ids[%zu] is not a sha256 digest",
+					    p->manifest.config.digest, i);
+				break;
+			}
+			snprintf(p->diff_ids[i], RS_DIGEST_STR_LEN, "%s", s);
+			ctrd_chain_id(i ? p->chain[i - 1] : NULL, s, p->chain[i]);
+		}
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* The urls of manifest layer i, comma-joined while containerd's label limit
+ * allows (stargz-snapshotter's appendWithValidation); "" when none. */
+static char *layer_urls(struct pull *p, size_t i, const char *key)
+{
+	json_t *layers = json_object_get(p->manifest_json, "layers");
+	json_t *urls = json_object_get(json_array_get(layers, i), "urls");
+	struct rs_buf b = {0};
+	size_t k;
+	json_t *u;
+	json_array_foreach(urls, k, u)
+	{
+		const char *s = json_string_value(u);
+		if (!s)
+			continue;
+		if (!label_fits(key, b.len + strlen(s) + 1))
+			break;
+		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", s) < 0) {
+			rs_buf_free(&b);
+			return NULL;
+		}
+	}
+	if (rs_buf_append(&b, "", 1) < 0) {
+		rs_buf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/* The labels containerd's unpacker gives Prepare for layer i: the layer's
+ * annotations under containerd.io/snapshot/ and containerd.io/snapshot.ref,
+ * plus what stargz-snapshotter's AppendDefaultLabelsHandlerWrapper adds. */
+static int layer_labels(struct pull *p, size_t i, struct labels *l)
+{
+	const struct reg_descriptor *d = &p->manifest.layers[i];
+	size_t plen = strlen(CTRD_LABEL_INHERITED_PREFIX);
+	for (size_t k = 0; k < d->n_annotations; k++) {
+		const struct reg_kv *a = &d->annotations[k];
+		if (strncmp(a->key, CTRD_LABEL_INHERITED_PREFIX, plen) != 0 ||
+		    !label_fits(a->key, strlen(a->value)))
+			continue;
+		if (labels_set(l, a->key, a->value) < 0)
+			return -ENOMEM;
+	}
+	if (labels_set(l, CTRD_LABEL_SNAPSHOT_REF, p->chain[i]) < 0 ||
+	    labels_set(l, CTRD_LABEL_STARGZ_REF, p->name) < 0 ||
+	    labels_set(l, CTRD_LABEL_STARGZ_DIGEST, d->digest) < 0)
+		return -ENOMEM;
+
+	/* This layer and the ones above it, as many as fit in one label. */
+	struct rs_buf b = {0};
+	for (size_t j = i; j < p->manifest.n_layers; j++) {
+		const char *dg = p->manifest.layers[j].digest;
+		if (!label_fits(CTRD_LABEL_STARGZ_LAYERS, b.len + strlen(dg) + 1))
+			break;
+		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", dg) < 0) {
+			rs_buf_free(&b);
+			return -ENOMEM;
+		}
+		char key[sizeof(CTRD_LABEL_REMOTE_URLS) + 24];
+		snprintf(key, sizeof(key), "%s.%zu", CTRD_LABEL_REMOTE_URLS, j - i);
+		cleanup_free char *urls = layer_urls(p, j, key);
+		if (!urls || (*urls && labels_set(l, key, urls) < 0)) {
+			rs_buf_free(&b);
+			return -ENOMEM;
+		}
+	}
+	int rc = rs_buf_append(&b, "", 1) < 0 ? -ENOMEM
+					     : labels_set(l, CTRD_LABEL_STARGZ_LAYERS,
+							  (const char *)b.data);
+	rs_buf_free(&b);
+	if (rc < 0)
+		return rc;
+	cleanup_free char *urls = layer_urls(p, i, CTRD_LABEL_REMOTE_URLS);
+	if (!urls || (*urls && labels_set(l, CTRD_LABEL_REMOTE_URLS, urls) < 0))
+		return -ENOMEM;
+	return 0;
+}
+
+struct fetch_job {
+	struct reg_client *reg;
+	const struct reg_ref *ref;
+	const char *digest;
+	int64_t size;
+	int fd;
+	int result;
+	struct rs_error err;
+};
+
+static void *fetch_thread(void *arg)
+{
+	struct fetch_job *j = arg;
+	/* The reader may go away (containerd failed): EPIPE, not a signal. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	j->result = reg_blob_fetch(j->reg, j->ref, j->digest, j->size, j->fd, &j->err);
+	close(j->fd);
+	return NULL;
+}
+
+/* Streams the blob from the registry into w: a fetch thread writes it (and
+ * checks its digest) into a pipe, this thread sends it on in 1 MiB messages. */
+static int stream_blob(struct pull *p, const struct reg_descriptor *d, struct ctrd_writer *w,
+		       struct rs_error *err)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return rs_err(err, -errno, "pipe: %s", strerror(errno));
+	fcntl(fds[0], F_SETPIPE_SZ, PIPE_CHUNK);
+	struct fetch_job job = {
+	    .reg = p->reg, .ref = &p->ref, .digest = d->digest, .size = d->size, .fd = fds[1]};
+	pthread_t th;
+	int e = pthread_create(&th, NULL, fetch_thread, &job);
+	if (e) {
+		close(fds[0]);
+		close(fds[1]);
+		return rs_err(err, -e, "cannot start a fetch thread: %s", strerror(e));
+	}
+	int rc = 0;
+	uint8_t *buf = malloc(PIPE_CHUNK);
+	if (!buf)
+		rc = rs_err(err, -ENOMEM, "out of memory");
+	bool eof = false;
+	while (rc == 0 && !eof) {
+		size_t got = 0;
+		while (got < PIPE_CHUNK) {
+			ssize_t r = read(fds[0], buf + got, PIPE_CHUNK - got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = rs_err(err, -errno, "reading the fetched blob: %s",
+					    strerror(errno));
+				break;
+			}
+			if (r == 0) {
+				eof = true;
+				break;
+			}
+			got += (size_t)r;
+		}
+		if (rc == 0 && got)
+			rc = ctrd_writer_write(w, buf, got, err);
+	}
+	free(buf);
+	close(fds[0]); /* a fetch still running gets EPIPE */
+	pthread_join(th, NULL);
+	if (job.result < 0) {
+		/* The registry's story explains a broken pipe best. */
+		if (rc == 0 || job.err.code != -EPIPE) {
+			*err = job.err;
+			rc = job.result;
+		}
+	}
+	return rc;
+}
+
+/* The layer blob in the content store: there already (added to the lease),
+ * or downloaded. *fetched gets the bytes downloaded. */
+static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct rs_error *err)
+{
+	const struct reg_descriptor *d = &p->manifest.layers[i];
+	char ingest[RS_DIGEST_STR_LEN + 16];
+	snprintf(ingest, sizeof(ingest), "layer-%s", d->digest);
+	struct labels l = {0};
+	int rc = 0;
+	*fetched = 0;
+	struct ctrd_writer *w = NULL;
+	rc = ctrd_writer_open(p->c, ingest, d->digest, d->size, &w, err);
+	if (rc == -EEXIST) {
+		rc = relabel_existing(p, d->digest, &l, err);
+		labels_free(&l);
+		return rc;
+	}
+	if (rc < 0)
+		return rs_error_prefix(err, "storing layer %s", d->digest);
+	rc = stream_blob(p, d, w, err);
+	*fetched = ctrd_writer_offset(w);
+	if (rc == 0) {
+		if (label_fits(p->dist_key, strlen(p->ref.path)) &&
+		    labels_set(&l, p->dist_key, p->ref.path) < 0)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+		else
+			rc = ctrd_writer_commit(w, l.v, l.n, err);
+		if (rc == -EEXIST) /* someone else committed it meanwhile */
+			rc = relabel_existing(p, d->digest, &l, err);
+		else if (rc < 0)
+			rs_error_prefix(err, "storing layer %s", d->digest);
+	}
+	ctrd_writer_free(w);
+	if (rc < 0)
+		ctrd_content_abort(p->c, ingest, NULL);
+	labels_free(&l);
+	return rc;
+}
+
+/* The ordinary path: blob, Apply onto the prepared snapshot, Commit. */
+static int unpack_layer(struct pull *p, size_t i, const char *key, const struct ctrd_mounts *m,
+			struct labels *l, struct ctrd_rpull_layer *out, struct rs_error *err)
+{
+	const struct reg_descriptor *d = &p->manifest.layers[i];
+	int rc = ensure_layer_blob(p, i, &out->fetched, err);
+	char applied[RS_DIGEST_STR_LEN] = "";
+	if (rc == 0) {
+		struct ctrd_descriptor desc = {
+		    .media_type = d->media_type, .digest = d->digest, .size = d->size};
+		rc = ctrd_diff_apply(p->c, &desc, m, applied, err);
+		if (rc < 0)
+			rs_error_prefix(err, "applying layer %s", d->digest);
+	}
+	if (rc == 0 && strcmp(applied, p->diff_ids[i]) != 0)
+		rc = rs_err(err, -EBADMSG,
+			    "layer %s unpacks to %s, but the config's diff_ids[%zu] is %s",
+			    d->digest, applied, i, p->diff_ids[i]);
+	if (rc == 0) {
+		rc = ctrd_snapshot_commit(p->c, p->sn, p->chain[i], key, l->v, l->n, err);
+		if (rc == -EEXIST) {
+			/* The same chain was committed meanwhile: ours goes. */
+			struct rs_error ignored;
+			ctrd_snapshot_remove(p->c, p->sn, key, &ignored);
+			rc = 0;
+		} else if (rc < 0) {
+			rs_error_prefix(err, "committing snapshot %s", p->chain[i]);
+		}
+	} else {
+		struct rs_error ignored;
+		ctrd_snapshot_remove(p->c, p->sn, key, &ignored);
+	}
+	if (rc < 0)
+		return rc;
+	/* containerd's unpacker: set once Apply has verified the diffID. */
+	struct ctrd_kv u = {(char *)CTRD_LABEL_UNCOMPRESSED, p->diff_ids[i]};
+	rc = ctrd_content_update_labels(p->c, d->digest, &u, 1, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "labelling layer %s", d->digest);
+	out->action = out->fetched > 0 ? CTRD_LAYER_DOWNLOADED : CTRD_LAYER_APPLIED;
+	return 0;
+}
+
+static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, struct rs_error *err)
+{
+	const char *chain = p->chain[i];
+	const char *parent = i ? p->chain[i - 1] : "";
+	int rc = ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
+	if (rc == 0) {
+		out->action = CTRD_LAYER_EXISTS;
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return rs_error_prefix(err, "snapshotter %s", p->sn);
+
+	struct labels l = {0};
+	if (layer_labels(p, i, &l) < 0) {
+		labels_free(&l);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	char key[CTRD_UNIQUE_LEN + RS_DIGEST_STR_LEN + 16];
+	struct ctrd_mounts m = {0};
+	for (int attempt = 0; attempt < PREPARE_TRIES; attempt++) {
+		char uniq[CTRD_UNIQUE_LEN];
+		ctrd_unique_part(uniq);
+		/* containerd's snapshots.UnpackKeyFormat, "extract-%s %s" */
+		snprintf(key, sizeof(key), "extract-%s %s", uniq, chain);
+		rc = ctrd_snapshot_prepare(p->c, p->sn, key, parent, l.v, l.n, &m, err);
+		if (rc != -EEXIST)
+			break;
+		/* A remote snapshotter has the layer: it must be there now. */
+		rc = ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
+		if (rc == 0) {
+			out->action = CTRD_LAYER_LAZY;
+			labels_free(&l);
+			return 0;
+		}
+		if (rc != -ENOENT)
+			break;
+		rc = rs_err(err, -EEXIST,
+			    "snapshotter %s answered ALREADY_EXISTS for %s, but it is not there",
+			    p->sn, chain);
+	}
+	if (rc < 0) {
+		labels_free(&l);
+		return rs_error_prefix(err, "snapshotter %s: preparing %s", p->sn, chain);
+	}
+	rc = unpack_layer(p, i, key, &m, &l, out, err);
+	ctrd_mounts_free(&m);
+	labels_free(&l);
+	return rc;
+}
+
+static int store_metadata(struct pull *p, struct rs_error *err)
+{
+	int rc = 0;
+	struct labels l = {0};
+	const struct reg_manifest *m = &p->manifest;
+	if (p->index.digest && p->index.raw.len) {
+		/* images.ChildGCLabels of the one manifest kept for this platform */
+		char key[sizeof(CTRD_LABEL_GC_MANIFEST_PREFIX) + 4];
+		snprintf(key, sizeof(key), "%s0", CTRD_LABEL_GC_MANIFEST_PREFIX);
+		if (labels_set(&l, key, m->digest) < 0)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+		if (rc == 0)
+			rc = put_blob(p, "index", p->index.digest, p->index.raw.data,
+				      p->index.raw.len, &l, err);
+		labels_free(&l);
+		if (rc < 0)
+			return rc;
+	}
+	if (labels_set(&l, CTRD_LABEL_GC_CONFIG, m->config.digest) < 0)
+		rc = rs_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < m->n_layers; i++) {
+		char key[sizeof(CTRD_LABEL_GC_LAYER_PREFIX) + 24];
+		snprintf(key, sizeof(key), "%s%zu", CTRD_LABEL_GC_LAYER_PREFIX, i);
+		if (labels_set(&l, key, m->layers[i].digest) < 0)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+	}
+	if (rc == 0)
+		rc = put_blob(p, "manifest", m->digest, m->raw.data, m->raw.len, &l, err);
+	labels_free(&l);
+	if (rc == 0)
+		rc = put_blob(p, "config", m->config.digest, p->config.data, p->config.len, &l,
+			      err);
+	labels_free(&l);
+	return rc;
+}
+
+static int resolve(struct pull *p, struct rs_error *err)
+{
+	int rc = reg_ref_parse(p->o->ref, &p->ref, err);
+	if (rc < 0)
+		return rc;
+	p->name = reg_ref_string(&p->ref);
+	char *host = domain_hostname(p->ref.domain);
+	if (host) {
+		size_t n = strlen(CTRD_LABEL_DIST_SOURCE_PREFIX) + strlen(host) + 1;
+		p->dist_key = malloc(n);
+		if (p->dist_key)
+			snprintf(p->dist_key, n, "%s%s", CTRD_LABEL_DIST_SOURCE_PREFIX, host);
+		free(host);
+	}
+	if (!p->name || !p->dist_key)
+		return rs_err(err, -ENOMEM, "out of memory");
+	struct reg_options defaults = {0};
+	rc = reg_client_new(p->o->reg ? p->o->reg : &defaults, &p->reg, err);
+	if (rc < 0)
+		return rc;
+	rc = reg_resolve(p->reg, &p->ref, p->o->platform, &p->index, &p->manifest, err);
+	if (rc < 0)
+		return rc;
+	if (p->manifest.n_layers == 0)
+		return rs_err(err, -EINVAL, "image %s has no layers", p->manifest.digest);
+	json_error_t jerr;
+	p->manifest_json = json_loadb((const char *)p->manifest.raw.data, p->manifest.raw.len, 0,
+				      &jerr);
+	if (!p->manifest_json)
+		return rs_err(err, -EBADMSG, "manifest %s: %s", p->manifest.digest, jerr.text);
+	rc = fetch_small(p, &p->manifest.config, CONFIG_MAX, &p->config, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "config");
+	return parse_diff_ids(p, err);
+}
+
+static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_error *err)
+{
+	int rc = store_metadata(p, err);
+	const struct reg_manifest *m = &p->manifest;
+	for (size_t i = 0; rc == 0 && i < m->n_layers; i++) {
+		struct ctrd_rpull_layer *L = &out->layers[i];
+		double t = now_s();
+		snprintf(L->digest, sizeof(L->digest), "%s", m->layers[i].digest);
+		snprintf(L->diff_id, sizeof(L->diff_id), "%s", p->diff_ids[i]);
+		snprintf(L->chain_id, sizeof(L->chain_id), "%s", p->chain[i]);
+		L->size = m->layers[i].size;
+		L->media_type = m->layers[i].media_type;
+		rc = do_layer(p, i, L, err);
+		if (rc < 0) {
+			rs_error_prefix(err, "layer %zu (%s)", i, m->layers[i].digest);
+			break;
+		}
+		L->seconds = now_s() - t;
+		if (p->o->on_layer)
+			p->o->on_layer(p->o->ctx, i, m->n_layers, L);
+		L->media_type = NULL;
+		out->n_layers = i + 1;
+	}
+	if (rc < 0)
+		return rc;
+
+	/* What containerd's unpacker sets once every layer is unpacked. */
+	char key[sizeof(CTRD_LABEL_GC_SNAPSHOT_PREFIX) + 256];
+	snprintf(key, sizeof(key), "%s%s", CTRD_LABEL_GC_SNAPSHOT_PREFIX, p->sn);
+	const char *top = p->chain[m->n_layers - 1];
+	struct ctrd_kv gc = {key, (char *)top};
+	rc = ctrd_content_update_labels(p->c, m->config.digest, &gc, 1, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "labelling config %s", m->config.digest);
+
+	bool from_index = p->index.digest && p->index.raw.len;
+	const struct reg_manifest *t = from_index ? &p->index : m;
+	struct ctrd_image img = {
+	    .name = p->name,
+	    .target = {.media_type = t->media_type,
+		       .digest = t->digest,
+		       .size = (int64_t)t->raw.len},
+	};
+	rc = ctrd_image_put(p->c, &img, &out->image_created, err);
+	if (rc < 0)
+		return rs_error_prefix(err, "image %s", p->name);
+	snprintf(out->target_digest, sizeof(out->target_digest), "%s", t->digest);
+	snprintf(out->chain_id, sizeof(out->chain_id), "%s", top);
+	return 0;
+}
+
+void ctrd_rpull_result_free(struct ctrd_rpull_result *r)
+{
+	if (!r)
+		return;
+	free(r->name);
+	free(r->layers);
+	memset(r, 0, sizeof(*r));
+}
+
+int ctrd_rpull(const struct ctrd_rpull_opts *o, struct ctrd_rpull_result *out,
+	       struct rs_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	double t0 = now_s();
+	struct pull p = {.o = o, .sn = o->snapshotter ? o->snapshotter : DEFAULT_SNAPSHOTTER};
+	int rc;
+	if (!o->ref || !*o->ref) {
+		rc = rs_err(err, -EINVAL, "no image reference");
+		goto out;
+	}
+	if (!*p.sn) {
+		rc = rs_err(err, -EINVAL, "the snapshotter name is empty");
+		goto out;
+	}
+	rc = resolve(&p, err);
+	if (rc < 0)
+		goto out;
+	out->layers = calloc(p.manifest.n_layers, sizeof(*out->layers));
+	if (!out->layers) {
+		rc = rs_err(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	struct ctrd_options co = {
+	    .address = o->address, .namespace = o->namespace, .timeout_ms = o->timeout_ms};
+	rc = ctrd_client_new(&co, &p.c, err);
+	if (rc < 0)
+		goto out;
+	/* containerd's client.WithLease: everything below is held by the lease
+	 * until the image record references it. */
+	rc = ctrd_lease_create(p.c, NULL, LEASE_EXPIRE_S, NULL, 0, &p.lease, err);
+	if (rc < 0)
+		goto out;
+	rc = ctrd_client_set_lease(p.c, p.lease, err);
+	if (rc == 0)
+		rc = pull_into(&p, out, err);
+	ctrd_client_set_lease(p.c, NULL, NULL);
+	struct rs_error lerr;
+	if (ctrd_lease_delete(p.c, p.lease, false, &lerr) < 0)
+		rs_log(RS_LOG_WARN, "rpull: deleting lease %s: %s", p.lease, lerr.msg);
+	if (rc == 0) {
+		out->name = steal_pointer(&p.name);
+		snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s",
+			 p.manifest.digest);
+		snprintf(out->config_digest, sizeof(out->config_digest), "%s",
+			 p.manifest.config.digest);
+	}
+out:
+	out->seconds = now_s() - t0;
+	ctrd_client_free(p.c);
+	free(p.lease);
+	free(p.diff_ids);
+	free(p.chain);
+	rs_buf_free(&p.config);
+	if (p.manifest_json)
+		json_decref(p.manifest_json);
+	reg_manifest_free(&p.manifest);
+	reg_manifest_free(&p.index);
+	reg_client_free(p.reg);
+	free(p.dist_key);
+	free(p.name);
+	reg_ref_free(&p.ref);
+	if (rc < 0) {
+		free(out->layers);
+		out->layers = NULL;
+		out->n_layers = 0;
+	}
+	return rc;
+}

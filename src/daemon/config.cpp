@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The daemon's TOML file read with toml++ into struct daemon_config. Every
+ * key is known: a misspelt key is an error, not a silently ignored line. */
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <toml++/toml.h>
+
+extern "C" {
+#include "daemon.h"
+}
+
+namespace
+{
+
+struct config_error {
+	std::string msg;
+};
+
+[[noreturn]] void fail(const char *file, const toml::node &n, const std::string &what)
+{
+	throw config_error{std::string(file) + ":" + std::to_string(n.source().begin.line) + ": " +
+			   what};
+}
+
+void set_string(char **dst, const char *file, const toml::node &n, const std::string &key)
+{
+	auto v = n.value<std::string>();
+	if (!v)
+		fail(file, n, "\"" + key + "\" must be a string");
+	char *p = strdup(v->c_str());
+	if (!p)
+		throw std::bad_alloc();
+	free(*dst);
+	*dst = p;
+}
+
+void set_bool(bool *dst, const char *file, const toml::node &n, const std::string &key)
+{
+	auto v = n.value<bool>();
+	if (!v)
+		fail(file, n, "\"" + key + "\" must be true or false");
+	*dst = *v;
+}
+
+template <typename T>
+void set_int(T *dst, const char *file, const toml::node &n, const std::string &key, int64_t min,
+	     int64_t max)
+{
+	auto v = n.value<int64_t>();
+	if (!v || *v < min || *v > max)
+		fail(file, n,
+		     "\"" + key + "\" must be an integer from " + std::to_string(min) + " to " +
+			 std::to_string(max));
+	*dst = static_cast<T>(*v);
+}
+
+void load_top(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "root")
+			set_string(&c->root, file, v, key);
+		else if (key == "address")
+			set_string(&c->address, file, v, key);
+		else if (key == "log_level")
+			set_string(&c->log_level, file, v, key);
+		else if (key == "log_format")
+			set_string(&c->log_format, file, v, key);
+		else if (key == "api_threads")
+			set_int(&c->api_threads, file, v, key, 1, 256);
+		else if (key == "cache" || key == "fetch" || key == "registry") {
+			if (!v.is_table())
+				fail(file, v, "\"" + key + "\" must be a table");
+		} else
+			fail(file, v, "unknown key \"" + key + "\"");
+	}
+}
+
+void load_cache(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "dir")
+			set_string(&c->cache_dir, file, v, key);
+		else if (key == "max_mib")
+			set_int(&c->cache_max_mib, file, v, key, 1, int64_t(1) << 40);
+		else if (key == "memory_mib")
+			set_int(&c->mem_cache_mib, file, v, key, 1, int64_t(1) << 20);
+		else
+			fail(file, v, "unknown key \"cache." + key + "\"");
+	}
+}
+
+void load_fetch(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "prefetch")
+			set_bool(&c->prefetch, file, v, key);
+		else if (key == "background_fetch")
+			set_bool(&c->background_fetch, file, v, key);
+		else if (key == "read_timeout_sec")
+			set_int(&c->read_timeout_sec, file, v, key, 1, 86400);
+		else if (key == "fuse_workers")
+			set_int(&c->fuse_workers, file, v, key, 1, 256);
+		else if (key == "fetchers")
+			set_int(&c->fetchers, file, v, key, 1, 256);
+		else
+			fail(file, v, "unknown key \"fetch." + key + "\"");
+	}
+}
+
+void load_registry(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "hosts_dir")
+			set_string(&c->hosts_dir, file, v, key);
+		else if (key == "plain_http")
+			set_bool(&c->plain_http, file, v, key);
+		else if (key == "docker_config")
+			set_string(&c->docker_config, file, v, key);
+		else if (key == "request_timeout_sec")
+			set_int(&c->request_timeout_sec, file, v, key, 1, 86400);
+		else
+			fail(file, v, "unknown key \"registry." + key + "\"");
+	}
+}
+
+} // namespace
+
+extern "C" int daemon_config_load(struct daemon_config *c, const char *path, struct rs_error *err)
+{
+	try {
+		toml::table t = toml::parse_file(path);
+		load_top(c, path, t);
+		if (auto s = t["cache"].as_table())
+			load_cache(c, path, *s);
+		if (auto s = t["fetch"].as_table())
+			load_fetch(c, path, *s);
+		if (auto s = t["registry"].as_table())
+			load_registry(c, path, *s);
+	} catch (const toml::parse_error &e) {
+		return rs_err(err, -EINVAL, "%s:%u: %s", path, (unsigned)e.source().begin.line,
+			      std::string(e.description()).c_str());
+	} catch (const config_error &e) {
+		return rs_err(err, -EINVAL, "%s", e.msg.c_str());
+	} catch (const std::bad_alloc &) {
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	return 0;
+}

@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The remote-layer hook: labels of a Prepare -> an eStargz layer mounted
+ * with src/layerfs at the snapshot's fs dir. Both label sets are understood:
+ * the default one (containerd.io/snapshot/remote/stargz.*) and CRI's
+ * (containerd.io/snapshot/cri.*). The other layers of the image, named in the
+ * `.layers` label, are opened (footer and TOC) in the background as soon as
+ * the first one is asked for, so that their Prepares find them ready. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define L_REF "containerd.io/snapshot/remote/stargz.reference"
+#define L_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+#define L_LAYERS "containerd.io/snapshot/remote/stargz.layers"
+#define L_CRI_REF "containerd.io/snapshot/cri.image-ref"
+#define L_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
+#define L_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
+#define L_TOC ESGZ_ANNOTATION_TOC_DIGEST
+
+/* Layers opened ahead, at most this many at once. */
+#define MAX_AHEAD 8
+
+struct mounted {
+	char *fs_dir;
+	char *ref;
+	char *digest;
+	struct lfs_layer *layer;
+};
+
+/* A layer opened ahead of its Prepare. */
+struct ahead {
+	struct ahead *next;
+	struct daemon_remote *r;
+	char *ref, *digest;
+	bool done;
+	int rc;
+	struct rs_error err;
+	struct lfs_layer *layer;
+};
+
+struct daemon_remote {
+	struct daemon_remote_opts o;
+	struct snap_remote_ops ops;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct mounted *v;
+	size_t n, cap;
+	struct ahead *ahead;
+	int ahead_running;
+};
+
+static const char *label(const struct snap_label *l, size_t n, const char *a, const char *b)
+{
+	const char *v = snap_label_get(l, n, a);
+	if (!v || !*v)
+		v = snap_label_get(l, n, b);
+	return v && *v ? v : NULL;
+}
+
+static void *open_ahead(void *arg)
+{
+	struct ahead *a = arg;
+	struct daemon_remote *r = a->r;
+	struct lfs_layer_opts lo = {
+	    .client = r->o.client,
+	    .ref = a->ref,
+	    .digest = a->digest,
+	    .no_prefetch = r->o.no_prefetch,
+	    .no_background = r->o.no_background,
+	    .read_timeout_ms = r->o.read_timeout_ms,
+	};
+	struct lfs_layer *l = NULL;
+	struct rs_error err = {0};
+	int rc = lfs_layer_open(r->o.rt, &lo, &l, &err);
+	pthread_mutex_lock(&r->lock);
+	a->done = true;
+	a->rc = rc;
+	a->err = err;
+	a->layer = rc == 0 ? l : NULL;
+	r->ahead_running--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static struct ahead *find_ahead(struct daemon_remote *r, const char *ref, const char *digest)
+{
+	for (struct ahead *a = r->ahead; a; a = a->next)
+		if (strcmp(a->digest, digest) == 0 && strcmp(a->ref, ref) == 0)
+			return a;
+	return NULL;
+}
+
+/* Under r->lock: starts opening each listed layer not yet known. */
+static void start_ahead(struct daemon_remote *r, const char *ref, const char *list,
+			const char *self)
+{
+	const char *p = list;
+	while (p && *p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char digest[RS_DIGEST_STR_LEN];
+		if (len > 0 && len < sizeof(digest)) {
+			memcpy(digest, p, len);
+			digest[len] = '\0';
+			if (strcmp(digest, self) != 0 && !find_ahead(r, ref, digest) &&
+			    r->ahead_running < MAX_AHEAD) {
+				struct ahead *a = calloc(1, sizeof(*a));
+				if (a) {
+					a->r = r;
+					a->ref = strdup(ref);
+					a->digest = strdup(digest);
+					pthread_t t;
+					if (a->ref && a->digest &&
+					    pthread_create(&t, NULL, open_ahead, a) == 0) {
+						pthread_detach(t);
+						r->ahead_running++;
+						a->next = r->ahead;
+						r->ahead = a;
+					} else {
+						free(a->ref);
+						free(a->digest);
+						free(a);
+					}
+				}
+			}
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+}
+
+/* The layer opened ahead for (ref, digest), waiting for it if it is still
+ * being opened; NULL when none was started or it failed. */
+static struct lfs_layer *take_ahead(struct daemon_remote *r, const char *ref, const char *digest)
+{
+	struct ahead *a = find_ahead(r, ref, digest);
+	if (!a)
+		return NULL;
+	while (!a->done)
+		pthread_cond_wait(&r->cond, &r->lock);
+	struct lfs_layer *l = a->layer;
+	a->layer = NULL;
+	return l;
+}
+
+static int add_mounted(struct daemon_remote *r, const char *fs_dir, const char *ref,
+		       const char *digest, struct lfs_layer *l)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		struct mounted *v = realloc(r->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	struct mounted *m = &r->v[r->n];
+	m->fs_dir = strdup(fs_dir);
+	m->ref = strdup(ref);
+	m->digest = strdup(digest);
+	m->layer = l;
+	if (!m->fs_dir || !m->ref || !m->digest) {
+		free(m->fs_dir);
+		free(m->ref);
+		free(m->digest);
+		return -ENOMEM;
+	}
+	r->n++;
+	return 0;
+}
+
+static struct mounted *find_mounted(struct daemon_remote *r, const char *fs_dir)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i].fs_dir, fs_dir) == 0)
+			return &r->v[i];
+	return NULL;
+}
+
+static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *labels, size_t n,
+			struct rs_error *err)
+{
+	struct daemon_remote *r = ctx;
+	const char *ref = label(labels, n, L_REF, L_CRI_REF);
+	const char *digest = label(labels, n, L_DIGEST, L_CRI_DIGEST);
+	if (!ref || !digest)
+		return rs_err(err, -ENOTSUP, "no remote layer labels");
+	const char *layers = label(labels, n, L_LAYERS, L_CRI_LAYERS);
+	const char *toc = snap_label_get(labels, n, L_TOC);
+
+	pthread_mutex_lock(&r->lock);
+	if (find_mounted(r, fs_dir)) {
+		pthread_mutex_unlock(&r->lock);
+		return rs_err(err, -EBUSY, "%s is mounted already", fs_dir);
+	}
+	if (layers)
+		start_ahead(r, ref, layers, digest);
+	struct lfs_layer *l = take_ahead(r, ref, digest);
+	pthread_mutex_unlock(&r->lock);
+
+	int rc = 0;
+	if (!l) {
+		struct lfs_layer_opts lo = {
+		    .client = r->o.client,
+		    .ref = ref,
+		    .digest = digest,
+		    .toc_digest = toc,
+		    .no_prefetch = r->o.no_prefetch,
+		    .no_background = r->o.no_background,
+		    .read_timeout_ms = r->o.read_timeout_ms,
+		};
+		rc = lfs_layer_open(r->o.rt, &lo, &l, err);
+		if (rc < 0)
+			return rc;
+	} else if (toc) {
+		/* Opened ahead without the annotation (the .layers label has none):
+		 * check the TOC digest now. */
+		if (lfs_layer_toc_digest_check(l, toc, err) < 0) {
+			lfs_layer_close(l);
+			return err->code;
+		}
+	}
+	rc = lfs_layer_mount(l, fs_dir, err);
+	if (rc < 0) {
+		lfs_layer_close(l);
+		return rc;
+	}
+	pthread_mutex_lock(&r->lock);
+	rc = add_mounted(r, fs_dir, ref, digest, l);
+	pthread_mutex_unlock(&r->lock);
+	if (rc < 0) {
+		lfs_layer_close(l);
+		return rs_err(err, rc, "out of memory");
+	}
+	rs_log(RS_LOG_INFO, "remote layer %s of %s mounted at %s", digest, ref, fs_dir);
+	return 0;
+}
+
+static void remote_unmount(void *ctx, const char *fs_dir)
+{
+	struct daemon_remote *r = ctx;
+	pthread_mutex_lock(&r->lock);
+	struct mounted *m = find_mounted(r, fs_dir);
+	struct mounted copy = {0};
+	if (m) {
+		copy = *m;
+		*m = r->v[--r->n];
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!copy.layer)
+		return;
+	lfs_layer_close(copy.layer);
+	free(copy.fs_dir);
+	free(copy.ref);
+	free(copy.digest);
+}
+
+static int remote_check(void *ctx, const char *fs_dir, struct rs_error *err)
+{
+	struct daemon_remote *r = ctx;
+	pthread_mutex_lock(&r->lock);
+	struct mounted *m = find_mounted(r, fs_dir);
+	struct lfs_layer *l = m ? m->layer : NULL;
+	char ref[1024], digest[RS_DIGEST_STR_LEN];
+	if (m) {
+		snprintf(ref, sizeof(ref), "%s", m->ref);
+		snprintf(digest, sizeof(digest), "%s", m->digest);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!l)
+		return rs_err(err, -ENOTCONN, "no layer is mounted at %s", fs_dir);
+	struct lfs_status st;
+	lfs_layer_status(l, &st);
+	if (!st.mounted)
+		return rs_err(err, -ENOTCONN, "the FUSE mount of %s at %s is gone", digest, fs_dir);
+	if (st.state == LFS_STATE_COMPLETE || st.registry_ok)
+		return 0;
+	/* The last fetch failed: is the registry back? */
+	struct reg_ref rr;
+	int64_t size;
+	struct rs_error herr = {0};
+	int rc = reg_ref_parse(ref, &rr, &herr);
+	if (rc == 0) {
+		rc = reg_blob_size(r->o.client, &rr, digest, &size, &herr);
+		reg_ref_free(&rr);
+	}
+	if (rc < 0)
+		return rs_err(err, -EHOSTDOWN,
+			      "layer %s: registry unreachable and %.0f%% cached: %s", digest,
+			      st.percent, herr.msg);
+	return 0;
+}
+
+int daemon_remote_new(const struct daemon_remote_opts *o, struct daemon_remote **out,
+		      struct rs_error *err)
+{
+	struct daemon_remote *r = calloc(1, sizeof(*r));
+	if (!r)
+		return rs_err(err, -ENOMEM, "out of memory");
+	r->o = *o;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->ops = (struct snap_remote_ops){
+	    .ctx = r,
+	    .mount = remote_mount,
+	    .unmount = remote_unmount,
+	    .check = remote_check,
+	};
+	*out = r;
+	return 0;
+}
+
+const struct snap_remote_ops *daemon_remote_ops(struct daemon_remote *r)
+{
+	return &r->ops;
+}
+
+void daemon_remote_free(struct daemon_remote *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	while (r->ahead_running > 0)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	while (r->n > 0)
+		remote_unmount(r, r->v[r->n - 1].fs_dir);
+	free(r->v);
+	while (r->ahead) {
+		struct ahead *a = r->ahead;
+		r->ahead = a->next;
+		if (a->layer)
+			lfs_layer_close(a->layer);
+		free(a->ref);
+		free(a->digest);
+		free(a);
+	}
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
