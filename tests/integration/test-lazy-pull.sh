@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Issue 5 end to end: our daemon as containerd's proxy snapshotter "stargz",
+# `stargz rpull` of eStargz images (lazy: no layer blob in the content store),
+# `ctr run` on them, ordinary pulls through the same snapshotter, a mixed
+# gzip + eStargz image, a daemon killed and restarted, a registry down at
+# Prepare, and pull time that does not grow with the image's size.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry-lib.sh"
+. "$(dirname "$0")/mount-lib.sh"
+. "$(dirname "$0")/daemon-lib.sh"
+
+need_root
+need_stargz
+need_tools containerd ctr runc skopeo jq
+"$STARGZ" rpull --help >/dev/null 2>&1 || skip "stargz rpull not built"
+[ -x "$RS_DAEMON" ] || skip "remote-snapshotter not built"
+
+registry_start_plain || finish
+REG=$PLAIN_REG
+seed_image "$REG" rs/busybox:gz || finish
+sg convert convert --plain-http "$REG/rs/busybox:gz" "$REG/rs/busybox:esgz"
+expect_rc "stargz convert of the busybox image to eStargz" 0 convert || finish
+
+daemon_start || finish
+ctrd_with_stargz || finish
+
+# --- lazy pull and run ------------------------------------------------------------
+REF=$REG/rs/busybox:esgz
+rpull pull1 "$REF" --snapshotter stargz
+expect_rc "stargz rpull $REF" 0 pull1
+n_lazy=$(grep -c ' lazy' "$T/pull1.out")
+check "every layer of the eStargz image is lazy ($n_lazy of 3)" [ "$n_lazy" -eq 3 ]
+grep -q 'downloaded' "$T/pull1.out" && fail "rpull downloaded a layer of an eStargz image" &&
+	show_file "$T/pull1.out"
+layers=$(skopeo inspect --raw --tls-verify=false "docker://$REF" | jq -r '.layers[].digest')
+"${CTR[@]}" content ls -q >"$T/content.txt"
+leaked=0
+for d in $layers; do
+	grep -qx "$d" "$T/content.txt" && leaked=$((leaked + 1))
+done
+check "no layer blob landed in containerd's content store" [ "$leaked" -eq 0 ]
+"${CTR[@]}" snapshots --snapshotter stargz ls >"$T/snaps.txt"
+check "the layers are committed snapshots on stargz" [ "$(grep -c Committed "$T/snaps.txt")" -ge 3 ]
+
+run run1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-lazy-1 cat /etc/hello.txt
+expect_rc "ctr run on the lazily pulled image" 0 run1
+check "the container reads /etc/hello.txt through FUSE" grep -q 'hello from rs-rig' "$T/run1.out"
+
+# A file written in the container stays in its upper dir.
+run run2 timeout 60 "${CTR[@]}" run --snapshotter stargz "$REF" rs-lazy-2 \
+	sh -c 'echo written-here > /written.txt'
+expect_rc "ctr run writing a file" 0 run2
+upper=$(find "$RS_ROOT/snapshots" -maxdepth 3 -path '*/fs/written.txt' 2>/dev/null | head -1)
+check "the written file is in the container's upper dir ($upper)" \
+	sh -c "[ -n '$upper' ] && grep -qx written-here '$upper'"
+"${CTR[@]}" containers rm rs-lazy-2 >/dev/null 2>&1
+
+# A second rpull finds everything there.
+rpull pull2 "$REF" --snapshotter stargz
+expect_rc "second rpull" 0 pull2
+check "second rpull: no layer downloaded" bash -c "! grep -q downloaded '$T/pull2.out'"
+
+# --- an ordinary pull through our snapshotter -------------------------------------
+run gzpull timeout 120 "${CTR[@]}" images pull --plain-http --snapshotter stargz "$REG/rs/busybox:gz"
+expect_rc "ctr images pull --snapshotter stargz (gzip image, not lazy)" 0 gzpull
+run gzrun timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REG/rs/busybox:gz" rs-gz \
+	cat /etc/hello.txt
+expect_rc "ctr run of the gzip image on stargz" 0 gzrun
+check "the gzip image's container reads its file" grep -q 'hello from rs-rig' "$T/gzrun.out"
+
+# --- mixed gzip + eStargz ---------------------------------------------------------
+MIX=$T/mix
+rig_rootfs_layers "$MIX" amd64 3 mixsalt
+sg mixbuild build "$MIX/layer2.tar.gz" "$MIX/layer2.esgz"
+expect_rc "stargz build of the mixed image's second layer" 0 mixbuild
+cp "$T/mixbuild.out" "$MIX/layer2.esgz.json"
+push_image "$REG" rs/mixed:1 "$MIX/layer1.tar.gz" "$MIX/layer2.esgz" "$MIX/layer3.tar.gz" || finish
+rpull mixpull "$REG/rs/mixed:1" --snapshotter stargz
+expect_rc "rpull of a gzip + eStargz + gzip image" 0 mixpull
+check "mixed: one layer lazy" [ "$(grep -c ' lazy' "$T/mixpull.out")" -eq 1 ]
+check "mixed: two layers downloaded" [ "$(grep -Ec ' (downloaded|applied)' "$T/mixpull.out")" -eq 2 ]
+run mixrun timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REG/rs/mixed:1" rs-mix \
+	sh -c 'cat /etc/hello.txt /etc/salt; wc -c < /usr/share/rs/data.bin'
+expect_rc "ctr run of the mixed image" 0 mixrun
+check "mixed: files of every layer read" sh -c "grep -q mixsalt '$T/mixrun.out' && grep -qx 2097152 '$T/mixrun.out'"
+
+# --- daemon killed and restarted while a container runs ---------------------------
+run bg timeout 30 "${CTR[@]}" run -d --snapshotter stargz "$REF" rs-bg sleep 600
+expect_rc "a long-running container starts" 0 bg
+daemon_kill KILL
+daemon_start || finish
+# containerd keeps one connection to the plugin and needs a moment after a restart.
+ok_restart=false
+for _ in $(seq 20); do
+	run rerun timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-after cat /etc/hello.txt
+	if [ "$RC" -eq 0 ]; then
+		ok_restart=true
+		break
+	fi
+	sleep 0.5
+done
+check "after SIGKILL and restart, a new container of the image starts and reads" $ok_restart
+check "after restart the output is right" grep -q 'hello from rs-rig' "$T/rerun.out"
+grep -q 'restor\|mounted' "$RS_LOG" || fail "the daemon log says nothing about restoring layers"
+# The running container's lower layers belonged to the dead daemon: reads of
+# data the kernel had not cached fail (docs/daemon.md, "Restarts").
+run oldread timeout 30 "${CTR[@]}" tasks exec --exec-id x1 rs-bg cat /usr/share/rs/data.bin
+check "the old container's uncached read fails cleanly, no hang (exit $RC)" [ "$RC" -ne 0 ] -a "$RC" -ne 124
+"${CTR[@]}" tasks kill -s KILL rs-bg >/dev/null 2>&1
+sleep 1
+"${CTR[@]}" tasks rm -f rs-bg >/dev/null 2>&1
+"${CTR[@]}" containers rm rs-bg >/dev/null 2>&1
+
+# --- pull time does not grow with the image's size --------------------------------
+SZ=$T/sizes
+mkdir -p "$SZ/s1/data" "$SZ/s100/data"
+head -c $((1 << 20)) /dev/urandom >"$SZ/s1/data/blob"
+head -c $((100 << 20)) /dev/urandom >"$SZ/s100/data/blob"
+for s in s1 s100; do
+	tar -C "$SZ/$s" -cf "$SZ/$s.tar" .
+	"$STARGZ" build "$SZ/$s.tar" "$SZ/$s.esgz" >"$SZ/$s.esgz.json"
+	push_image "$REG" "rs/size:$s" "$SZ/$s.esgz" || finish
+done
+t0=$(date +%s%N)
+rpull p1 "$REG/rs/size:s1" --snapshotter stargz
+t1=$(date +%s%N)
+rpull p100 "$REG/rs/size:s100" --snapshotter stargz
+t2=$(date +%s%N)
+ms1=$(((t1 - t0) / 1000000)) ms100=$(((t2 - t1) / 1000000))
+check "rpull of a 100 MB image ($ms100 ms) within a small constant of a 1 MB image's ($ms1 ms)" \
+	[ "$ms100" -le $((2 * ms1 + 1500)) ]
+check "100 MB image pulled lazily" grep -q ' lazy' "$T/p100.out"
+
+# --- registry down at Prepare -----------------------------------------------------
+# A Prepare with remote labels naming a layer behind a proxy that refuses
+# connections: the daemon gives up on the lazy mount (bounded by its timeouts)
+# and answers with an ordinary active snapshot, logging why.
+APICLI=$REPO/build/tests/api/api-test-client
+if [ -x "$APICLI" ]; then
+	NETPROXY_UPSTREAM=$REG netproxy_start PX || finish
+	proxy_mode PX refuse
+	one=$(echo "$layers" | head -1)
+	t0=$(date +%s)
+	run downprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
+		-l "containerd.io/snapshot.ref=rs-down-target" \
+		-l "containerd.io/snapshot/remote/stargz.reference=$PX/rs/busybox:esgz" \
+		-l "containerd.io/snapshot/remote/stargz.digest=$one" rs-down-key
+	t1=$(date +%s)
+	expect_rc "Prepare with the registry refusing falls back to an ordinary snapshot" 0 downprep
+	check "and does not hang ($((t1 - t0)) s)" [ $((t1 - t0)) -lt 100 ]
+	check "the daemon log says why the layer was not mounted lazily" \
+		grep -qi "rs-down-target\|$one" "$RS_LOG"
+	run downstat "$APICLI" "$RS_SOCK" stat rs-down-key
+	check "the fallback snapshot is active" grep -q '"kind": *2\|ACTIVE\|"kind": *"active"' "$T/downstat.out"
+	"$APICLI" "$RS_SOCK" remove rs-down-key >/dev/null 2>&1
+else
+	fail "api-test-client not built: registry-down-at-Prepare not checked"
+fi
+
+finish
+sg convdown convert --plain-http "$REG/rs/down:gz" "$REG/rs/down:esgz"
+# The manifest and config are fetched by rpull itself; the daemon reads each
+# layer's TOC. Stop the registry between the two with a proxy that lets the
+# manifest through and refuses blob reads.
+netproxy_start PX --upstream "$REG" || finish
+t0=$(date +%s)
+rpull down "$PX/rs/down:esgz" --snapshotter stargz
+t1=$(date +%s)
+check "rpull with the registry up finishes" [ "$RC" -eq 0 ]
+proxy_mode PX refuse
+run downpull timeout 120 "$STARGZ" rpull --address "$CTRD_SOCK" --plain-http --snapshotter stargz \
+	"$PX/rs/busybox:esgz-never"
+check "rpull with the registry refusing fails cleanly (exit $RC, not a hang)" [ "$RC" -ne 0 ] -a "$RC" -ne 124
+check "and says why" grep -qi 'connect\|refused\|registry' "$T/downpull.err"
+
+finish
