@@ -189,8 +189,8 @@ static bool run_batch(struct ctrd_client *c, grpc_call *call, const grpc_op *ops
 	grpc_call_error e = grpc_call_start_batch(call, ops, n, &tag, NULL);
 	if (e != GRPC_CALL_OK)
 		return false;
-	grpc_event ev = grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME),
-						    NULL);
+	grpc_event ev =
+	    grpc_completion_queue_pluck(c->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -379,17 +379,26 @@ int ctrd_stream_finish(struct ctrd_stream *s, struct rs_error *err)
 {
 	if (s->finished)
 		return rs_err(err, -EPIPE, "containerd %s: stream already ended", s->method);
-	grpc_op close_op;
-	memset(&close_op, 0, sizeof(close_op));
-	close_op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	run_batch(s->c, s->call, &close_op, 1); /* fails when the server ended first */
-
+	grpc_op op;
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	run_batch(s->c, s->call, &op, 1); /* fails when the server ended first */
+	/* The status comes only after every message is read, and containerd's
+	 * Content.Write sends its last reply twice. */
+	for (int i = 0; i < 1024; i++) {
+		grpc_byte_buffer *extra = NULL;
+		memset(&op, 0, sizeof(op));
+		op.op = GRPC_OP_RECV_MESSAGE;
+		op.data.recv_message.recv_message = &extra;
+		if (!run_batch(s->c, s->call, &op, 1) || !extra)
+			break;
+		grpc_byte_buffer_destroy(extra);
+	}
 	grpc_metadata_array trailing;
 	grpc_metadata_array_init(&trailing);
 	grpc_status_code status = GRPC_STATUS_UNKNOWN;
 	grpc_slice details = grpc_empty_slice();
 	const char *error_string = NULL;
-	grpc_op op;
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
 	op.data.recv_status_on_client.trailing_metadata = &trailing;

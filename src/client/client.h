@@ -244,7 +244,7 @@ struct ctrd_rpull_opts {
 
 struct ctrd_rpull_result {
 	char *name; /* the image record's name: the normalised reference */
-	char target_digest[RS_DIGEST_STR_LEN];   /* the index's, or the manifest's */
+	char target_digest[RS_DIGEST_STR_LEN]; /* the index's, or the manifest's */
 	char manifest_digest[RS_DIGEST_STR_LEN];
 	char config_digest[RS_DIGEST_STR_LEN];
 	char chain_id[RS_DIGEST_STR_LEN]; /* the top layer's snapshot */

@@ -62,8 +62,8 @@ void *ctrd_mounts_to_pb(const struct ctrd_mounts *m);
 /* A descriptor message borrowing d's strings; *entries (free()) holds the
  * annotations. -ENOMEM. */
 struct Containerd__Types__Descriptor;
-int ctrd_descriptor_to_pb(const struct ctrd_descriptor *d, struct Containerd__Types__Descriptor *out,
-			  void **entries);
+int ctrd_descriptor_to_pb(const struct ctrd_descriptor *d,
+			  struct Containerd__Types__Descriptor *out, void **entries);
 
 int ctrd_status_errno(grpc_status_code code);
 const char *ctrd_status_name(grpc_status_code code);

@@ -29,9 +29,9 @@ int ctrd_content_info(struct ctrd_client *c, const char *digest, struct ctrd_con
 	    CONTAINERD__SERVICES__CONTENT__V1__INFO_REQUEST__INIT;
 	req.digest = (char *)digest;
 	ProtobufCMessage *resp = NULL;
-	int rc = ctrd_call(c, CONTENT "Info", &req.base,
-			   &containerd__services__content__v1__info_response__descriptor, &resp, 0,
-			   err);
+	int rc =
+	    ctrd_call(c, CONTENT "Info", &req.base,
+		      &containerd__services__content__v1__info_response__descriptor, &resp, 0, err);
 	if (rc < 0)
 		return rc;
 	Containerd__Services__Content__V1__InfoResponse *r = (void *)resp;
@@ -53,11 +53,11 @@ int ctrd_content_update_labels(struct ctrd_client *c, const char *digest,
 {
 	if (n == 0)
 		return 0;
-	Containerd__Services__Content__V1__Info info = CONTAINERD__SERVICES__CONTENT__V1__INFO__INIT;
+	Containerd__Services__Content__V1__Info info =
+	    CONTAINERD__SERVICES__CONTENT__V1__INFO__INIT;
 	info.digest = (char *)digest;
-	cleanup_free void *entries =
-	    ctrd_pb_kv_new(&containerd__services__content__v1__info__labels_entry__descriptor,
-			   labels, n);
+	cleanup_free void *entries = ctrd_pb_kv_new(
+	    &containerd__services__content__v1__info__labels_entry__descriptor, labels, n);
 	cleanup_free char **paths = calloc(n, sizeof(char *));
 	if (!entries || !paths)
 		return rs_err(err, -ENOMEM, "out of memory");
@@ -146,8 +146,9 @@ static int writer_send(struct ctrd_writer *w, Containerd__Services__Content__V1_
 	Containerd__Services__Content__V1__WriteContentResponse *r = (void *)resp;
 	int64_t want = w->offset + (int64_t)len;
 	if (a != CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__STAT && r->offset != want)
-		rc = rs_err(err, -EPROTO, "containerd Content.Write %s: offset %lld after a write, "
-					  "want %lld",
+		rc = rs_err(err, -EPROTO,
+			    "containerd Content.Write %s: offset %lld after a write, "
+			    "want %lld",
 			    w->ref, (long long)r->offset, (long long)want);
 	else if (a != CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__STAT)
 		w->offset = want;
@@ -155,8 +156,8 @@ static int writer_send(struct ctrd_writer *w, Containerd__Services__Content__V1_
 	return rc;
 }
 
-static int writer_start(struct ctrd_client *c, const char *ref, const char *expected,
-			int64_t total, struct ctrd_writer **out, struct rs_error *err)
+static int writer_start(struct ctrd_client *c, const char *ref, const char *expected, int64_t total,
+			struct ctrd_writer **out, struct rs_error *err)
 {
 	struct ctrd_writer *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -200,8 +201,8 @@ int ctrd_writer_write(struct ctrd_writer *w, const void *data, size_t len, struc
 	const uint8_t *p = data;
 	while (len) {
 		size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
-		int rc = writer_send(w, CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__WRITE, p, k,
-				     NULL, 0, err);
+		int rc = writer_send(w, CONTAINERD__SERVICES__CONTENT__V1__WRITE_ACTION__WRITE, p,
+				     k, NULL, 0, err);
 		if (rc < 0)
 			return rc;
 		p += k;

@@ -18,8 +18,9 @@ int ctrd_descriptor_to_pb(const struct ctrd_descriptor *d, Containerd__Types__De
 	out->size = d->size;
 	*entries = NULL;
 	if (d->n_annotations) {
-		*entries = ctrd_pb_kv_new(&containerd__types__descriptor__annotations_entry__descriptor,
-					  d->annotations, d->n_annotations);
+		*entries =
+		    ctrd_pb_kv_new(&containerd__types__descriptor__annotations_entry__descriptor,
+				   d->annotations, d->n_annotations);
 		if (!*entries)
 			return -ENOMEM;
 		out->n_annotations = d->n_annotations;

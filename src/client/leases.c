@@ -54,7 +54,8 @@ int ctrd_lease_create(struct ctrd_client *c, const char *id, long expire_s,
 	    CONTAINERD__SERVICES__LEASES__V1__CREATE_REQUEST__INIT;
 	req.id = (char *)id;
 	cleanup_free void *entries = ctrd_pb_kv_new(
-	    &containerd__services__leases__v1__create_request__labels_entry__descriptor, all, total);
+	    &containerd__services__leases__v1__create_request__labels_entry__descriptor, all,
+	    total);
 	if (total && !entries)
 		return rs_err(err, -ENOMEM, "out of memory");
 	req.n_labels = total;

@@ -22,65 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client/client_internal.h"
+#include "client/rpull_internal.h"
 
 #define DEFAULT_SNAPSHOTTER "stargz"
 #define LEASE_EXPIRE_S (24 * 3600)
 #define CONFIG_MAX (16 << 20)
 #define PIPE_CHUNK (1 << 20)
 #define PREPARE_TRIES 3
-
-/* ---- labels ------------------------------------------------------------- */
-
-/* An owned label set; set() replaces a key already there. */
-struct labels {
-	struct ctrd_kv *v;
-	size_t n, cap;
-};
-
-static void labels_free(struct labels *l)
-{
-	ctrd_kv_free(l->v, l->n);
-	memset(l, 0, sizeof(*l));
-}
-
-static int labels_set(struct labels *l, const char *key, const char *value)
-{
-	char *v = strdup(value);
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < l->n; i++) {
-		if (strcmp(l->v[i].key, key) == 0) {
-			free(l->v[i].value);
-			l->v[i].value = v;
-			return 0;
-		}
-	}
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 8;
-		struct ctrd_kv *nv = realloc(l->v, nc * sizeof(*nv));
-		if (!nv) {
-			free(v);
-			return -ENOMEM;
-		}
-		l->v = nv;
-		l->cap = nc;
-	}
-	char *k = strdup(key);
-	if (!k) {
-		free(v);
-		return -ENOMEM;
-	}
-	l->v[l->n].key = k;
-	l->v[l->n].value = v;
-	l->n++;
-	return 0;
-}
-
-static bool label_fits(const char *key, size_t value_len)
-{
-	return strlen(key) + value_len <= CTRD_LABEL_MAX;
-}
 
 /* ---- the pull ----------------------------------------------------------- */
 
@@ -122,74 +70,9 @@ const char *ctrd_layer_action_name(enum ctrd_layer_action a)
 	return "?";
 }
 
-void ctrd_chain_id(const char *parent_chain, const char *diff_id, char out[RS_DIGEST_STR_LEN])
-{
-	if (!parent_chain || !*parent_chain) {
-		snprintf(out, RS_DIGEST_STR_LEN, "%s", diff_id);
-		return;
-	}
-	char buf[2 * RS_DIGEST_STR_LEN + 2];
-	int n = snprintf(buf, sizeof(buf), "%s %s", parent_chain, diff_id);
-	uint8_t sum[RS_SHA256_LEN];
-	rs_sha256(buf, (size_t)n, sum);
-	rs_digest_format(sum, out);
-}
-
-/* Go's url.Hostname() of "dummy://" + domain: the port and IPv6 brackets go. */
-static char *domain_hostname(const char *domain)
-{
-	if (domain[0] == '[') {
-		const char *end = strchr(domain, ']');
-		if (end)
-			return strndup(domain + 1, (size_t)(end - domain - 1));
-	}
-	const char *colon = strrchr(domain, ':');
-	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
-		return strndup(domain, (size_t)(colon - domain));
-	return strdup(domain);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* containerd's appendDistributionSourceLabel: the repositories a blob came
- * from, sorted, without duplicates, comma-separated. */
-static char *merge_sources(const char *existing, const char *repo)
-{
-	size_t n = 1;
-	for (const char *s = existing; s && *s; s++)
-		n += *s == ',';
-	cleanup_free char *copy = strdup(existing ? existing : "");
-	cleanup_free char **v = calloc(n + 1, sizeof(char *));
-	if (!copy || !v)
-		return NULL;
-	size_t k = 0;
-	for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && k < n;
-	     t = strtok_r(NULL, ",", &save))
-		v[k++] = t;
-	v[k++] = (char *)repo;
-	qsort(v, k, sizeof(char *), cmp_str);
-	struct rs_buf b = {0};
-	for (size_t i = 0; i < k; i++) {
-		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
-			continue;
-		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", v[i]) < 0) {
-			rs_buf_free(&b);
-			return NULL;
-		}
-	}
-	if (rs_buf_append(&b, "", 1) < 0) {
-		rs_buf_free(&b);
-		return NULL;
-	}
-	return (char *)b.data;
-}
-
 /* Sets labels on content that was there already: the given ones plus this
  * repository in the distribution source label. */
-static int relabel_existing(struct pull *p, const char *digest, struct labels *l,
+static int relabel_existing(struct pull *p, const char *digest, struct ctrd_labels *l,
 			    struct rs_error *err)
 {
 	struct ctrd_content_info info;
@@ -197,11 +80,11 @@ static int relabel_existing(struct pull *p, const char *digest, struct labels *l
 	if (rc < 0)
 		return rs_error_prefix(err, "content %s", digest);
 	cleanup_free char *v =
-	    merge_sources(ctrd_kv_get(info.labels, info.n_labels, p->dist_key), p->ref.path);
+	    ctrd_merge_sources(ctrd_kv_get(info.labels, info.n_labels, p->dist_key), p->ref.path);
 	ctrd_content_info_free(&info);
 	if (!v)
 		return rs_err(err, -ENOMEM, "out of memory");
-	if (label_fits(p->dist_key, strlen(v)) && labels_set(l, p->dist_key, v) < 0)
+	if (ctrd_label_fits(p->dist_key, strlen(v)) && ctrd_labels_set(l, p->dist_key, v) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	rc = ctrd_content_update_labels(p->c, digest, l->v, l->n, err);
 	if (rc < 0)
@@ -211,12 +94,12 @@ static int relabel_existing(struct pull *p, const char *digest, struct labels *l
 
 /* A small blob (index, manifest, config) into the content store with labels. */
 static int put_blob(struct pull *p, const char *kind, const char *digest, const void *data,
-		    size_t len, struct labels *l, struct rs_error *err)
+		    size_t len, struct ctrd_labels *l, struct rs_error *err)
 {
 	char ingest[RS_DIGEST_STR_LEN + 16];
 	snprintf(ingest, sizeof(ingest), "%s-%s", kind, digest);
-	if (label_fits(p->dist_key, strlen(p->ref.path)) &&
-	    labels_set(l, p->dist_key, p->ref.path) < 0)
+	if (ctrd_label_fits(p->dist_key, strlen(p->ref.path)) &&
+	    ctrd_labels_set(l, p->dist_key, p->ref.path) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	int rc = ctrd_content_write(p->c, ingest, digest, data, len, l->v, l->n, err);
 	if (rc == -EEXIST)
@@ -294,84 +177,6 @@ static int parse_diff_ids(struct pull *p, struct rs_error *err)
 	}
 	json_decref(root);
 	return rc;
-}
-
-/* The urls of manifest layer i, comma-joined while containerd's label limit
- * allows (stargz-snapshotter's appendWithValidation); "" when none. */
-static char *layer_urls(struct pull *p, size_t i, const char *key)
-{
-	json_t *layers = json_object_get(p->manifest_json, "layers");
-	json_t *urls = json_object_get(json_array_get(layers, i), "urls");
-	struct rs_buf b = {0};
-	size_t k;
-	json_t *u;
-	json_array_foreach(urls, k, u)
-	{
-		const char *s = json_string_value(u);
-		if (!s)
-			continue;
-		if (!label_fits(key, b.len + strlen(s) + 1))
-			break;
-		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", s) < 0) {
-			rs_buf_free(&b);
-			return NULL;
-		}
-	}
-	if (rs_buf_append(&b, "", 1) < 0) {
-		rs_buf_free(&b);
-		return NULL;
-	}
-	return (char *)b.data;
-}
-
-/* The labels containerd's unpacker gives Prepare for layer i: the layer's
- * annotations under containerd.io/snapshot/ and containerd.io/snapshot.ref,
- * plus what stargz-snapshotter's AppendDefaultLabelsHandlerWrapper adds. */
-static int layer_labels(struct pull *p, size_t i, struct labels *l)
-{
-	const struct reg_descriptor *d = &p->manifest.layers[i];
-	size_t plen = strlen(CTRD_LABEL_INHERITED_PREFIX);
-	for (size_t k = 0; k < d->n_annotations; k++) {
-		const struct reg_kv *a = &d->annotations[k];
-		if (strncmp(a->key, CTRD_LABEL_INHERITED_PREFIX, plen) != 0 ||
-		    !label_fits(a->key, strlen(a->value)))
-			continue;
-		if (labels_set(l, a->key, a->value) < 0)
-			return -ENOMEM;
-	}
-	if (labels_set(l, CTRD_LABEL_SNAPSHOT_REF, p->chain[i]) < 0 ||
-	    labels_set(l, CTRD_LABEL_STARGZ_REF, p->name) < 0 ||
-	    labels_set(l, CTRD_LABEL_STARGZ_DIGEST, d->digest) < 0)
-		return -ENOMEM;
-
-	/* This layer and the ones above it, as many as fit in one label. */
-	struct rs_buf b = {0};
-	for (size_t j = i; j < p->manifest.n_layers; j++) {
-		const char *dg = p->manifest.layers[j].digest;
-		if (!label_fits(CTRD_LABEL_STARGZ_LAYERS, b.len + strlen(dg) + 1))
-			break;
-		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", dg) < 0) {
-			rs_buf_free(&b);
-			return -ENOMEM;
-		}
-		char key[sizeof(CTRD_LABEL_REMOTE_URLS) + 24];
-		snprintf(key, sizeof(key), "%s.%zu", CTRD_LABEL_REMOTE_URLS, j - i);
-		cleanup_free char *urls = layer_urls(p, j, key);
-		if (!urls || (*urls && labels_set(l, key, urls) < 0)) {
-			rs_buf_free(&b);
-			return -ENOMEM;
-		}
-	}
-	int rc = rs_buf_append(&b, "", 1) < 0 ? -ENOMEM
-					     : labels_set(l, CTRD_LABEL_STARGZ_LAYERS,
-							  (const char *)b.data);
-	rs_buf_free(&b);
-	if (rc < 0)
-		return rc;
-	cleanup_free char *urls = layer_urls(p, i, CTRD_LABEL_REMOTE_URLS);
-	if (!urls || (*urls && labels_set(l, CTRD_LABEL_REMOTE_URLS, urls) < 0))
-		return -ENOMEM;
-	return 0;
 }
 
 struct fetch_job {
@@ -460,14 +265,14 @@ static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct 
 	const struct reg_descriptor *d = &p->manifest.layers[i];
 	char ingest[RS_DIGEST_STR_LEN + 16];
 	snprintf(ingest, sizeof(ingest), "layer-%s", d->digest);
-	struct labels l = {0};
+	struct ctrd_labels l = {0};
 	int rc = 0;
 	*fetched = 0;
 	struct ctrd_writer *w = NULL;
 	rc = ctrd_writer_open(p->c, ingest, d->digest, d->size, &w, err);
 	if (rc == -EEXIST) {
 		rc = relabel_existing(p, d->digest, &l, err);
-		labels_free(&l);
+		ctrd_labels_free(&l);
 		return rc;
 	}
 	if (rc < 0)
@@ -475,8 +280,8 @@ static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct 
 	rc = stream_blob(p, d, w, err);
 	*fetched = ctrd_writer_offset(w);
 	if (rc == 0) {
-		if (label_fits(p->dist_key, strlen(p->ref.path)) &&
-		    labels_set(&l, p->dist_key, p->ref.path) < 0)
+		if (ctrd_label_fits(p->dist_key, strlen(p->ref.path)) &&
+		    ctrd_labels_set(&l, p->dist_key, p->ref.path) < 0)
 			rc = rs_err(err, -ENOMEM, "out of memory");
 		else
 			rc = ctrd_writer_commit(w, l.v, l.n, err);
@@ -488,13 +293,13 @@ static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct 
 	ctrd_writer_free(w);
 	if (rc < 0)
 		ctrd_content_abort(p->c, ingest, NULL);
-	labels_free(&l);
+	ctrd_labels_free(&l);
 	return rc;
 }
 
 /* The ordinary path: blob, Apply onto the prepared snapshot, Commit. */
 static int unpack_layer(struct pull *p, size_t i, const char *key, const struct ctrd_mounts *m,
-			struct labels *l, struct ctrd_rpull_layer *out, struct rs_error *err)
+			struct ctrd_labels *l, struct ctrd_rpull_layer *out, struct rs_error *err)
 {
 	const struct reg_descriptor *d = &p->manifest.layers[i];
 	int rc = ensure_layer_blob(p, i, &out->fetched, err);
@@ -510,17 +315,18 @@ static int unpack_layer(struct pull *p, size_t i, const char *key, const struct 
 		rc = rs_err(err, -EBADMSG,
 			    "layer %s unpacks to %s, but the config's diff_ids[%zu] is %s",
 			    d->digest, applied, i, p->diff_ids[i]);
+	bool committed = false;
 	if (rc == 0) {
 		rc = ctrd_snapshot_commit(p->c, p->sn, p->chain[i], key, l->v, l->n, err);
-		if (rc == -EEXIST) {
-			/* The same chain was committed meanwhile: ours goes. */
-			struct rs_error ignored;
-			ctrd_snapshot_remove(p->c, p->sn, key, &ignored);
+		if (rc == 0)
+			committed = true;
+		else if (rc == -EEXIST) /* the same chain was committed meanwhile: ours goes */
 			rc = 0;
-		} else if (rc < 0) {
+		else
 			rs_error_prefix(err, "committing snapshot %s", p->chain[i]);
-		}
-	} else {
+	}
+	if (!committed) {
+		/* containerd's unpacker aborts the extraction snapshot the same way. */
 		struct rs_error ignored;
 		ctrd_snapshot_remove(p->c, p->sn, key, &ignored);
 	}
@@ -547,9 +353,9 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 	if (rc != -ENOENT)
 		return rs_error_prefix(err, "snapshotter %s", p->sn);
 
-	struct labels l = {0};
-	if (layer_labels(p, i, &l) < 0) {
-		labels_free(&l);
+	struct ctrd_labels l = {0};
+	if (ctrd_layer_labels(&p->manifest, p->manifest_json, i, p->chain[i], p->name, &l) < 0) {
+		ctrd_labels_free(&l);
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
 	char key[CTRD_UNIQUE_LEN + RS_DIGEST_STR_LEN + 16];
@@ -566,7 +372,7 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 		rc = ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
 		if (rc == 0) {
 			out->action = CTRD_LAYER_LAZY;
-			labels_free(&l);
+			ctrd_labels_free(&l);
 			return 0;
 		}
 		if (rc != -ENOENT)
@@ -576,48 +382,48 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 			    p->sn, chain);
 	}
 	if (rc < 0) {
-		labels_free(&l);
+		ctrd_labels_free(&l);
 		return rs_error_prefix(err, "snapshotter %s: preparing %s", p->sn, chain);
 	}
 	rc = unpack_layer(p, i, key, &m, &l, out, err);
 	ctrd_mounts_free(&m);
-	labels_free(&l);
+	ctrd_labels_free(&l);
 	return rc;
 }
 
 static int store_metadata(struct pull *p, struct rs_error *err)
 {
 	int rc = 0;
-	struct labels l = {0};
+	struct ctrd_labels l = {0};
 	const struct reg_manifest *m = &p->manifest;
 	if (p->index.digest && p->index.raw.len) {
 		/* images.ChildGCLabels of the one manifest kept for this platform */
 		char key[sizeof(CTRD_LABEL_GC_MANIFEST_PREFIX) + 4];
 		snprintf(key, sizeof(key), "%s0", CTRD_LABEL_GC_MANIFEST_PREFIX);
-		if (labels_set(&l, key, m->digest) < 0)
+		if (ctrd_labels_set(&l, key, m->digest) < 0)
 			rc = rs_err(err, -ENOMEM, "out of memory");
 		if (rc == 0)
 			rc = put_blob(p, "index", p->index.digest, p->index.raw.data,
 				      p->index.raw.len, &l, err);
-		labels_free(&l);
+		ctrd_labels_free(&l);
 		if (rc < 0)
 			return rc;
 	}
-	if (labels_set(&l, CTRD_LABEL_GC_CONFIG, m->config.digest) < 0)
+	if (ctrd_labels_set(&l, CTRD_LABEL_GC_CONFIG, m->config.digest) < 0)
 		rc = rs_err(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < m->n_layers; i++) {
 		char key[sizeof(CTRD_LABEL_GC_LAYER_PREFIX) + 24];
 		snprintf(key, sizeof(key), "%s%zu", CTRD_LABEL_GC_LAYER_PREFIX, i);
-		if (labels_set(&l, key, m->layers[i].digest) < 0)
+		if (ctrd_labels_set(&l, key, m->layers[i].digest) < 0)
 			rc = rs_err(err, -ENOMEM, "out of memory");
 	}
 	if (rc == 0)
 		rc = put_blob(p, "manifest", m->digest, m->raw.data, m->raw.len, &l, err);
-	labels_free(&l);
+	ctrd_labels_free(&l);
 	if (rc == 0)
-		rc = put_blob(p, "config", m->config.digest, p->config.data, p->config.len, &l,
-			      err);
-	labels_free(&l);
+		rc =
+		    put_blob(p, "config", m->config.digest, p->config.data, p->config.len, &l, err);
+	ctrd_labels_free(&l);
 	return rc;
 }
 
@@ -627,14 +433,7 @@ static int resolve(struct pull *p, struct rs_error *err)
 	if (rc < 0)
 		return rc;
 	p->name = reg_ref_string(&p->ref);
-	char *host = domain_hostname(p->ref.domain);
-	if (host) {
-		size_t n = strlen(CTRD_LABEL_DIST_SOURCE_PREFIX) + strlen(host) + 1;
-		p->dist_key = malloc(n);
-		if (p->dist_key)
-			snprintf(p->dist_key, n, "%s%s", CTRD_LABEL_DIST_SOURCE_PREFIX, host);
-		free(host);
-	}
+	p->dist_key = ctrd_dist_source_key(p->ref.domain);
 	if (!p->name || !p->dist_key)
 		return rs_err(err, -ENOMEM, "out of memory");
 	struct reg_options defaults = {0};
@@ -647,8 +446,8 @@ static int resolve(struct pull *p, struct rs_error *err)
 	if (p->manifest.n_layers == 0)
 		return rs_err(err, -EINVAL, "image %s has no layers", p->manifest.digest);
 	json_error_t jerr;
-	p->manifest_json = json_loadb((const char *)p->manifest.raw.data, p->manifest.raw.len, 0,
-				      &jerr);
+	p->manifest_json =
+	    json_loadb((const char *)p->manifest.raw.data, p->manifest.raw.len, 0, &jerr);
 	if (!p->manifest_json)
 		return rs_err(err, -EBADMSG, "manifest %s: %s", p->manifest.digest, jerr.text);
 	rc = fetch_small(p, &p->manifest.config, CONFIG_MAX, &p->config, err);
@@ -717,8 +516,7 @@ void ctrd_rpull_result_free(struct ctrd_rpull_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int ctrd_rpull(const struct ctrd_rpull_opts *o, struct ctrd_rpull_result *out,
-	       struct rs_error *err)
+int ctrd_rpull(const struct ctrd_rpull_opts *o, struct ctrd_rpull_result *out, struct rs_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	double t0 = now_s();

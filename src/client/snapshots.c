@@ -46,9 +46,10 @@ int ctrd_snapshot_prepare(struct ctrd_client *c, const char *snapshotter, const 
 	req.n_labels = n;
 	req.labels = entries;
 	ProtobufCMessage *resp = NULL;
-	int rc = ctrd_call(c, SNAPSHOTS "Prepare", &req.base,
-			   &containerd__services__snapshots__v1__prepare_snapshot_response__descriptor,
-			   &resp, 0, err);
+	int rc =
+	    ctrd_call(c, SNAPSHOTS "Prepare", &req.base,
+		      &containerd__services__snapshots__v1__prepare_snapshot_response__descriptor,
+		      &resp, 0, err);
 	if (rc < 0)
 		return rc;
 	Containerd__Services__Snapshots__V1__PrepareSnapshotResponse *r = (void *)resp;

@@ -107,7 +107,8 @@ int cmd_rpull(int argc, char **argv)
 			break;
 		case R_TIMEOUT:
 			if (!parse_int(optarg, 1, 86400, &v))
-				return usage_error("rpull", "--timeout wants 1 to 86400 seconds, not '%s'",
+				return usage_error("rpull",
+						   "--timeout wants 1 to 86400 seconds, not '%s'",
 						   optarg);
 			o.timeout_ms = (long)v * 1000;
 			ro.timeout_ms = (long)v * 1000;

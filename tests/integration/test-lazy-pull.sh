@@ -78,7 +78,9 @@ push_image "$REG" rs/mixed:1 "$MIX/layer1.tar.gz" "$MIX/layer2.esgz" "$MIX/layer
 rpull mixpull "$REG/rs/mixed:1" --snapshotter stargz
 expect_rc "rpull of a gzip + eStargz + gzip image" 0 mixpull
 check "mixed: one layer lazy" [ "$(grep -c ' lazy' "$T/mixpull.out")" -eq 1 ]
-check "mixed: two layers downloaded" [ "$(grep -Ec ' (downloaded|applied)' "$T/mixpull.out")" -eq 2 ]
+# Its gzip bottom layer is busybox:gz's, already unpacked above: "exists".
+check "mixed: the two gzip layers downloaded or found" \
+	[ "$(grep -Ec ' (downloaded|applied|exists)' "$T/mixpull.out")" -eq 2 ]
 run mixrun timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REG/rs/mixed:1" rs-mix \
 	sh -c 'cat /etc/hello.txt /etc/salt; wc -c < /usr/share/rs/data.bin'
 expect_rc "ctr run of the mixed image" 0 mixrun
@@ -105,7 +107,7 @@ grep -q 'restor\|mounted' "$RS_LOG" || fail "the daemon log says nothing about r
 # The running container's lower layers belonged to the dead daemon: reads of
 # data the kernel had not cached fail (docs/daemon.md, "Restarts").
 run oldread timeout 30 "${CTR[@]}" tasks exec --exec-id x1 rs-bg cat /usr/share/rs/data.bin
-check "the old container's uncached read fails cleanly, no hang (exit $RC)" [ "$RC" -ne 0 ] -a "$RC" -ne 124
+check "the old container's uncached read fails cleanly, no hang (exit $RC)" [ "$RC" -ne 0 -a "$RC" -ne 124 ]
 "${CTR[@]}" tasks kill -s KILL rs-bg >/dev/null 2>&1
 sleep 1
 "${CTR[@]}" tasks rm -f rs-bg >/dev/null 2>&1
