@@ -60,6 +60,21 @@ rpull pull2 "$REF" --snapshotter stargz
 expect_rc "second rpull" 0 pull2
 check "second rpull: no layer downloaded" bash -c "! grep -q downloaded '$T/pull2.out'"
 
+# --- the reference client against our daemon -------------------------------------
+if command -v ctr-remote >/dev/null; then
+	seed_image --salt refcli "$REG" rs/refcli:gz || finish
+	sg convref convert --plain-http "$REG/rs/refcli:gz" "$REG/rs/refcli:esgz"
+	run refpull timeout 120 ctr-remote -a "$CTRD_SOCK" images rpull --plain-http \
+		--snapshotter stargz "$REG/rs/refcli:esgz"
+	expect_rc "ctr-remote images rpull (the reference client) through our daemon" 0 refpull
+	n=$(grep -c "remote layer .* mounted" "$RS_LOG")
+	check "the reference client's pull was lazy (remote mounts in the log: $n)" [ "$n" -ge 5 ]
+	run refrun timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REG/rs/refcli:esgz" rs-ref \
+		cat /etc/hello.txt /etc/salt
+	expect_rc "ctr run of the image ctr-remote pulled" 0 refrun
+	check "its files read" grep -q refcli "$T/refrun.out"
+fi
+
 # --- an ordinary pull through our snapshotter -------------------------------------
 run gzpull timeout 120 "${CTR[@]}" images pull --plain-http --snapshotter stargz "$REG/rs/busybox:gz"
 expect_rc "ctr images pull --snapshotter stargz (gzip image, not lazy)" 0 gzpull
