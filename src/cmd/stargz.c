@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* stargz: the command-line tool. Argument parsing and printing only; the work
- * is done by src/estargz, src/convert and src/layerfs. Exit codes: 0 ok, 1 a digest did not match, 2 usage,
- * 3 I/O or format error. */
+ * is done by src/estargz, src/convert and src/layerfs. Exit codes: 0 ok, 1 a digest did not match,
+ * 2 usage, 3 I/O or format error. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -180,8 +180,7 @@ bool parse_int(const char *s, long long min, long long max, long long *out)
 
 /* getopt over argv[0..argc) where argv[0] is the command name. Returns the
  * option, -1 at the end, or -2 after printing a usage error. */
-int next_opt(int argc, char **argv, const char *cmd, const struct option *longopts,
-		    int *status)
+int next_opt(int argc, char **argv, const char *cmd, const struct option *longopts, int *status)
 {
 	int c = getopt_long(argc, argv, ":h", longopts, NULL);
 	if (c == '?') {

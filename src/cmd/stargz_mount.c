@@ -145,10 +145,11 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 	}
 	int want = a->all ? 2 : 3;
 	if (argc - optind != want) {
-		*status = usage_error("mount", argc - optind < want
-						   ? (a->all ? "needs REF and DIR"
-							     : "needs REF, LAYER_DIGEST and MOUNTPOINT")
-						   : "too many arguments");
+		*status =
+		    usage_error("mount", argc - optind < want
+					     ? (a->all ? "needs REF and DIR"
+						       : "needs REF, LAYER_DIGEST and MOUNTPOINT")
+					     : "too many arguments");
 		return -1;
 	}
 	uint8_t sum[RS_SHA256_LEN];
@@ -169,8 +170,8 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 }
 
 /* Opens and mounts every layer of the image at DIR/<index>. */
-static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *ref,
-		     const char *dir, struct rs_error *err)
+static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *ref, const char *dir,
+		     struct rs_error *err)
 {
 	struct reg_ref r;
 	int rc = reg_ref_parse(ref, &r, err);
