@@ -19,7 +19,9 @@ struct api_server;
 
 int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api_server **out,
 		     struct rs_error *err);
-/* Stops accepting calls, finishes those in progress, removes the socket. */
+/* Stops accepting calls, finishes those in progress, removes the socket.
+ * Calls still running after 10 s are cancelled (their clients see
+ * UNAVAILABLE); a handler blocked in src/snapshot is still waited for. */
 void api_server_stop(struct api_server *srv);
 
 /* gRPC status code for a negative errno from src/snapshot (see snapshot.h). */

@@ -69,4 +69,8 @@ size_t api_info_size(const Containerd__Services__Snapshots__V1__Info *m);
 
 void api_timestamp_of(int64_t ns, int64_t *sec, int32_t *nsec);
 
+/* Replaces each of s's n bytes that is not part of valid UTF-8 with '?' (a status
+ * message must be UTF-8; it may quote the client's own bytes). */
+void api_utf8_sanitize(char *s, size_t n);
+
 #endif

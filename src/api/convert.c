@@ -225,3 +225,50 @@ size_t api_info_size(const Containerd__Services__Snapshots__V1__Info *m)
 {
 	return protobuf_c_message_get_packed_size(&m->base);
 }
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t k = 2; k < len; k++)
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+void api_utf8_sanitize(char *s, size_t n)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (n) {
+		size_t l = utf8_seq(p, n);
+		if (!l) {
+			*p = '?';
+			l = 1;
+		}
+		p += l;
+		n -= l;
+	}
+}

@@ -65,7 +65,8 @@ struct api_server {
 	bool socket_bound;
 	grpc_completion_queue *cq;
 	grpc_server *server;
-	int nrequests; /* request_call kept outstanding */
+	int nrequests;          /* request_call kept outstanding */
+	atomic_int outstanding; /* request_call not yet completed */
 	pthread_t poller;
 	bool poller_started;
 	pthread_t *workers;
@@ -134,9 +135,11 @@ static void request_one(struct api_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	srv->live++;
 	pthread_mutex_unlock(&srv->lock);
+	atomic_fetch_add(&srv->outstanding, 1);
 	grpc_call_error e = grpc_server_request_call(srv->server, &c->call, &c->details, &c->md,
 						     srv->cq, srv->cq, &c->t_new);
 	if (e != GRPC_CALL_OK) {
+		atomic_fetch_sub(&srv->outstanding, 1);
 		rs_log(RS_LOG_ERROR, "api: cannot wait for calls: %s",
 		       grpc_call_error_to_string(e));
 		call_free(c);
@@ -181,6 +184,8 @@ static void fail_call(struct api_call *c, grpc_status_code code, const char *msg
 	c->status = code;
 	grpc_slice_unref(c->status_msg);
 	c->status_msg = grpc_slice_from_copied_string(msg);
+	api_utf8_sanitize((char *)GRPC_SLICE_START_PTR(c->status_msg),
+			  GRPC_SLICE_LENGTH(c->status_msg));
 	send_next(c);
 }
 
@@ -264,6 +269,7 @@ static void enqueue(struct api_server *srv, struct api_call *c)
 
 static void on_new(struct api_server *srv, struct api_call *c, bool ok)
 {
+	atomic_fetch_sub(&srv->outstanding, 1);
 	if (!ok) { /* the server is shutting down */
 		call_free(c);
 		return;
@@ -271,7 +277,8 @@ static void on_new(struct api_server *srv, struct api_call *c, bool ok)
 	pthread_mutex_lock(&srv->lock);
 	bool stopping = srv->stopping;
 	pthread_mutex_unlock(&srv->lock);
-	if (!stopping)
+	/* Tops up (also after an earlier request_one failed). */
+	for (int k = atomic_load(&srv->outstanding); !stopping && k < srv->nrequests; k++)
 		request_one(srv);
 
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
@@ -495,6 +502,7 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 	srv->workers = calloc((size_t)nthreads, sizeof(*srv->workers));
 	srv->t_shutdown = (struct api_tag){TAG_SHUTDOWN, NULL};
 	srv->nrequests = nthreads * 2 < 16 ? 16 : nthreads * 2;
+	atomic_init(&srv->outstanding, 0);
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->work, NULL);
 	pthread_cond_init(&srv->done, NULL);

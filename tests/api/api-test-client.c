@@ -15,7 +15,8 @@
  *   mask, repeatable), -f FILTER (list, repeatable), -s SNAPSHOTTER,
  *   -c MS (cancel the call after MS ms), -T SECONDS (deadline, default 60),
  *   -B BYTES (a label "big" with a value of this size), -n N (N such labels:
- *   big, big-1, ...) */
+ *   big, big-1, ...), -r N (the call N times on KEY-1 .. KEY-N, printing the
+ *   last answer; stops at the first failure) */
 #include <errno.h>
 #include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
@@ -59,7 +60,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: api-test-client [-P PARENT] [-l K=V]... [-p PATH]... [-f FILTER]... "
-		"[-s SNAPSHOTTER] [-c MS] [-T S] [-B BYTES [-n N]] SOCKET METHOD ARGS...\n");
+		"[-s SNAPSHOTTER] [-c MS] [-T S] [-B BYTES [-n N]] [-r N] SOCKET METHOD ARGS...\n");
 	exit(2);
 }
 
@@ -293,11 +294,131 @@ static int unhex(const char *h, uint8_t **out, size_t *len)
 	return 0;
 }
 
+/* One call on ch; prints the JSON answer unless quiet. 0: OK status, 1:
+ * another status, 2: the call could not run. */
+static int do_call(grpc_channel *ch, const char *path, const char *name, grpc_byte_buffer *req,
+		   bool quiet)
+{
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_slice method = grpc_slice_from_copied_string(path);
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+					     gpr_time_from_seconds(opt.timeout_s, GPR_TIMESPAN));
+	grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
+						   NULL, deadline, NULL);
+	grpc_metadata_array initial, trailing;
+	grpc_metadata_array_init(&initial);
+	grpc_metadata_array_init(&trailing);
+	grpc_op ops[4];
+	memset(ops, 0, sizeof(ops));
+	size_t nops = 0;
+	ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (req) {
+		ops[nops].op = GRPC_OP_SEND_MESSAGE;
+		ops[nops++].data.send_message.send_message = req;
+	}
+	ops[nops++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[nops].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[nops++].data.recv_initial_metadata.recv_initial_metadata = &initial;
+	int rc = 2;
+	json_t *msgs = json_array();
+	bool bad_reply = false;
+	if (grpc_call_start_batch(call, ops, nops, (void *)1, NULL) != GRPC_CALL_OK) {
+		fprintf(stderr, "api-test-client: cannot start the call\n");
+		goto out;
+	}
+	if (opt.cancel_ms > 0) {
+		gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+					     gpr_time_from_millis(opt.cancel_ms, GPR_TIMESPAN)));
+		grpc_call_cancel(call, NULL);
+	}
+	grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+	for (;;) {
+		grpc_byte_buffer *got = NULL;
+		grpc_op op;
+		memset(&op, 0, sizeof(op));
+		op.op = GRPC_OP_RECV_MESSAGE;
+		op.data.recv_message.recv_message = &got;
+		if (grpc_call_start_batch(call, &op, 1, (void *)2, NULL) != GRPC_CALL_OK)
+			break;
+		grpc_event ev = grpc_completion_queue_pluck(
+		    cq, (void *)2, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (!ev.success || !got)
+			break;
+		grpc_byte_buffer_reader rd;
+		grpc_byte_buffer_reader_init(&rd, got);
+		grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+		grpc_byte_buffer_reader_destroy(&rd);
+		json_t *j = response_json(name, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+		grpc_slice_unref(s);
+		grpc_byte_buffer_destroy(got);
+		if (!j) {
+			bad_reply = true;
+			j = json_null();
+		}
+		json_array_append_new(msgs, j);
+	}
+
+	grpc_status_code status;
+	grpc_slice details;
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.trailing_metadata = &trailing;
+	ops[0].data.recv_status_on_client.status = &status;
+	ops[0].data.recv_status_on_client.status_details = &details;
+	if (grpc_call_start_batch(call, ops, 1, (void *)3, NULL) != GRPC_CALL_OK)
+		goto out;
+	grpc_completion_queue_pluck(cq, (void *)3, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	char *msg = grpc_slice_to_c_string(details);
+	json_t *jmsg = json_string(msg);
+	if (!jmsg) /* not UTF-8: say so rather than lose the answer */
+		jmsg = json_pack("{ss}", "invalid_utf8", "yes");
+	json_t *res = json_pack("{si so si}", "code", (int)status, "message", jmsg, "messages",
+				(int)json_array_size(msgs));
+	if (!strcmp(name, "List")) {
+		json_t *all = json_array();
+		size_t k;
+		json_t *v;
+		json_array_foreach(msgs, k, v)
+		{
+			if (json_is_array(v))
+				json_array_extend(all, v);
+		}
+		json_object_set_new(res, "infos", all);
+	} else if (json_array_size(msgs) > 0) {
+		json_object_set(res, "response", json_array_get(msgs, 0));
+	}
+	if (bad_reply)
+		json_object_set_new(res, "bad_reply", json_true());
+	if (!quiet) {
+		char *txt = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
+		printf("%s\n", txt);
+		free(txt);
+	}
+	json_decref(res);
+	gpr_free(msg);
+	grpc_slice_unref(details);
+	rc = status == GRPC_STATUS_OK && !bad_reply ? 0 : 1;
+out:
+	json_decref(msgs);
+	grpc_metadata_array_destroy(&initial);
+	grpc_metadata_array_destroy(&trailing);
+	grpc_call_unref(call);
+	grpc_slice_unref(method);
+	grpc_completion_queue_shutdown(cq);
+	grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	grpc_completion_queue_destroy(cq);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	int c;
-	while ((c = getopt(argc, argv, "P:l:p:f:s:c:T:B:n:")) != -1) {
+	int c, repeat = 0;
+	while ((c = getopt(argc, argv, "P:l:p:f:s:c:T:B:n:r:")) != -1) {
 		switch (c) {
+		case 'r':
+			repeat = atoi(optarg);
+			break;
 		case 'P':
 			opt.parent = optarg;
 			break;
@@ -347,6 +468,7 @@ int main(int argc, char **argv)
 
 	char path[512], mname[64];
 	grpc_byte_buffer *req = NULL;
+	bool built = false;
 	if (!strcmp(m, "raw") || !strcmp(m, "garbage") || !strcmp(m, "nomsg")) {
 		if (n < 1 || (strcmp(m, "nomsg") && n < 2))
 			usage();
@@ -367,6 +489,7 @@ int main(int argc, char **argv)
 		}
 	} else {
 		req = build(m, a, n);
+		built = true;
 		snprintf(mname, sizeof(mname), "%s", m);
 		mname[0] = (char)(mname[0] - 'a' + 'A');
 		snprintf(path, sizeof(path), SVC "%s", mname);
@@ -384,116 +507,25 @@ int main(int argc, char **argv)
 	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
 	grpc_channel *ch = grpc_channel_create(target, creds, &cargs);
 	grpc_channel_credentials_release(creds);
-	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-	grpc_slice method = grpc_slice_from_copied_string(path);
-	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-					     gpr_time_from_seconds(opt.timeout_s, GPR_TIMESPAN));
-	grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-						   NULL, deadline, NULL);
-
-	grpc_metadata_array initial, trailing;
-	grpc_metadata_array_init(&initial);
-	grpc_metadata_array_init(&trailing);
-	grpc_op ops[4];
-	memset(ops, 0, sizeof(ops));
-	size_t nops = 0;
-	ops[nops++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	if (req) {
-		ops[nops].op = GRPC_OP_SEND_MESSAGE;
-		ops[nops++].data.send_message.send_message = req;
-	}
-	ops[nops++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[nops].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[nops++].data.recv_initial_metadata.recv_initial_metadata = &initial;
-	int rc = 2;
-	if (grpc_call_start_batch(call, ops, nops, (void *)1, NULL) != GRPC_CALL_OK) {
-		fprintf(stderr, "api-test-client: cannot start the call\n");
-		return 2;
-	}
-	if (opt.cancel_ms > 0) {
-		gpr_sleep_until(gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-					     gpr_time_from_millis(opt.cancel_ms, GPR_TIMESPAN)));
-		grpc_call_cancel(call, NULL);
-	}
-	grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-
-	json_t *msgs = json_array();
-	bool bad_reply = false;
-	for (;;) {
-		grpc_byte_buffer *got = NULL;
-		grpc_op op;
-		memset(&op, 0, sizeof(op));
-		op.op = GRPC_OP_RECV_MESSAGE;
-		op.data.recv_message.recv_message = &got;
-		if (grpc_call_start_batch(call, &op, 1, (void *)2, NULL) != GRPC_CALL_OK)
-			break;
-		grpc_event ev = grpc_completion_queue_pluck(
-		    cq, (void *)2, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-		if (!ev.success || !got)
-			break;
-		grpc_byte_buffer_reader rd;
-		grpc_byte_buffer_reader_init(&rd, got);
-		grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-		grpc_byte_buffer_reader_destroy(&rd);
-		json_t *j = response_json(name, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-		grpc_slice_unref(s);
-		grpc_byte_buffer_destroy(got);
-		if (!j) {
-			bad_reply = true;
-			j = json_null();
+	int rc;
+	if (repeat > 0 && built && n >= 1) {
+		/* The call N times, KEY-1 .. KEY-N; the last answer is printed. */
+		grpc_byte_buffer_destroy(req);
+		req = NULL;
+		char *key = a[0], kbuf[512];
+		a[0] = kbuf;
+		rc = 0;
+		for (int k = 1; k <= repeat && rc == 0; k++) {
+			snprintf(kbuf, sizeof(kbuf), "%s-%d", key, k);
+			grpc_byte_buffer *r = build(m, a, n);
+			rc = do_call(ch, path, name, r, k < repeat);
+			grpc_byte_buffer_destroy(r);
 		}
-		json_array_append_new(msgs, j);
+	} else {
+		rc = do_call(ch, path, name, req, false);
 	}
-
-	grpc_status_code status;
-	grpc_slice details;
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[0].data.recv_status_on_client.trailing_metadata = &trailing;
-	ops[0].data.recv_status_on_client.status = &status;
-	ops[0].data.recv_status_on_client.status_details = &details;
-	if (grpc_call_start_batch(call, ops, 1, (void *)3, NULL) == GRPC_CALL_OK) {
-		grpc_completion_queue_pluck(cq, (void *)3, gpr_inf_future(GPR_CLOCK_REALTIME),
-					    NULL);
-		char *msg = grpc_slice_to_c_string(details);
-		json_t *out = json_pack("{si ss si}", "code", (int)status, "message", msg,
-					"messages", (int)json_array_size(msgs));
-		if (!strcmp(name, "List")) {
-			json_t *all = json_array();
-			size_t k;
-			json_t *v;
-			json_array_foreach(msgs, k, v)
-			{
-				if (json_is_array(v))
-					json_array_extend(all, v);
-			}
-			json_object_set_new(out, "infos", all);
-		} else if (json_array_size(msgs) > 0) {
-			json_object_set(out, "response", json_array_get(msgs, 0));
-		}
-		if (bad_reply)
-			json_object_set_new(out, "bad_reply", json_true());
-		char *txt = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
-		printf("%s\n", txt);
-		free(txt);
-		json_decref(out);
-		gpr_free(msg);
-		grpc_slice_unref(details);
-		rc = status == GRPC_STATUS_OK && !bad_reply ? 0 : 1;
-	}
-	json_decref(msgs);
-	grpc_metadata_array_destroy(&initial);
-	grpc_metadata_array_destroy(&trailing);
-	grpc_call_unref(call);
-	grpc_slice_unref(method);
 	if (req)
 		grpc_byte_buffer_destroy(req);
-	grpc_completion_queue_shutdown(cq);
-	while (
-	    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-	    GRPC_QUEUE_SHUTDOWN)
-		;
-	grpc_completion_queue_destroy(cq);
 	grpc_channel_destroy(ch);
 	grpc_shutdown();
 	return rc;

@@ -2,9 +2,11 @@
 /* A stand-in for src/snapshot, in memory, for testing src/api alone: the
  * same calls and error codes, no directories, no database. Labels starting
  * with "test." steer it:
- *   test.sleep-ms=N       the call sleeps N ms (concurrency, cancellation)
+ *   test.sleep-ms=N       the call sleeps N ms (concurrency, cancellation),
+ *                         between "mock: sleep start" and "... end" on stderr
  *   test.fail=CODE        the call fails: enoent eexist einval precondition
  *                         unavailable eio nomsg (eio without a message)
+ *   test.fail-msg=TEXT    the call fails (EIO) with TEXT as the message
  * Filters for snap_walk: "name==X", "kind==K", "labels.X" (present),
  * "bad(" fails to parse; anything else matches everything. */
 #include <errno.h>
@@ -123,8 +125,13 @@ static int steer(const struct snap_label *l, size_t n, struct rs_error *err)
 	if (ms) {
 		long v = strtol(ms, NULL, 10);
 		struct timespec t = {v / 1000, (v % 1000) * 1000000};
+		fprintf(stderr, "mock: sleep start\n");
 		nanosleep(&t, NULL);
+		fprintf(stderr, "mock: sleep end\n");
 	}
+	const char *fm = snap_label_get(l, n, "test.fail-msg");
+	if (fm)
+		return rs_err(err, -EIO, "%s", fm);
 	const char *f = snap_label_get(l, n, "test.fail");
 	if (!f)
 		return 0;

@@ -24,7 +24,8 @@
 #       linux/amd64 + linux/arm64 (hello.txt says which).  Running
 #       `cat /etc/hello.txt` prints "hello from rs-rig <arch>".
 # Runtimes:
-#   containerd_start            private containerd (CRI off); sets CTR=(ctr -a SOCK)
+#   containerd_start            private containerd (CRI off); sets CTR=(ctr -a SOCK);
+#       CONTAINERD_EXTRA_CONFIG (TOML) is appended to its config.toml
 #   ctr_pull_run NAME REF CMD...  [CTR_PULL_ARGS=(...)] pull then `ctr run --rm`;
 #       output in $T/NAME.out, exit code in $RC
 #   podman_setup; podman_pull_run NAME REF CMD... [PODMAN_PULL_ARGS=(...)]
@@ -468,6 +469,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$C/opt"
 TOML
+	[ -n "${CONTAINERD_EXTRA_CONFIG:-}" ] && printf '%s\n' "$CONTAINERD_EXTRA_CONFIG" >>"$C/config.toml"
 	containerd --config "$C/config.toml" >"$C/containerd.log" 2>&1 &
 	CTRD_PID=$!
 	_RIG_PIDS+=("$CTRD_PID")
