@@ -269,6 +269,8 @@ int cmd_mount(int argc, char **argv)
 				break;
 		}
 	}
+	/* Requests stuck on a dead registry end now, not at their timeout. */
+	reg_client_cancel(client);
 	lfs_runtime_free(rt);
 	reg_client_free(client);
 	return ret;

@@ -116,6 +116,8 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	rs_log(RS_LOG_INFO, "remote-snapshotter: %s, shutting down", strsignal(sig));
 out:
 	api_server_stop(api);
+	/* Fetches stuck on a dead registry end now, not at their timeouts. */
+	reg_client_cancel(client);
 	snap_close(snap);
 	daemon_remote_free(remote);
 	lfs_runtime_free(rt);

@@ -619,6 +619,10 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 					all_inflight = false;
 			if (!all_inflight)
 				break;
+			if (l->closing) {
+				r = rs_err(err, -EIO, "the layer is being unmounted");
+				break;
+			}
 			if (wait_deadline(l, deadline_ms) == -ETIMEDOUT) {
 				r = rs_err(err, -EIO,
 					   "timed out after %ld ms waiting for the registry",

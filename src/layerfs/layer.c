@@ -205,6 +205,10 @@ void lfs_layer_close(struct lfs_layer *l)
 	l->mounted = false;
 	pthread_mutex_unlock(&rt->lock);
 	atomic_store(&l->bg_active, false);
+	pthread_mutex_lock(&l->lock);
+	l->closing = true;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
 	lfs_fetch_cancel(rt, l);
 	if (l->se) {
 		lfs_runtime_detach(rt, l);

@@ -108,6 +108,7 @@ struct lfs_layer {
 	atomic_bool bg_active;     /* the background fetch still has work */
 	int64_t bg_retry_at;       /* monotonic ms; background pauses after failures */
 	bool registry_ok;
+	bool closing; /* readers stop waiting: the layer is being unmounted */
 	uint64_t fetch_errors, verify_errors;
 
 	/* FUSE. */

@@ -78,6 +78,12 @@ int reg_client_new(const struct reg_options *o, struct reg_client **out, struct 
 	return 0;
 }
 
+void reg_client_cancel(struct reg_client *c)
+{
+	if (c)
+		__atomic_store_n(&c->cancelled, 1, __ATOMIC_RELAXED);
+}
+
 void reg_client_free(struct reg_client *c)
 {
 	if (!c)
@@ -187,7 +193,12 @@ void reg_backoff(struct reg_client *c, int attempt)
 	pthread_mutex_unlock(&c->lock);
 	/* jitter: 50% .. 150% */
 	ms = ms / 2 + (long)(r % (unsigned)(ms + 1));
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	/* In steps, so that reg_client_cancel is not kept waiting. */
+	while (ms > 0 && !__atomic_load_n(&c->cancelled, __ATOMIC_RELAXED)) {
+		long step = ms < 100 ? ms : 100;
+		struct timespec ts = {0, step * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		ms -= step;
+	}
 }

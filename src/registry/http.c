@@ -244,6 +244,11 @@ static int on_host(const struct attempt_ctx *a, struct rs_error *err)
 	int attempt = 0;
 	int ret;
 	for (;;) {
+		if (__atomic_load_n(&c->cancelled, __ATOMIC_RELAXED)) {
+			ret = rs_err(err, -ECANCELED, "request to %s cancelled (shutting down)",
+				     a->h->host);
+			break;
+		}
 		int rc = once(a, url, auth);
 		if (rc != CURLE_OK) {
 			if (reg_curl_retryable(rc) && attempt < c->retries && a->x->sunk == 0 &&

@@ -153,9 +153,19 @@ static void tls_options(CURL *e, const struct reg_host *h)
 	}
 }
 
+/* Called by curl at least once a second during a transfer, even a stalled one. */
+static int abort_if_cancelled(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)dt, (void)dn, (void)ut, (void)un;
+	return __atomic_load_n(&((struct reg_client *)ud)->cancelled, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 static void common_options(struct reg_client *c, CURL *e, const struct reg_host *h, bool streaming,
 			   char *errbuf)
 {
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(e, CURLOPT_SHARE, c->share);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);

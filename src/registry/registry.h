@@ -62,6 +62,10 @@ struct reg_client;
 
 int reg_client_new(const struct reg_options *o, struct reg_client **out, struct rs_error *err);
 void reg_client_free(struct reg_client *c);
+/* Shutdown: every request in progress ends within about a second and every
+ * later one fails at once (-ECANCELED), so no thread waits out a timeout on a
+ * dead network. Cannot be undone. */
+void reg_client_cancel(struct reg_client *c);
 
 /* ---- manifests ---------------------------------------------------------- */
 

@@ -141,7 +141,8 @@ struct reg_client {
 	bool plain_http;
 	long timeout_ms;
 	int retries;
-	void *share; /* CURLSH: DNS cache and TLS sessions */
+	void *share;   /* CURLSH: DNS cache and TLS sessions */
+	int cancelled; /* reg_client_cancel: every transfer aborts (__atomic access) */
 	pthread_mutex_t share_locks[8];
 
 	/* lock guards everything below */
