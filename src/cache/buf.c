@@ -1,28 +1,50 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Reference-counted immutable byte buffers handed out by the cache. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cache/cache.h"
+
+/* Chunks are MiBs of memory touched once, right after allocation: on huge
+ * pages they fault in 2 MiB at a time instead of 4 KiB (on a VM a fault costs
+ * microseconds, and a cold read used to spend a third of its time there).
+ * Only whole huge pages are advised, so a tail never pins a 2 MiB page. */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define SMALL_PAGE ((size_t)4096)
 
 struct cache_buf {
 	atomic_uint_fast32_t refs;
 	size_t len;
-	uint8_t data[];
+	uint8_t *data;
+	uint8_t inline_data[];
 };
+
+static uint8_t *alloc_big(size_t len)
+{
+	size_t rounded = (len + SMALL_PAGE - 1) & ~(SMALL_PAGE - 1);
+	uint8_t *p = aligned_alloc(HUGE_PAGE, rounded);
+	if (p && len >= HUGE_PAGE)
+		(void)madvise(p, len & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
+	return p;
+}
 
 int cache_buf_new(size_t len, struct cache_buf **out)
 {
 	*out = NULL;
 	if (len > CACHE_MAX_VALUE)
 		return -EFBIG;
-	size_t total;
-	if (rs_add_overflow(sizeof(struct cache_buf), len, &total))
-		return -EFBIG;
-	struct cache_buf *b = malloc(total);
+	bool big = len >= HUGE_PAGE;
+	struct cache_buf *b = malloc(sizeof(*b) + (big ? 0 : len));
 	if (!b)
 		return -ENOMEM;
+	b->data = big ? alloc_big(len) : b->inline_data;
+	if (!b->data) {
+		free(b);
+		return -ENOMEM;
+	}
 	atomic_init(&b->refs, 1);
 	b->len = len;
 	*out = b;
@@ -64,6 +86,9 @@ void cache_buf_unref(struct cache_buf *b)
 {
 	if (!b)
 		return;
-	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+		if (b->data != b->inline_data)
+			free(b->data);
 		free(b);
+	}
 }
