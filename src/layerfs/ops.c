@@ -258,7 +258,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return;
 		}
 		size_t n = b->len - (size_t)off;
-		fuse_reply_buf(req, (const char *)b->data + off, n < size ? n : size);
+		if (n > size)
+			n = size;
+		/* A copy: once the kernel has the reply, the reader may close the
+		 * file and RELEASE (freeing b) can run while this worker is still
+		 * returning from the write. */
+		char *copy = malloc(n);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, b->data + off, n);
+		fuse_reply_buf(req, copy, n);
+		free(copy);
 		return;
 	}
 	uint32_t node = lfs_node_of(l, ino);
