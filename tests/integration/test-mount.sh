@@ -95,6 +95,7 @@ M=$T/m1
 mkdir "$M"
 if mount_start m1 --plain-http --toc-digest "$TOC0" "$REF" "$DG0" "$M"; then
 	pass "stargz mount REF $DG0 MOUNTPOINT is ready"
+	THREADS_ONE=$(awk '/^Threads:/ {print $2}' "/proc/$MOUNT_PID/status")
 	if [ "$(cat "$T/m1.out")" = "$(printf 'mounted %s at %s\nready' "$DG0" "$M")" ]; then
 		pass "stdout: 'mounted DIGEST at MOUNTPOINT' then 'ready'"
 	else
@@ -335,6 +336,9 @@ LA=$T/layers
 if ! need_overlay; then
 	fail "no overlayfs in this kernel"
 elif mount_start layers --all --plain-http "$R/rs/layers:v1" "$LA"; then
+	threads=$(awk '/^Threads:/ {print $2}' "/proc/$MOUNT_PID/status")
+	check "one event loop and fixed pools: 3 layers use as many threads as 1 ($threads vs ${THREADS_ONE:-?})" \
+		[ "$threads" = "${THREADS_ONE:-x}" ]
 	mkdir -p "$O/merged"
 	if run ovl mount -t overlay overlay -o "lowerdir=$LA/2:$LA/1:$LA/0" "$O/merged" && [ "$RC" = 0 ]; then
 		pass "overlayfs over the 3 mounted layers (lowerdir=2:1:0)"
