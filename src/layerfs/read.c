@@ -5,6 +5,7 @@
  * readahead, so a sequential reader finds them fetched. */
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "layerfs_internal.h"
 
@@ -51,7 +52,7 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 	struct cache_buf *bufs_stack[STACK_CHUNKS];
 	uint32_t *ids = ids_stack;
 	struct cache_buf **bufs = bufs_stack;
-	struct fuse_bufvec *bv = NULL;
+	struct iovec *iov = NULL;
 	if (count > STACK_CHUNKS) {
 		ids = malloc(count * sizeof(*ids));
 		bufs = malloc(count * sizeof(*bufs));
@@ -72,15 +73,16 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 	}
 	queue_readahead(l, fc, nc, last);
 
-	/* Pieces: the covered part of each chunk, zeros where no chunk covers. */
+	/* Pieces: the covered part of each chunk, zeros where no chunk covers;
+	 * written to the kernel straight from the cached buffers (fuse_reply_data
+	 * would copy them into one buffer first). */
 	size_t cap = 2 * (size_t)count + 1;
-	bv = malloc(sizeof(*bv) + cap * sizeof(struct fuse_buf));
+	iov = malloc(cap * sizeof(*iov));
 	static const char zeros[64 << 10];
-	if (!bv) {
+	if (!iov) {
 		fuse_reply_err(req, ENOMEM);
 		goto out;
 	}
-	memset(bv, 0, sizeof(*bv) + cap * sizeof(struct fuse_buf));
 	size_t np = 0;
 	int64_t pos = off;
 	for (uint32_t k = 0; k < count && pos < end; k++) {
@@ -89,7 +91,7 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 			size_t z = (size_t)(c->file_offset - pos);
 			if (z > sizeof(zeros))
 				z = sizeof(zeros);
-			bv->buf[np++] = (struct fuse_buf){.size = z, .mem = (void *)zeros};
+			iov[np++] = (struct iovec){.iov_base = (void *)zeros, .iov_len = z};
 			pos += (int64_t)z;
 			if (pos < c->file_offset)
 				break;
@@ -99,24 +101,21 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 			cend = end;
 		if (cend <= pos || !bufs[k])
 			continue;
-		bv->buf[np++] = (struct fuse_buf){
-		    .size = (size_t)(cend - pos),
-		    .mem = (void *)(cache_buf_data(bufs[k]) + (pos - c->file_offset)),
+		iov[np++] = (struct iovec){
+		    .iov_base = (void *)(cache_buf_data(bufs[k]) + (pos - c->file_offset)),
+		    .iov_len = (size_t)(cend - pos),
 		};
 		pos = cend;
 	}
-	bv->count = np;
-	bv->idx = 0;
-	bv->off = 0;
 	if (np == 0)
 		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_data(req, bv, 0);
+		fuse_reply_iov(req, iov, (int)np);
 out:
 	for (uint32_t k = 0; k < count; k++)
 		cache_buf_unref(bufs[k]);
 out_nobufs:
-	free(bv);
+	free(iov);
 	if (ids != ids_stack)
 		free(ids);
 	if (bufs != bufs_stack)

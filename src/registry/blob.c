@@ -150,6 +150,9 @@ static int read_single(struct reg_client *c, const struct reg_ref *ref, const ch
 				   .body_fd = -1,
 				   .max_body = want > SMALL_BLOB_MAX ? want : SMALL_BLOB_MAX};
 	cleanup_resp struct reg_http_resp resp = {0};
+	/* The body's size is known: one allocation, no copies as it grows. */
+	if (rs_buf_reserve(&resp.body, (size_t)want) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
 	if ((r = reg_http_do(c, &req, &resp, err)) < 0)
 		return http_error(r, ref, digest, err);
 	int64_t first, last, total;
@@ -216,6 +219,10 @@ static int read_multi(struct reg_client *c, const struct reg_ref *ref, const cha
 				   .body_fd = -1,
 				   .max_body = want > SMALL_BLOB_MAX ? want : SMALL_BLOB_MAX};
 	cleanup_resp struct reg_http_resp resp = {0};
+	if (rs_buf_reserve(&resp.body, (size_t)want) < 0) {
+		rs_buf_free(&hdr);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
 	struct reg_part *parts = NULL, one;
 	size_t np = 0;
 	r = reg_http_do(c, &req, &resp, err);

@@ -342,7 +342,11 @@ static bool mount_source(const char *path, char *out, size_t n)
 int reg_http_do(struct reg_client *c, const struct reg_http_req *req, struct reg_http_resp *resp,
 		struct rs_error *err)
 {
+	/* A body buffer the caller reserved (it knows the size) is kept. */
+	struct rs_buf body = resp->body;
 	memset(resp, 0, sizeof(*resp));
+	resp->body = body;
+	resp->body.len = 0;
 	resp->content_length = -1;
 	const struct reg_hosts *hosts;
 	int r = reg_client_hosts(c, req->ref->domain, &hosts, err);

@@ -43,6 +43,7 @@ struct reg_http_resp {
 /* Returns 0 with resp filled for any HTTP status (the caller judges it), or a
  * negative errno when no answer could be had; err names host and reason
  * (never credentials). */
+/* resp must be zeroed or freed before; a body buffer reserved in it is reused. */
 int reg_http_do(struct reg_client *c, const struct reg_http_req *req, struct reg_http_resp *resp,
 		struct rs_error *err);
 void reg_http_resp_free(struct reg_http_resp *resp);
