@@ -81,3 +81,11 @@ for fmt, name in [(tarfile.GNU_FORMAT, "gnu"), (tarfile.PAX_FORMAT, "pax"),
         h.linkname = "dir/a"
         tf.addfile(h)
     write("fuzz-tar", f"{name}.tar", buf.getvalue())
+
+for i, f in enumerate([
+        b'name==sha256:abc',
+        b'labels."containerd.io/gc.root"',
+        b'kind==committed,parent!=x\nname~=^sha256:[a-f]+$',
+        b'labels.a.b==c,labels."x y"!="z"',
+        b'name~="(a|b)*"']):
+    write("fuzz-filter", f"filter{i}", f)
