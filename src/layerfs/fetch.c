@@ -18,6 +18,11 @@
 #define BACKGROUND_JOB_BYTES ((int64_t)4 << 20)
 #define PREFETCH_JOB_BYTES ((int64_t)4 << 20)
 #define BACKGROUND_RETRY_MS 2000
+/* The background fetch waits this long after the last on-demand job: a
+ * starting container reads one file after another, each read waiting for the
+ * one before, so the queue is empty between them, yet a background job taken
+ * then would share the link with the next read. */
+#define BACKGROUND_QUIET_MS 1000
 /* Attempts of one read at one chunk that was fetched but left the cache
  * before the reader got it (a tiny memory budget and no disk). */
 #define MAX_REFETCH 3
@@ -274,7 +279,7 @@ out:
 /* Under rt->lock: a background job from the next layer that has one. */
 static struct lfs_job *pick_background_locked(struct lfs_runtime *rt)
 {
-	if (rt->bg_busy)
+	if (rt->bg_busy || lfs_now_ms() - rt->last_demand_ms < BACKGROUND_QUIET_MS)
 		return NULL;
 	uint32_t n = 0;
 	for (struct lfs_layer *l = rt->layers; l; l = l->next)
@@ -428,6 +433,7 @@ static void *fetcher_main(void *arg)
 			pthread_cond_timedwait(&rt->queue_cond, &rt->lock, &ts);
 			continue;
 		}
+		enum lfs_prio prio = j->prio;
 		pthread_mutex_unlock(&rt->lock);
 		run_job(rt, j);
 		jobs_free(j);
@@ -436,6 +442,8 @@ static void *fetcher_main(void *arg)
 			rt->bg_busy = false;
 			pthread_cond_broadcast(&rt->queue_cond);
 		}
+		if (prio <= LFS_PRIO_READAHEAD)
+			rt->last_demand_ms = lfs_now_ms();
 	}
 	pthread_mutex_unlock(&rt->lock);
 	return NULL;
