@@ -12,6 +12,9 @@
 
 #include "layerfs_internal.h"
 
+/* Bytes read from a blob's end at open: footer and, usually, TOC. */
+#define OPEN_TAIL ((size_t)512 << 10)
+
 int64_t lfs_now_ms(void)
 {
 	struct timespec ts;
@@ -79,17 +82,19 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	int r = reg_ref_parse(o->ref, &l->ref, err);
 	if (r < 0)
 		goto fail;
-	int64_t size = o->size;
-	if (size <= 0) {
-		r = reg_blob_size(l->client, &l->ref, l->digest, &size, err);
-		if (r < 0)
-			goto fail;
-	}
+	/* One suffix-range request brings the blob's size, its footer and,
+	 * for most layers, the whole TOC: no HEAD, no second round trip. */
 	struct esgz_reader rd;
-	r = reg_blob_reader(l->client, &l->ref, l->digest, size, &rd, err);
+	r = reg_blob_reader_tail(l->client, &l->ref, l->digest, OPEN_TAIL, &rd, err);
 	if (r < 0)
 		goto fail;
-	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest};
+	if (o->size > 0 && rd.size != o->size) {
+		r = rs_err(err, -EBADMSG, "the registry's blob has %lld bytes, its descriptor %lld",
+			   (long long)rd.size, (long long)o->size);
+		esgz_reader_close(&rd);
+		goto fail;
+	}
+	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = OPEN_TAIL};
 	r = esgz_open(&rd, &oo, &l->blob, err);
 	esgz_reader_close(&rd);
 	if (r < 0)

@@ -341,6 +341,58 @@ int reg_blob_read(struct reg_client *c, const struct reg_ref *ref, const char *d
 	return 0;
 }
 
+/* ---- the tail of a blob of unknown size ------------------------------------------ */
+
+int reg_blob_read_tail(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+		       size_t len, struct rs_buf *out, int64_t *size, struct rs_error *err)
+{
+	char path[128], range[64];
+	int r = blob_path(digest, path, sizeof(path), err);
+	if (r < 0)
+		return r;
+	if (len == 0 || len > (size_t)SMALL_BLOB_MAX * 64)
+		return rs_err(err, -EINVAL, "blob tail of %zu bytes", len);
+	snprintf(range, sizeof(range), "Range: bytes=-%zu", len);
+	const char *headers[] = {range, NULL};
+	struct reg_http_req req = {.method = "GET",
+				   .ref = ref,
+				   .path = path,
+				   .headers = headers,
+				   .body_fd = -1,
+				   .max_body = (int64_t)len};
+	cleanup_resp struct reg_http_resp resp = {0};
+	if (rs_buf_reserve(&resp.body, len) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
+	if ((r = reg_http_do(c, &req, &resp, err)) < 0)
+		return http_error(r, ref, digest, err);
+	int64_t first, last, total;
+	if (resp.status == 206) {
+		if (reg_content_range_parse(resp.content_range, &first, &last, &total) < 0 ||
+		    total <= 0 || last != total - 1 || first < 0 || first > last ||
+		    (int64_t)resp.body.len != last - first + 1 ||
+		    (last - first + 1 != (int64_t)len && first != 0))
+			return rs_err(err, -EBADMSG,
+				      "registry %s: bad reply to a tail read of blob %s "
+				      "(Content-Range '%.80s', %zu bytes)",
+				      ref->domain, digest,
+				      resp.content_range ? resp.content_range : "", resp.body.len);
+	} else if (resp.status == 200) {
+		/* Range ignored: the whole blob came, and it fit in len. */
+		if (resp.content_length >= 0 && resp.content_length != (int64_t)resp.body.len)
+			return rs_err(err, -EBADMSG, "registry %s: blob %s truncated", ref->domain,
+				      digest);
+		total = (int64_t)resp.body.len;
+	} else if (resp.status == 416) {
+		return rs_err(err, -ERANGE, "blob %s is empty", digest);
+	} else {
+		return reg_http_status_error(&req, &resp, "reading blob", err);
+	}
+	*size = total;
+	*out = resp.body;
+	resp.body = (struct rs_buf){0};
+	return 0;
+}
+
 /* ---- size and whole blobs ---------------------------------------------------- */
 
 int reg_blob_size(struct reg_client *c, const struct reg_ref *ref, const char *digest,

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-/* struct esgz_reader over a registry blob: each read is one range request. */
+/* struct esgz_reader over a registry blob: each read is one range request,
+ * except what falls in the blob's tail when the reader was opened with one
+ * (reg_blob_reader_tail): that is served from memory. */
 #include <errno.h>
 #include <string.h>
 
@@ -10,6 +12,8 @@ struct blob_reader {
 	struct reg_ref ref; /* owned copies */
 	char *digest;
 	int64_t size;
+	uint8_t *tail; /* the blob's last tail_len bytes, or NULL */
+	size_t tail_len;
 };
 
 static void blob_reader_close(void *ctx)
@@ -22,6 +26,7 @@ static void blob_reader_close(void *ctx)
 	free(br->ref.tag);
 	free(br->ref.digest);
 	free(br->digest);
+	free(br->tail);
 	free(br);
 }
 
@@ -32,6 +37,16 @@ static int blob_reader_read_at(void *ctx, void *buf, size_t len, int64_t off, st
 		return rs_err(err, -ERANGE,
 			      "blob %s: read of %zu bytes at %lld is past its end (%lld)",
 			      br->digest, len, (long long)off, (long long)br->size);
+	int64_t tail_off = br->size - (int64_t)br->tail_len;
+	if (br->tail && off + (int64_t)len > tail_off) {
+		/* The part in the tail comes from memory, the rest from the registry. */
+		int64_t from = off > tail_off ? off : tail_off;
+		memcpy((uint8_t *)buf + (from - off), br->tail + (from - tail_off),
+		       (size_t)(off + (int64_t)len - from));
+		len = (size_t)(from - off);
+		if (len == 0)
+			return 0;
+	}
 	struct reg_range r = {off, len, buf};
 	return reg_blob_read(br->c, &br->ref, br->digest, &r, 1, err);
 }
@@ -43,6 +58,25 @@ static int dup_str(const char *s, char **out)
 		return 0;
 	*out = strdup(s);
 	return *out ? 0 : -ENOMEM;
+}
+
+int reg_blob_reader_tail(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+			 size_t tail_len, struct esgz_reader *out, struct rs_error *err)
+{
+	struct rs_buf tail = {0};
+	int64_t size;
+	int r = reg_blob_read_tail(c, ref, digest, tail_len, &tail, &size, err);
+	if (r < 0)
+		return r;
+	r = reg_blob_reader(c, ref, digest, size, out, err);
+	if (r < 0) {
+		rs_buf_free(&tail);
+		return r;
+	}
+	struct blob_reader *br = out->ctx;
+	br->tail = tail.data;
+	br->tail_len = tail.len;
+	return 0;
 }
 
 int reg_blob_reader(struct reg_client *c, const struct reg_ref *ref, const char *digest,

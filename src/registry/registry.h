@@ -143,6 +143,16 @@ int reg_blob_read(struct reg_client *c, const struct reg_ref *ref, const char *d
 /* Writes the whole blob to fd, verifying its digest and size. */
 int reg_blob_fetch(struct reg_client *c, const struct reg_ref *ref, const char *digest,
 		   int64_t size, int fd, struct rs_error *err);
+/* The last len bytes of a blob whose size is not known (one request with a
+ * suffix range); *size receives the blob's size, out the bytes (fewer when
+ * the blob is smaller). */
+int reg_blob_read_tail(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+		       size_t len, struct rs_buf *out, int64_t *size, struct rs_error *err);
+/* A reader that fetched the blob's last tail_len bytes first (and its size
+ * with them): reads falling there cost no request. Opening an eStargz layer
+ * through it takes one request, two when the TOC is larger than the tail. */
+int reg_blob_reader_tail(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+			 size_t tail_len, struct esgz_reader *out, struct rs_error *err);
 /* A random-access reader over a registry blob (for esgz_open and friends). */
 int reg_blob_reader(struct reg_client *c, const struct reg_ref *ref, const char *digest,
 		    int64_t size, struct esgz_reader *out, struct rs_error *err);

@@ -183,6 +183,8 @@ netproxy_start YP || die "netproxy"
 M=$T/md
 mkdir -p "$M"
 if mount_start md --plain-http --no-prefetch --no-background-fetch --timeout "$TMO" "$YP/rs/faults:v1" "$DG" "$M"; then
+	nblob=$(jq -s '[.[] | select(.path | test("/blobs/"))] | length' "$YP_LOG")
+	check "mount read the footer and TOC with at most two blob requests ($nblob)" [ "$nblob" -le 2 ]
 	ok=true
 	for f in files/f00 files/f01 files/f02 big/b1 small/s0; do
 		readfile "d-warm-${f//\//_}" "$M/$f" "$X/$f"
