@@ -21,8 +21,9 @@
 /* The background fetch waits this long after the last on-demand job: a
  * starting container reads one file after another, each read waiting for the
  * one before, so the queue is empty between them, yet a background job taken
- * then would share the link with the next read. */
-#define BACKGROUND_QUIET_MS 1000
+ * then would share the link with the next read. A mount counts as such a
+ * job: the container that wants the layer is about to start. */
+#define BACKGROUND_QUIET_MS 2000
 /* Attempts of one read at one chunk that was fetched but left the cache
  * before the reader got it (a tiny memory budget and no disk). */
 #define MAX_REFETCH 3
@@ -235,6 +236,7 @@ void lfs_fetch_layer_start(struct lfs_layer *l)
 	if (!l->no_background && l->nchunks > 0) {
 		atomic_store(&l->bg_active, true);
 		pthread_mutex_lock(&l->rt->lock);
+		l->rt->last_demand_ms = lfs_now_ms();
 		pthread_cond_broadcast(&l->rt->queue_cond);
 		pthread_mutex_unlock(&l->rt->lock);
 	}
