@@ -216,6 +216,12 @@ if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -f tests/integration
 	{ [ -z "${RS_ONLY:-}" ] || [[ test-bad-input.sh == *${RS_ONLY}* ]]; }; then
 	RS_SANITIZED=1 run_integration tests/integration/test-bad-input.sh asan "$REPO/build-asan/src/cmd/stargz"
 fi
+# The daemon and the lazy pull end to end with sanitized binaries.
+if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x build-asan/src/cmd/remote-snapshotter ] &&
+	{ [ -z "${RS_ONLY:-}" ] || [[ test-lazy-pull.sh == *${RS_ONLY}* ]]; }; then
+	RS_SANITIZED=1 RS_DAEMON=$REPO/build-asan/src/cmd/remote-snapshotter \
+		run_integration tests/integration/test-lazy-pull.sh asan "$REPO/build-asan/src/cmd/stargz"
+fi
 
 # --- summary -----------------------------------------------------------------------
 section "summary ($(($(date +%s) - START))s, logs in $LOGS)"
