@@ -66,6 +66,13 @@ int reg_blob_reader_tail(struct reg_client *c, const struct reg_ref *ref, const 
 	struct rs_buf tail = {0};
 	int64_t size;
 	int r = reg_blob_read_tail(c, ref, digest, tail_len, &tail, &size, err);
+	if (r == -EFBIG || r == -EBADMSG || r == -ERANGE) {
+		/* No suffix ranges here (a whole blob came, or a bad answer):
+		 * fall back to its size by HEAD and plain range reads. */
+		rs_log(RS_LOG_DEBUG, "registry %s: tail read of %s failed (%s); using HEAD",
+		       ref->domain, digest, err ? err->msg : "");
+		return reg_blob_reader(c, ref, digest, -1, out, err);
+	}
 	if (r < 0)
 		return r;
 	r = reg_blob_reader(c, ref, digest, size, out, err);

@@ -489,4 +489,13 @@ else
 fi
 jq -se 'map(.flipped) | add > 0' "$TP_LOG" >/dev/null || fail "TOC corruption: the proxy flipped nothing"
 
+# --- a registry that ignores Range ------------------------------------------------------
+# The suffix-range open falls back to HEAD + ranges, which then fail cleanly.
+fake_registry_start FR --upstream "http://$R" --ignore-range || die "fake registry"
+mkdir -p "$T/mign"
+run ign timeout 60 "$STARGZ" mount --plain-http "$FR/rs/faults:v1" "$DG" "$T/mign"
+check "a registry that ignores Range: the mount fails cleanly (exit $RC, want 3)" [ "$RC" -eq 3 ]
+check "and says the registry ignores Range" grep -q 'ignores Range' "$T/ign.err"
+is_mounted "$T/mign" && umount -l "$T/mign"
+
 finish
