@@ -20,9 +20,15 @@
 #include <errno.h>
 #include <regex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "snapshot/snap_internal.h"
+
+/* Bounds on an untrusted regular expression (see sel_finish). */
+#define MAX_REGEX_LEN 256
+#define MAX_REGEX_REPEATS 8
+#define MAX_REGEX_COPIES 256
 
 enum {
 	TOK_EOF = -1,
@@ -499,6 +505,34 @@ static int sel_finish(struct parser *p, struct selector *sel)
 		sel->label = (char *)b.data;
 	}
 	if (sel->op == OP_MATCH) {
+		/* glibc's regcomp copies the pattern's tree for each repetition
+		 * operator: "(a+++...+)" from a List request grew past 2 GiB under
+		 * the fuzzer. An untrusted pattern is bounded first. */
+		size_t reps = 0, len = strlen(sel->value);
+		unsigned long copies = 1; /* product of the {m,n} bounds */
+		for (const char *c = sel->value; *c; c++) {
+			reps += *c == '*' || *c == '+' || *c == '?' || *c == '{';
+			if (*c != '{')
+				continue;
+			unsigned long most = 0;
+			for (const char *d = c + 1; *d && *d != '}'; d++)
+				if (*d >= '0' && *d <= '9') {
+					unsigned long v = strtoul(d, (char **)&d, 10);
+					most = v > most ? v : most;
+					d--;
+				}
+			copies *=
+			    most > 1 ? (most > MAX_REGEX_COPIES ? MAX_REGEX_COPIES + 1 : most) : 1;
+			if (copies > MAX_REGEX_COPIES)
+				break;
+		}
+		if (len > MAX_REGEX_LEN || reps > MAX_REGEX_REPEATS || copies > MAX_REGEX_COPIES)
+			return rs_err(p->err, -EINVAL,
+				      "filter: regular expression too complex (%zu bytes, %zu "
+				      "repetitions; at most %d bytes, %d repetitions and %d "
+				      "copies in {m,n} bounds)",
+				      len, reps, MAX_REGEX_LEN, MAX_REGEX_REPEATS,
+				      MAX_REGEX_COPIES);
 		int rc = regcomp(&sel->re, sel->value, REG_EXTENDED | REG_NOSUB);
 		sel->re_ok = rc == 0;
 		if (!sel->re_ok) {
