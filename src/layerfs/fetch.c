@@ -33,10 +33,12 @@ static int64_t comp_len(const struct esgz_chunk *c)
 	return c->comp_end - c->offset;
 }
 
-/* Chunks sharing a member count once in byte totals. */
-static bool counts_bytes(const struct lfs_layer *l, uint32_t i)
+int64_t lfs_chunk_bytes(const struct lfs_layer *l, uint32_t i)
 {
-	return i == 0 || l->chunks[i - 1].offset != l->chunks[i].offset;
+	/* Chunks sharing a member count once in byte totals. */
+	if (i > 0 && l->chunks[i - 1].offset == l->chunks[i].offset)
+		return 0;
+	return comp_len(&l->chunks[i]);
 }
 
 /* Chunk i+1's bytes follow chunk i's, so both come in one range. */
@@ -392,8 +394,8 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 			*st &=
 			    (uint8_t) ~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
 			if (res > 0) {
-				if (!(*st & LFS_CHUNK_FETCHED) && counts_bytes(l, i))
-					l->fetched_bytes += comp_len(&l->chunks[i]);
+				if (!(*st & LFS_CHUNK_FETCHED))
+					l->fetched_bytes += lfs_chunk_bytes(l, i);
 				*st |= LFS_CHUNK_FETCHED;
 			} else {
 				*st |= LFS_CHUNK_FAILED;
@@ -524,7 +526,7 @@ static int wait_deadline(struct lfs_layer *l, int64_t deadline_ms)
 }
 
 /* Under l->lock: adds the small chunks that follow run ends to the job. */
-static void add_neighbours(struct lfs_layer *l, struct lfs_job *head, struct lfs_job **tail)
+static void add_neighbours(struct lfs_layer *l, struct lfs_job *head)
 {
 	for (struct lfs_job *j = head; j; j = j->next) {
 		for (uint32_t k = 0; k < j->nruns; k++) {
@@ -546,7 +548,6 @@ static void add_neighbours(struct lfs_layer *l, struct lfs_job *head, struct lfs
 			}
 		}
 	}
-	(void)tail;
 }
 
 int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct cache_buf **out,
@@ -611,7 +612,7 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 			tries[i]++;
 		}
 		if (r == 0 && head)
-			add_neighbours(l, head, &tail);
+			add_neighbours(l, head);
 		pthread_mutex_unlock(&l->lock);
 		enqueue(rt, head);
 		if (r < 0 || !any_missing)

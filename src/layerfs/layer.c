@@ -43,8 +43,7 @@ void lfs_layer_unref(struct lfs_layer *l)
 static void count_bytes(struct lfs_layer *l)
 {
 	for (uint32_t i = 0; i < l->nchunks; i++)
-		if (i == 0 || l->chunks[i - 1].offset != l->chunks[i].offset)
-			l->data_bytes += l->chunks[i].comp_end - l->chunks[i].offset;
+		l->data_bytes += lfs_chunk_bytes(l, i);
 	for (uint32_t i = 0; i < l->nnodes; i++) {
 		const struct esgz_node *n = esgz_index_node(l->idx, i);
 		if (n->type == ESGZ_REG)

@@ -134,6 +134,9 @@ bool lfs_runtime_session_alive(struct lfs_runtime *rt, struct lfs_layer *l);
 /* ---- fetch.c -------------------------------------------------------------- */
 int lfs_fetch_start(struct lfs_runtime *rt, int nfetchers, struct rs_error *err);
 void lfs_fetch_stop(struct lfs_runtime *rt);
+/* Compressed bytes chunk i adds to the layer's totals (0 for a chunk sharing
+ * the member before it). */
+int64_t lfs_chunk_bytes(const struct lfs_layer *l, uint32_t i);
 /* The cache key of chunk i. */
 void lfs_chunk_key(const struct lfs_layer *l, uint32_t i, uint8_t key[RS_SHA256_LEN]);
 /* Gets chunks ids[0..n) (indexes into l->chunks), fetching what is missing,
