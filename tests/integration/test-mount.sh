@@ -175,6 +175,11 @@ if mount_start m1 --plain-http --toc-digest "$TOC0" "$REF" "$DG0" "$M"; then
 		mount_manifest "$T/tarx" "${LANDMARKS[@]}" >"$T/got-tar"
 		same_manifest "tar -c of the mount, extracted = expected tree" "$T/want0g" "$T/got-tar"
 	fi
+	run rsyncm timeout 120 rsync -aHAX --numeric-ids "$M/" "$T/rsync/"
+	if expect_rc "rsync -aHAX of the whole mount finishes" 0 rsyncm; then
+		mount_manifest "$T/rsync" "${LANDMARKS[@]}" >"$T/got-rsync"
+		same_manifest "rsync copy = expected tree" "$T/want0g" "$T/got-rsync"
+	fi
 	(cd "$M" && timeout 120 find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$T/sum-m" 2>"$T/sum-m.err"
 	rc=$?
 	(cd "$T/x0g" && find . -type f ! -name '.wh.*' ! -name stargz.index.json ! -name '.*prefetch.landmark' -print0 |
