@@ -26,6 +26,12 @@ struct conv_options {
 	bool oci;                      /* OCI media types even for a docker-typed source */
 	int threads;                   /* compression threads; 0: every core */
 	const struct reg_options *reg; /* for registry references; NULL: defaults */
+	/* Paths from the image root in order of first access (stargz optimize).
+	 * When set, every layer is rebuilt, even one already in the target format:
+	 * each puts the listed entries it holds first (parents first), then
+	 * .prefetch.landmark; a layer holding none gets .no.prefetch.landmark. */
+	const char *const *prioritized;
+	size_t n_prioritized;
 };
 
 enum conv_event_kind {

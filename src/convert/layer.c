@@ -191,6 +191,9 @@ static int rebuild_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, 
 	    .level = cx->o->level,
 	    .zstd_chunked = cx->o->zstd_chunked,
 	    .threads = cx->o->threads,
+	    .prioritized = cx->o->prioritized,
+	    .n_prioritized = cx->o->n_prioritized,
+	    .prioritized_skip_missing = true,
 	};
 	struct esgz_build_result res;
 	if ((rc = esgz_build(in, out, &bo, &res, err)) < 0)
@@ -298,7 +301,9 @@ int conv_layer(struct conv_ctx *cx, json_t *src_desc, const char *diff_id, size_
 
 	struct layer_out lo = {0};
 	char toc_digest[RS_DIGEST_STR_LEN];
-	bool keep = already_target(cx, src_desc, dg, size, kind, toc_digest);
+	/* A prioritized list reorders every layer, so nothing is kept as it is. */
+	bool keep = cx->o->n_prioritized == 0 &&
+		    already_target(cx, src_desc, dg, size, kind, toc_digest);
 	if (keep)
 		rc = keep_layer(cx, src_desc, dg, size, diff_id, toc_digest, &lo, err);
 	else

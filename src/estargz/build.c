@@ -93,6 +93,7 @@ struct sorter {
 	uint8_t *state; /* 0: not picked, 1: in progress, 2: picked */
 	const struct esgz_b_entry **order;
 	size_t norder;
+	bool skip_missing;
 };
 
 /* The reference's moveRec: a name, its parent directories first, and the
@@ -108,7 +109,7 @@ static int move_rec(struct sorter *s, const char *name, int depth, struct rs_err
 	esgz_b_clean_name(name, c);
 	size_t *slot = nameidx_slot(&s->idx, c, false);
 	if (!slot) {
-		if (c[0] == 0)
+		if (c[0] == 0 || s->skip_missing)
 			return 0;
 		return rs_err(err, -ENOENT, "prioritized file '%s' not found in the layer", name);
 	}
@@ -142,10 +143,10 @@ static int move_rec(struct sorter *s, const char *name, int depth, struct rs_err
 }
 
 static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
-			const struct esgz_b_entry *landmark, const struct esgz_b_entry ***out,
+			struct esgz_b_entry *landmark, const struct esgz_b_entry ***out,
 			size_t *nout, struct rs_error *err)
 {
-	struct sorter s = {.t = t};
+	struct sorter s = {.t = t, .skip_missing = o->prioritized_skip_missing};
 	int r = 0;
 	s.clean = calloc(t->n + 1, sizeof(*s.clean));
 	s.state = calloc(t->n + 1, 1);
@@ -175,6 +176,10 @@ static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 		if (r < 0)
 			goto out;
 	}
+	/* An image-wide list may name nothing of this layer: then nothing is
+	 * worth prefetching here. */
+	if (s.norder == 0 && o->prioritized_skip_missing)
+		landmark->name = (char *)ESGZ_NO_PREFETCH_LANDMARK;
 	s.order[s.norder++] = landmark;
 	for (size_t i = 0; i < t->n; i++)
 		if (!t->v[i].dead && s.state[i] != 2)

@@ -281,6 +281,10 @@ struct esgz_build_opts {
 	int level;                      /* 1-9; 0: ESGZ_DEFAULT_LEVEL */
 	const char *const *prioritized; /* files in access order; NULL/0 for none */
 	size_t n_prioritized;
+	/* Skip prioritized files the layer lacks (an image-wide list given to each
+	 * layer); a layer holding none of them gets .no.prefetch.landmark. Without
+	 * it a missing file is an error. */
+	bool prioritized_skip_missing;
 	bool zstd_chunked;
 	int threads; /* 0: every core */
 };

@@ -573,6 +573,28 @@ static void test_prioritized(void **state)
 	assert_true(build_mem(&tar, &o, &blob, &res, &err) < 0);
 	assert_non_null(strstr(err.msg, "no/such/file"));
 	rs_buf_free(&blob);
+
+	/* an image-wide list: what the layer lacks is skipped */
+	o.prioritized_skip_missing = true;
+	assert_int_equal(build_mem(&tar, &o, &blob, &res, &err), 0);
+	toc = check_blob(&blob, &res, false, ents, &n);
+	const char *want_skip[] = {"dir/", "dir/small.txt", ESGZ_PREFETCH_LANDMARK};
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(ents[i].name, want_skip[i]);
+	json_decref(toc);
+	free_tentries(ents, n);
+	rs_buf_free(&blob);
+
+	/* ... and a layer holding none of it is not worth prefetching */
+	const char *none[] = {"no/such/file", "other"};
+	o.prioritized = none;
+	assert_int_equal(build_mem(&tar, &o, &blob, &res, &err), 0);
+	toc = check_blob(&blob, &res, false, ents, &n);
+	assert_string_equal(ents[0].name, ESGZ_NO_PREFETCH_LANDMARK);
+	assert_null(find(ents, n, ESGZ_PREFETCH_LANDMARK));
+	json_decref(toc);
+	free_tentries(ents, n);
+	rs_buf_free(&blob);
 	rs_buf_free(&tar);
 }
 
