@@ -456,9 +456,33 @@ static int resolve(struct pull *p, struct rs_error *err)
 	return parse_diff_ids(p, err);
 }
 
+struct store_job {
+	struct pull *p;
+	double t0;
+	int rc;
+	struct rs_error err;
+};
+
+static void *store_thread(void *arg)
+{
+	struct store_job *j = arg;
+	j->rc = store_metadata(j->p, &j->err);
+	rs_log(RS_LOG_DEBUG, "rpull: manifest and config stored (%.1f ms)",
+	       (now_s() - j->t0) * 1e3);
+	return NULL;
+}
+
 static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_error *err)
 {
-	int rc = store_metadata(p, err);
+	/* The documents go to the content store while the layers are prepared:
+	 * neither waits for the other, and the lease holds both. */
+	struct store_job sj = {.p = p, .t0 = now_s()};
+	double t0 = sj.t0;
+	pthread_t store_th;
+	int e = pthread_create(&store_th, NULL, store_thread, &sj);
+	if (e)
+		return rs_err(err, -e, "cannot start a thread: %s", strerror(e));
+	int rc = 0;
 	const struct reg_manifest *m = &p->manifest;
 	for (size_t i = 0; rc == 0 && i < m->n_layers; i++) {
 		struct ctrd_rpull_layer *L = &out->layers[i];
@@ -474,10 +498,17 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 			break;
 		}
 		L->seconds = now_s() - t;
+		rs_log(RS_LOG_DEBUG, "rpull: layer %zu %s: %s (%.1f ms)", i, L->digest,
+		       ctrd_layer_action_name(L->action), L->seconds * 1e3);
 		if (p->o->on_layer)
 			p->o->on_layer(p->o->ctx, i, m->n_layers, L);
 		L->media_type = NULL;
 		out->n_layers = i + 1;
+	}
+	pthread_join(store_th, NULL);
+	if (rc == 0 && sj.rc < 0) {
+		*err = sj.err;
+		rc = sj.rc;
 	}
 	if (rc < 0)
 		return rc;
@@ -502,6 +533,7 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 	rc = ctrd_image_put(p->c, &img, &out->image_created, err);
 	if (rc < 0)
 		return rs_error_prefix(err, "image %s", p->name);
+	rs_log(RS_LOG_DEBUG, "rpull: image record written (%.1f ms)", (now_s() - t0) * 1e3);
 	snprintf(out->target_digest, sizeof(out->target_digest), "%s", t->digest);
 	snprintf(out->chain_id, sizeof(out->chain_id), "%s", top);
 	return 0;
@@ -514,6 +546,31 @@ void ctrd_rpull_result_free(struct ctrd_rpull_result *r)
 	free(r->name);
 	free(r->layers);
 	memset(r, 0, sizeof(*r));
+}
+
+struct connect_job {
+	struct pull *p;
+	struct ctrd_options co;
+	double t0;
+	int rc;
+	struct rs_error err;
+};
+
+static void *connect_thread(void *arg)
+{
+	struct connect_job *j = arg;
+	struct pull *p = j->p;
+	j->rc = ctrd_client_new(&j->co, &p->c, &j->err);
+	/* containerd's client.WithLease: everything stored or prepared is held
+	 * by the lease until the image record references it. */
+	if (j->rc == 0)
+		j->rc = ctrd_lease_create(p->c, NULL, LEASE_EXPIRE_S, NULL, 0, &p->lease, &j->err);
+	if (j->rc == 0)
+		j->rc = ctrd_client_set_lease(p->c, p->lease, &j->err);
+	if (j->rc == 0)
+		rs_log(RS_LOG_DEBUG, "rpull: containerd connected, lease %s (%.1f ms)", p->lease,
+		       (now_s() - j->t0) * 1e3);
+	return NULL;
 }
 
 int ctrd_rpull(const struct ctrd_rpull_opts *o, struct ctrd_rpull_result *out, struct rs_error *err)
@@ -530,31 +587,38 @@ int ctrd_rpull(const struct ctrd_rpull_opts *o, struct ctrd_rpull_result *out, s
 		rc = rs_err(err, -EINVAL, "the snapshotter name is empty");
 		goto out;
 	}
-	rc = resolve(&p, err);
-	if (rc < 0)
-		goto out;
-	out->layers = calloc(p.manifest.n_layers, sizeof(*out->layers));
-	if (!out->layers) {
-		rc = rs_err(err, -ENOMEM, "out of memory");
+	/* containerd is reached while the registry answers. */
+	struct connect_job cj = {.p = &p, .t0 = t0};
+	cj.co = (struct ctrd_options){
+	    .address = o->address, .namespace = o->namespace, .timeout_ms = o->timeout_ms};
+	pthread_t connect_th;
+	int e = pthread_create(&connect_th, NULL, connect_thread, &cj);
+	if (e) {
+		rc = rs_err(err, -e, "cannot start a thread: %s", strerror(e));
 		goto out;
 	}
-	struct ctrd_options co = {
-	    .address = o->address, .namespace = o->namespace, .timeout_ms = o->timeout_ms};
-	rc = ctrd_client_new(&co, &p.c, err);
-	if (rc < 0)
-		goto out;
-	/* containerd's client.WithLease: everything below is held by the lease
-	 * until the image record references it. */
-	rc = ctrd_lease_create(p.c, NULL, LEASE_EXPIRE_S, NULL, 0, &p.lease, err);
-	if (rc < 0)
-		goto out;
-	rc = ctrd_client_set_lease(p.c, p.lease, err);
+	rc = resolve(&p, err);
+	if (rc == 0)
+		rs_log(RS_LOG_DEBUG, "rpull: %s resolved, config read (%.1f ms)", p.name,
+		       (now_s() - t0) * 1e3);
+	pthread_join(connect_th, NULL);
+	if (rc == 0 && cj.rc < 0) {
+		*err = cj.err;
+		rc = cj.rc;
+	}
+	if (rc == 0) {
+		out->layers = calloc(p.manifest.n_layers, sizeof(*out->layers));
+		if (!out->layers)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+	}
 	if (rc == 0)
 		rc = pull_into(&p, out, err);
-	ctrd_client_set_lease(p.c, NULL, NULL);
-	struct rs_error lerr;
-	if (ctrd_lease_delete(p.c, p.lease, false, &lerr) < 0)
-		rs_log(RS_LOG_WARN, "rpull: deleting lease %s: %s", p.lease, lerr.msg);
+	if (p.lease) {
+		ctrd_client_set_lease(p.c, NULL, NULL);
+		struct rs_error lerr;
+		if (ctrd_lease_delete(p.c, p.lease, false, &lerr) < 0)
+			rs_log(RS_LOG_WARN, "rpull: deleting lease %s: %s", p.lease, lerr.msg);
+	}
 	if (rc == 0) {
 		out->name = steal_pointer(&p.name);
 		snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s",

@@ -28,6 +28,7 @@ static const char usage_rpull[] =
     "  --hosts-dir DIR     registry host configuration (certs.d layout;\n"
     "                      default /etc/containerd/certs.d)\n"
     "  --timeout SECONDS   each containerd call and registry request (default 60)\n"
+    "  --debug             log each step with its time on stderr\n"
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: 0 pulled, 2 usage error, 3 any other error.\n";
@@ -40,6 +41,7 @@ enum {
 	R_PLAIN_HTTP,
 	R_HOSTS_DIR,
 	R_TIMEOUT,
+	R_DEBUG,
 };
 
 static void print_layer(void *ctx, size_t i, size_t n, const struct ctrd_rpull_layer *l)
@@ -72,6 +74,7 @@ int cmd_rpull(int argc, char **argv)
 	    {"plain-http", no_argument, NULL, R_PLAIN_HTTP},
 	    {"hosts-dir", required_argument, NULL, R_HOSTS_DIR},
 	    {"timeout", required_argument, NULL, R_TIMEOUT},
+	    {"debug", no_argument, NULL, R_DEBUG},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -112,6 +115,9 @@ int cmd_rpull(int argc, char **argv)
 						   optarg);
 			o.timeout_ms = (long)v * 1000;
 			ro.timeout_ms = (long)v * 1000;
+			break;
+		case R_DEBUG:
+			rs_log_set_level(RS_LOG_DEBUG);
 			break;
 		}
 	}
