@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache/cache.h"
 #include "cache/index.h"
@@ -20,6 +21,8 @@
 #define HEX_LEN (RS_SHA256_LEN * 2)
 /* "ab/" + 64 hex + NUL, or "ab/.tmp-" + 64 hex + "-pid-counter" */
 #define REL_MAX 128
+#define DIRECT_MIN ((size_t)1 << 20)
+#define DIRECT_ALIGN ((size_t)4096)
 
 struct cache_disk {
 	char *dir;
@@ -412,6 +415,27 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* The aligned bulk with O_DIRECT, the tail (and everything, where the file
+ * system refuses direct I/O) through the page cache. */
+static int write_direct(int fd, const uint8_t *p, size_t len)
+{
+	size_t bulk = len & ~(DIRECT_ALIGN - 1), done = 0;
+	while (done < bulk) {
+		ssize_t n = write(fd, p + done, bulk - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	done &= ~(DIRECT_ALIGN - 1);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0 ||
+	    lseek(fd, (off_t)done, SEEK_SET) < 0)
+		return -errno;
+	return write_all(fd, p + done, len - done);
+}
+
 int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
 		   size_t len, struct rs_error *err)
 {
@@ -424,11 +448,19 @@ int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const
 	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%" PRIu64, hex, hex, (long)getpid(),
 		 seq);
 
-	cleanup_fd int fd = openat(d->root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	/* Big aligned chunks bypass the page cache: copying them there cost a
+	 * fifth of a cold read's CPU, and the memory tier holds them anyway. */
+	bool direct = len >= DIRECT_MIN && ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0;
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+	cleanup_fd int fd = openat(d->root_fd, tmp, flags | (direct ? O_DIRECT : 0), 0644);
+	if (fd < 0 && direct && errno == EINVAL) {
+		direct = false;
+		fd = openat(d->root_fd, tmp, flags, 0644);
+	}
 	if (fd < 0)
 		return rs_err(err, -errno, "cache %s: create sha256/%s: %s", d->dir, tmp,
 			      strerror(errno));
-	int rc = write_all(fd, data, len);
+	int rc = direct ? write_direct(fd, data, len) : write_all(fd, data, len);
 	if (rc == 0 && (d->flags & CACHE_FSYNC) && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0 && close(rs_steal_fd(&fd)) < 0)

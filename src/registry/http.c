@@ -18,7 +18,10 @@ void reg_http_resp_free(struct reg_http_resp *r)
 {
 	if (!r)
 		return;
-	rs_buf_free(&r->body);
+	struct rs_buf lent = r->body;
+	bool borrowed = r->body_borrowed;
+	if (!borrowed)
+		rs_buf_free(&r->body);
 	free(r->content_type);
 	free(r->location);
 	free(r->docker_content_digest);
@@ -26,6 +29,11 @@ void reg_http_resp_free(struct reg_http_resp *r)
 	free(r->final_url);
 	memset(r, 0, sizeof(*r));
 	r->content_length = -1;
+	if (borrowed) {
+		r->body = lent;
+		r->body.len = 0;
+		r->body_borrowed = true;
+	}
 }
 
 static bool is_absolute_url(const char *p)
@@ -344,9 +352,11 @@ int reg_http_do(struct reg_client *c, const struct reg_http_req *req, struct reg
 {
 	/* A body buffer the caller reserved (it knows the size) is kept. */
 	struct rs_buf body = resp->body;
+	bool borrowed = resp->body_borrowed;
 	memset(resp, 0, sizeof(*resp));
 	resp->body = body;
 	resp->body.len = 0;
+	resp->body_borrowed = borrowed;
 	resp->content_length = -1;
 	const struct reg_hosts *hosts;
 	int r = reg_client_hosts(c, req->ref->domain, &hosts, err);

@@ -88,7 +88,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	int64_t max = (x->sink || status < 200 || status >= 300) && x->max_body > ERROR_BODY_MAX
 			  ? ERROR_BODY_MAX
 			  : x->max_body;
-	if ((int64_t)(x->resp->body.len + n) > max) {
+	if ((int64_t)(x->resp->body.len + n) > max ||
+	    (x->resp->body_borrowed && x->resp->body.len + n > x->resp->body.cap)) {
 		x->too_big = true;
 		return 0;
 	}

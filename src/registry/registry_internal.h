@@ -38,6 +38,9 @@ struct reg_http_resp {
 	char *content_range;
 	int64_t content_length; /* -1 when absent */
 	char *final_url;        /* after redirects */
+	/* body.data is the caller's buffer of body.cap bytes: never grown or
+	 * freed here (a reply that does not fit is too big). */
+	bool body_borrowed;
 };
 
 /* Returns 0 with resp filled for any HTTP status (the caller judges it), or a

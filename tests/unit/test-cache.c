@@ -223,6 +223,32 @@ static void test_disk_put_get(void **state)
 	cache_disk_close(d);
 }
 
+/* Chunk-sized values: aligned, pooled buffers written past the page cache,
+ * with a tail that is not a whole block. */
+static void test_disk_big_values(void **state)
+{
+	const char *dir = *state;
+	struct cache_disk *d = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(cache_disk_open(dir, 64 << 20, 0, &d, &err), 0);
+	const size_t lens[] = {(3 << 20) + 123, 4 << 20, (4 << 20) - 1, (2 << 20) + 4096};
+	uint8_t keys[4][RS_SHA256_LEN];
+	for (unsigned i = 0; i < 4; i++) /* each buffer reuses the last one's memory */
+		disk_put_value(d, 10 + i, lens[i], keys[i]);
+	for (unsigned i = 0; i < 4; i++) {
+		char path[512];
+		key_path(dir, keys[i], path, sizeof(path));
+		struct stat st;
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, lens[i]);
+	}
+	cache_disk_close(d);
+	assert_int_equal(cache_disk_open(dir, 64 << 20, 0, &d, &err), 0);
+	for (unsigned i = 0; i < 4; i++)
+		assert_disk_value(d, keys[i], 10 + i, lens[i]);
+	cache_disk_close(d);
+}
+
 static void test_disk_restart_reuse(void **state)
 {
 	const char *dir = *state;
@@ -509,6 +535,7 @@ int main(void)
 	    cmocka_unit_test(test_mem_lru_budget),
 	    cmocka_unit_test(test_mem_ref_survives_eviction),
 	    cmocka_unit_test_setup_teardown(test_disk_put_get, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_big_values, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_restart_reuse, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_size_bound, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_corrupt, setup_dir, teardown_dir),
