@@ -23,5 +23,6 @@ void reset_getopt(void);
 
 int cmd_mount(int argc, char **argv);
 int cmd_rpull(int argc, char **argv);
+int cmd_optimize(int argc, char **argv);
 
 #endif

@@ -34,6 +34,7 @@ static const char usage_main[] =
     "  toc      print a layer's TOC JSON\n"
     "  extract  write a layer's files into a directory\n"
     "  convert  convert an image (registry or oci:DIR[:TAG]) to eStargz\n"
+    "  optimize run an image's workload, then convert with the files it opened first\n"
     "  inspect  show an image's manifest, config and each layer's format\n"
     "  mount    mount a layer (or every layer) of an image lazily with FUSE\n"
     "  rpull    pull an image into containerd, its layers mounted lazily by the snapshotter\n"
@@ -735,9 +736,10 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-	    {"build", cmd_build},     {"verify", cmd_verify},   {"ls", cmd_ls},
-	    {"toc", cmd_toc},         {"extract", cmd_extract}, {"convert", cmd_convert},
-	    {"inspect", cmd_inspect}, {"mount", cmd_mount},     {"rpull", cmd_rpull},
+	    {"build", cmd_build},       {"verify", cmd_verify},   {"ls", cmd_ls},
+	    {"toc", cmd_toc},           {"extract", cmd_extract}, {"convert", cmd_convert},
+	    {"inspect", cmd_inspect},   {"mount", cmd_mount},     {"rpull", cmd_rpull},
+	    {"optimize", cmd_optimize},
 	};
 	if (argc < 2)
 		return usage_error("", "missing command");

@@ -93,4 +93,81 @@ struct conv_inspect_options {
 int conv_inspect(const char *ref, const struct conv_inspect_options *opts, FILE *out,
 		 struct rs_error *err);
 
+/* ---- optimize: record what a workload opens, then convert with it first ------------- */
+
+/* At most this many distinct paths are recorded (the rest are dropped). */
+#define CONV_RECORD_MAX_PATHS (1 << 20)
+
+struct conv_record_options {
+	const char *platform;          /* "os/arch[/variant]"; NULL: the host's */
+	const struct reg_options *reg; /* NULL: defaults */
+	/* Overrides of the image config. With set_entrypoint and no set_args the
+	 * config's Cmd is dropped too (as docker does). */
+	const char *const *entrypoint;
+	size_t n_entrypoint;
+	bool set_entrypoint;
+	const char *const *args;
+	size_t n_args;
+	bool set_args;
+	const char *const *env; /* "K=V", replacing or adding to the config's Env */
+	size_t n_env;
+	const char *cwd;     /* NULL: the config's WorkingDir, else "/" */
+	double period;       /* seconds the workload may run; <= 0: 10 */
+	const char *runc;    /* NULL: "runc" from PATH */
+	const char *tmp_dir; /* private work dir goes here; NULL: $TMPDIR, else /var/tmp */
+	int output_fd;       /* the workload's stdout and stderr; 0: our stderr */
+};
+
+struct conv_record_result {
+	char **paths; /* absolute paths in the container, in order of first open */
+	size_t n_paths;
+	int exit_status; /* the workload's status (128+N: killed by signal N); -1: never ran */
+	bool timed_out;  /* still running when the period ended: killed */
+	bool incomplete; /* events were lost, or more than CONV_RECORD_MAX_PATHS */
+	double seconds;  /* how long the workload ran */
+};
+
+/* Runs the image src's workload once in a sandbox (runc, the image unpacked on
+ * overlayfs, no network, the config's user, env, cwd and entrypoint/cmd unless
+ * overridden) and records, with fanotify, the regular files it opens until it
+ * exits or the period ends. A workload that fails still yields its list
+ * (res->exit_status, res->timed_out say how it ended). Needs root.
+ * SIGINT, SIGTERM and SIGHUP, when blocked by the caller in every thread, are
+ * noticed: everything is cleaned up and -EINTR returned. */
+int conv_record(const char *src, const struct conv_record_options *o,
+		struct conv_record_result *res, struct rs_error *err);
+void conv_record_result_free(struct conv_record_result *res);
+
+/* A record list: one absolute path a line. Reading skips blank lines, adds a
+ * missing leading '/', drops repeats (keeping the first). */
+int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err);
+/* Writes atomically (a temp file renamed over file); "-" is stdout. */
+int conv_record_list_write(const char *file, const char *const *paths, size_t n,
+			   struct rs_error *err);
+/* An --entrypoint / --args value: a JSON array of strings when it starts with
+ * '[', else split on whitespace. */
+int conv_record_split_args(const char *s, char ***out, size_t *n, struct rs_error *err);
+void conv_strv_free(char **v, size_t n);
+
+struct conv_optimize_options {
+	struct conv_record_options record;
+	struct conv_options convert; /* prioritized is set from the list */
+	const char *record_in;       /* convert with this list; nothing runs */
+	const char *record_out;      /* write the list here before converting */
+	/* Called once the list is known (before converting); may be NULL. */
+	void (*on_recorded)(void *ctx, const struct conv_record_result *r);
+	void *ctx;
+};
+
+struct conv_optimize_result {
+	struct conv_record_result record; /* free with conv_record_result_free */
+	struct conv_result convert;
+};
+
+/* Records src's workload (or reads o->record_in), writes o->record_out, and
+ * converts src into dst with the recorded files first in each layer. */
+int conv_optimize(const char *src, const char *dst, const struct conv_optimize_options *o,
+		  const struct conv_progress *progress, struct conv_optimize_result *res,
+		  struct rs_error *err);
+
 #endif

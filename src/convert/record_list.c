@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Lists of strings for conv_record: the record list file (one absolute path a
+ * line) and --entrypoint / --args values (a JSON array or words). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "record_internal.h"
+
+/* A record list bigger than this is not one. */
+#define LIST_MAX_BYTES (256u << 20)
+
+void conv_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void conv_record_result_free(struct conv_record_result *res)
+{
+	if (!res)
+		return;
+	conv_strv_free(res->paths, res->n_paths);
+	res->paths = NULL;
+	res->n_paths = 0;
+}
+
+/* FNV-1a */
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int strset_grow(struct conv_strset *s)
+{
+	size_t ns = s->n_slots ? s->n_slots * 2 : 64;
+	uint32_t *slots = calloc(ns, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++) {
+		size_t k = str_hash(s->v[i]) & (ns - 1);
+		while (slots[k])
+			k = (k + 1) & (ns - 1);
+		slots[k] = (uint32_t)(i + 1);
+	}
+	free(s->slots);
+	s->slots = slots;
+	s->n_slots = ns;
+	return 0;
+}
+
+int conv_strset_add(struct conv_strset *s, char *str)
+{
+	if (!str)
+		return -ENOMEM;
+	if ((s->n + 1) * 2 > s->n_slots && strset_grow(s) < 0) {
+		free(str);
+		return -ENOMEM;
+	}
+	size_t k = str_hash(str) & (s->n_slots - 1);
+	for (; s->slots[k]; k = (k + 1) & (s->n_slots - 1)) {
+		if (strcmp(s->v[s->slots[k] - 1], str) == 0) {
+			free(str);
+			return 0;
+		}
+	}
+	if (s->n >= UINT32_MAX - 1) {
+		free(str);
+		return -E2BIG;
+	}
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 16;
+		char **nv = realloc(s->v, nc * sizeof(*nv));
+		if (!nv) {
+			free(str);
+			return -ENOMEM;
+		}
+		s->v = nv;
+		s->cap = nc;
+	}
+	s->v[s->n++] = str;
+	s->slots[k] = (uint32_t)s->n;
+	return 1;
+}
+
+char **conv_strset_steal(struct conv_strset *s, size_t *n)
+{
+	char **v = s->v;
+	*n = s->n;
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+	return v;
+}
+
+void conv_strset_free(struct conv_strset *s)
+{
+	conv_strv_free(s->v, s->n);
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}
+
+int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "re");
+	if (!f)
+		return rs_err(err, -errno, "%s: %s", file, strerror(errno));
+	struct conv_strset s = {0};
+	char *line = NULL;
+	size_t lcap = 0, total = 0, lineno = 0;
+	ssize_t len;
+	int rc = 0;
+	while (rc == 0 && (len = getline(&line, &lcap, f)) >= 0) {
+		lineno++;
+		total += (size_t)len;
+		if (total > LIST_MAX_BYTES) {
+			rc = rs_err(err, -EFBIG, "%s: larger than %u MiB", file,
+				    LIST_MAX_BYTES >> 20);
+			break;
+		}
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (len == 0)
+			continue;
+		if (len >= PATH_MAX || strlen(line) != (size_t)len) {
+			rc = rs_err(err, -EINVAL, "%s: line %zu: not a path", file, lineno);
+			break;
+		}
+		char *p = malloc((size_t)len + 2);
+		if (!p) {
+			rc = rs_err(err, -ENOMEM, "out of memory");
+			break;
+		}
+		snprintf(p, (size_t)len + 2, "%s%s", line[0] == '/' ? "" : "/", line);
+		if (conv_strset_add(&s, p) < 0)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+	}
+	if (rc == 0 && ferror(f))
+		rc = rs_err(err, -EIO, "%s: read error", file);
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	if (rc < 0) {
+		conv_strset_free(&s);
+		return rc;
+	}
+	*paths = conv_strset_steal(&s, n);
+	return 0;
+}
+
+static int write_lines(FILE *f, const char *const *paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fputs(paths[i], f) < 0 || fputc('\n', f) < 0)
+			return -EIO;
+	return fflush(f) == 0 ? 0 : -EIO;
+}
+
+int conv_record_list_write(const char *file, const char *const *paths, size_t n,
+			   struct rs_error *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strchr(paths[i], '\n'))
+			return rs_err(err, -EINVAL, "%s: a path holds a newline", file);
+	if (strcmp(file, "-") == 0)
+		return write_lines(stdout, paths, n) < 0
+			   ? rs_err(err, -EIO, "<stdout>: write error")
+			   : 0;
+	char tmp[PATH_MAX];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", file) >= sizeof(tmp))
+		return rs_err(err, -ENAMETOOLONG, "%s: name too long", file);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return rs_err(err, -errno, "%s: %s", file, strerror(errno));
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return rs_err(err, -e, "%s: %s", file, strerror(e));
+	}
+	int rc = write_lines(f, paths, n);
+	if (rc == 0 && fchmod(fd, 0644) < 0)
+		rc = -errno;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -EIO;
+	if (rc == 0 && rename(tmp, file) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rs_err(err, rc, "%s: %s", file, strerror(-rc));
+	}
+	return 0;
+}
+
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
+static int strv_push(struct strv *s, char *str)
+{
+	if (!str)
+		return -ENOMEM;
+	if (s->n == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 8;
+		char **nv = realloc(s->v, nc * sizeof(*nv));
+		if (!nv) {
+			free(str);
+			return -ENOMEM;
+		}
+		s->v = nv;
+		s->cap = nc;
+	}
+	s->v[s->n++] = str;
+	return 0;
+}
+
+static int split_json(const char *s, struct strv *out, struct rs_error *err)
+{
+	json_error_t je;
+	json_t *j = json_loads(s, 0, &je);
+	if (!json_is_array(j)) {
+		json_decref(j);
+		return rs_err(err, -EINVAL, "'%s': not a JSON array of strings%s%s", s,
+			      j ? "" : ": ", j ? "" : je.text);
+	}
+	size_t i;
+	json_t *e;
+	int rc = 0;
+	json_array_foreach(j, i, e)
+	{
+		if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e)) {
+			rc = rs_err(err, -EINVAL, "'%s': element %zu is not a string", s, i);
+			break;
+		}
+		if (strv_push(out, strdup(json_string_value(e))) < 0) {
+			rc = rs_err(err, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	json_decref(j);
+	return rc;
+}
+
+int conv_record_split_args(const char *s, char ***out, size_t *n, struct rs_error *err)
+{
+	struct strv v = {0};
+	int rc = 0;
+	const char *p = s;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '[') {
+		rc = split_json(p, &v, err);
+	} else {
+		while (rc == 0 && *p) {
+			const char *w = p;
+			while (*p && !isspace((unsigned char)*p))
+				p++;
+			if (strv_push(&v, strndup(w, (size_t)(p - w))) < 0)
+				rc = rs_err(err, -ENOMEM, "out of memory");
+			while (isspace((unsigned char)*p))
+				p++;
+		}
+	}
+	if (rc < 0) {
+		conv_strv_free(v.v, v.n);
+		return rc;
+	}
+	*out = v.v;
+	*n = v.n;
+	return 0;
+}
