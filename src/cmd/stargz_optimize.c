@@ -31,7 +31,8 @@ static const char usage_optimize[] =
     "  --cwd DIR           working directory (default: the config's, else /)\n"
     "  --period SECONDS    how long the workload may run (default 10)\n"
     "  --record-out FILE   save the list (one absolute path a line)\n"
-    "  --record-in FILE    convert with a saved list; nothing is run\n"
+    "  --record-in FILE    convert with a saved list; nothing runs (--entrypoint,\n"
+    "                      --args, --env, --cwd, --period and --runc are refused)\n"
     "  --runc PATH         the runc binary (default: runc from PATH)\n"
     "  --platform P        os/arch[/variant] of an index (default: this host's)\n"
     "  --chunk-size N      bytes per chunk of large files (default 4194304)\n"
@@ -47,14 +48,15 @@ static const char usage_optimize[] =
     "Exit status: 0 converted, 2 usage error, 3 any other error.\n";
 
 enum {
+	/* the options of the run, which --record-in leaves out: P_ENTRYPOINT..P_RUNC */
 	P_ENTRYPOINT = 256,
 	P_ARGS,
 	P_ENV,
 	P_CWD,
 	P_PERIOD,
+	P_RUNC,
 	P_RECORD_OUT,
 	P_RECORD_IN,
-	P_RUNC,
 	P_PLATFORM,
 	P_CHUNK,
 	P_LEVEL,
@@ -159,8 +161,10 @@ static int parse(int argc, char **argv, struct opts *p)
 	struct conv_options *c = &p->oo.convert;
 	long long v;
 	char *end;
-	int ch, status = 0;
+	int ch, status = 0, run_opt = 0;
 	while ((ch = next_opt(argc, argv, "optimize", longopts, &status)) != -1) {
+		if (ch >= P_ENTRYPOINT && ch <= P_RUNC && !run_opt)
+			run_opt = ch;
 		switch (ch) {
 		case -2:
 			return status;
@@ -242,6 +246,13 @@ static int parse(int argc, char **argv, struct opts *p)
 			p->ro.hosts_dir = optarg;
 			break;
 		}
+	}
+	if (p->oo.record_in && run_opt) {
+		const struct option *o = longopts;
+		while (o->val != run_opt)
+			o++;
+		return usage_error("optimize",
+				   "--%s does not apply with --record-in (nothing runs)", o->name);
 	}
 	if (argc - optind != 2)
 		return usage_error("optimize",

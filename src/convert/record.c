@@ -27,6 +27,24 @@ struct recording {
 	char *bundle;
 };
 
+void conv_rec_stop_signals(sigset_t *s)
+{
+	sigemptyset(s);
+	sigaddset(s, SIGINT);
+	sigaddset(s, SIGTERM);
+	sigaddset(s, SIGHUP);
+}
+
+bool conv_rec_interrupted(void)
+{
+	sigset_t pending, stop;
+	if (sigpending(&pending) < 0)
+		return false;
+	conv_rec_stop_signals(&stop);
+	sigandset(&pending, &pending, &stop);
+	return !sigisemptyset(&pending);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -114,10 +132,7 @@ static int write_bundle(struct recording *r, json_t *img, struct rs_error *err)
 static int watch(struct recording *r, struct conv_record_result *res, struct rs_error *err)
 {
 	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
+	conv_rec_stop_signals(&sigs);
 	cleanup_fd int sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	double period = r->o->period > 0 ? r->o->period : DEFAULT_PERIOD;
 	int out = r->o->output_fd > 0 ? r->o->output_fd : STDERR_FILENO;

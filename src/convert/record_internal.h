@@ -7,15 +7,19 @@
 #include <jansson.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "convert_internal.h"
 
-/* Whether SIGINT, SIGTERM or SIGHUP is pending (they are blocked while
- * recording). */
+/* ---- record.c: the signals that stop a recording --------------------------------- */
+
+/* SIGINT, SIGTERM and SIGHUP (the caller blocks them while recording). */
+void conv_rec_stop_signals(sigset_t *s);
+/* Whether one of them is pending. */
 bool conv_rec_interrupted(void);
 
-/* ---- record_list.c: an ordered set of strings -------------------------------------- */
+/* ---- record_list.c: an ordered set of strings, the record list format ------------ */
 
 struct conv_strset {
 	char **v; /* in order of insertion */
@@ -29,6 +33,12 @@ int conv_strset_add(struct conv_strset *s, char *str);
 /* The strings (the caller frees them with conv_strv_free); s is emptied. */
 char **conv_strset_steal(struct conv_strset *s, size_t *n);
 void conv_strset_free(struct conv_strset *s);
+
+/* The record list format on a stream (name: for messages), as
+ * conv_record_list_read and _write use it once the file is open. */
+int conv_record_list_parse(FILE *f, const char *name, char ***paths, size_t *n,
+			   struct rs_error *err);
+int conv_record_list_print(FILE *f, const char *const *paths, size_t n);
 
 /* ---- unpack.c: one layer tar into a directory, whiteouts in overlayfs form ---- */
 

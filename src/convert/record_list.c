@@ -57,6 +57,25 @@ static int strset_grow(struct conv_strset *s)
 	return 0;
 }
 
+/* Appends str to the array (v, n, cap), taking it: freed on failure. */
+static int strv_push(char ***v, size_t *n, size_t *cap, char *str)
+{
+	if (!str)
+		return -ENOMEM;
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		char **nv = realloc(*v, nc * sizeof(*nv));
+		if (!nv) {
+			free(str);
+			return -ENOMEM;
+		}
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = str;
+	return 0;
+}
+
 int conv_strset_add(struct conv_strset *s, char *str)
 {
 	if (!str)
@@ -76,17 +95,8 @@ int conv_strset_add(struct conv_strset *s, char *str)
 		free(str);
 		return -E2BIG;
 	}
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 16;
-		char **nv = realloc(s->v, nc * sizeof(*nv));
-		if (!nv) {
-			free(str);
-			return -ENOMEM;
-		}
-		s->v = nv;
-		s->cap = nc;
-	}
-	s->v[s->n++] = str;
+	if (strv_push(&s->v, &s->n, &s->cap, str) < 0)
+		return -ENOMEM;
 	s->slots[k] = (uint32_t)s->n;
 	return 1;
 }
@@ -107,11 +117,9 @@ void conv_strset_free(struct conv_strset *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err)
+int conv_record_list_parse(FILE *f, const char *name, char ***paths, size_t *n,
+			   struct rs_error *err)
 {
-	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "re");
-	if (!f)
-		return rs_err(err, -errno, "%s: %s", file, strerror(errno));
 	struct conv_strset s = {0};
 	char *line = NULL;
 	size_t lcap = 0, total = 0, lineno = 0;
@@ -121,7 +129,7 @@ int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_
 		lineno++;
 		total += (size_t)len;
 		if (total > LIST_MAX_BYTES) {
-			rc = rs_err(err, -EFBIG, "%s: larger than %u MiB", file,
+			rc = rs_err(err, -EFBIG, "%s: larger than %u MiB", name,
 				    LIST_MAX_BYTES >> 20);
 			break;
 		}
@@ -129,24 +137,24 @@ int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (len >= PATH_MAX || strlen(line) != (size_t)len) {
-			rc = rs_err(err, -EINVAL, "%s: line %zu: not a path", file, lineno);
+		/* the length with the '/' it may get: what is written reads back */
+		size_t plen = (size_t)len + (line[0] == '/' ? 0 : 1);
+		if (plen >= PATH_MAX || strlen(line) != (size_t)len) {
+			rc = rs_err(err, -EINVAL, "%s: line %zu: not a path", name, lineno);
 			break;
 		}
-		char *p = malloc((size_t)len + 2);
+		char *p = malloc(plen + 1);
 		if (!p) {
 			rc = rs_err(err, -ENOMEM, "out of memory");
 			break;
 		}
-		snprintf(p, (size_t)len + 2, "%s%s", line[0] == '/' ? "" : "/", line);
+		snprintf(p, plen + 1, "%s%s", line[0] == '/' ? "" : "/", line);
 		if (conv_strset_add(&s, p) < 0)
 			rc = rs_err(err, -ENOMEM, "out of memory");
 	}
 	if (rc == 0 && ferror(f))
-		rc = rs_err(err, -EIO, "%s: read error", file);
+		rc = rs_err(err, -EIO, "%s: read error", name);
 	free(line);
-	if (f != stdin)
-		fclose(f);
 	if (rc < 0) {
 		conv_strset_free(&s);
 		return rc;
@@ -155,7 +163,19 @@ int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_
 	return 0;
 }
 
-static int write_lines(FILE *f, const char *const *paths, size_t n)
+int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err)
+{
+	if (strcmp(file, "-") == 0)
+		return conv_record_list_parse(stdin, "<stdin>", paths, n, err);
+	FILE *f = fopen(file, "re");
+	if (!f)
+		return rs_err(err, -errno, "%s: %s", file, strerror(errno));
+	int rc = conv_record_list_parse(f, file, paths, n, err);
+	fclose(f);
+	return rc;
+}
+
+int conv_record_list_print(FILE *f, const char *const *paths, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (fputs(paths[i], f) < 0 || fputc('\n', f) < 0)
@@ -170,7 +190,7 @@ int conv_record_list_write(const char *file, const char *const *paths, size_t n,
 		if (strchr(paths[i], '\n'))
 			return rs_err(err, -EINVAL, "%s: a path holds a newline", file);
 	if (strcmp(file, "-") == 0)
-		return write_lines(stdout, paths, n) < 0
+		return conv_record_list_print(stdout, paths, n) < 0
 			   ? rs_err(err, -EIO, "<stdout>: write error")
 			   : 0;
 	char tmp[PATH_MAX];
@@ -186,7 +206,7 @@ int conv_record_list_write(const char *file, const char *const *paths, size_t n,
 		unlink(tmp);
 		return rs_err(err, -e, "%s: %s", file, strerror(e));
 	}
-	int rc = write_lines(f, paths, n);
+	int rc = conv_record_list_print(f, paths, n);
 	if (rc == 0 && fchmod(fd, 0644) < 0)
 		rc = -errno;
 	if (fclose(f) != 0 && rc == 0)
@@ -204,24 +224,6 @@ struct strv {
 	char **v;
 	size_t n, cap;
 };
-
-static int strv_push(struct strv *s, char *str)
-{
-	if (!str)
-		return -ENOMEM;
-	if (s->n == s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 8;
-		char **nv = realloc(s->v, nc * sizeof(*nv));
-		if (!nv) {
-			free(str);
-			return -ENOMEM;
-		}
-		s->v = nv;
-		s->cap = nc;
-	}
-	s->v[s->n++] = str;
-	return 0;
-}
 
 static int split_json(const char *s, struct strv *out, struct rs_error *err)
 {
@@ -241,7 +243,7 @@ static int split_json(const char *s, struct strv *out, struct rs_error *err)
 			rc = rs_err(err, -EINVAL, "'%s': element %zu is not a string", s, i);
 			break;
 		}
-		if (strv_push(out, strdup(json_string_value(e))) < 0) {
+		if (strv_push(&out->v, &out->n, &out->cap, strdup(json_string_value(e))) < 0) {
 			rc = rs_err(err, -ENOMEM, "out of memory");
 			break;
 		}
@@ -264,7 +266,7 @@ int conv_record_split_args(const char *s, char ***out, size_t *n, struct rs_erro
 			const char *w = p;
 			while (*p && !isspace((unsigned char)*p))
 				p++;
-			if (strv_push(&v, strndup(w, (size_t)(p - w))) < 0)
+			if (strv_push(&v.v, &v.n, &v.cap, strndup(w, (size_t)(p - w))) < 0)
 				rc = rs_err(err, -ENOMEM, "out of memory");
 			while (isspace((unsigned char)*p))
 				p++;

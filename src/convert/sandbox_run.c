@@ -28,10 +28,7 @@ static int spawn(const char *const *argv, int out_fd, pid_t *pid)
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGHUP);
+	conv_rec_stop_signals(&dfl);
 	sigaddset(&dfl, SIGPIPE);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&at);

@@ -54,15 +54,38 @@ static const char mounts_json[] =
     "\"options\":[\"nosuid\",\"strictatime\",\"mode=755\",\"size=65536k\"]}"
     "]";
 
+/* Appends n strings to the array a: -EILSEQ when one is not UTF-8 (which JSON
+ * cannot hold; jansson refuses it the way it fails to allocate), -ENOMEM. */
+static int append_strs(json_t *a, const char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_t *str = json_string(v[i]);
+		if (!str)
+			return -EILSEQ;
+		if (json_array_append_new(a, str) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static json_t *str_array(const char *const *v, size_t n)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; a && i < n; i++)
-		if (json_array_append_new(a, json_string(v[i])) < 0) {
-			json_decref(a);
-			return NULL;
-		}
+	if (a && append_strs(a, v, n) < 0) {
+		json_decref(a);
+		return NULL;
+	}
 	return a;
+}
+
+/* An override's strings onto args. */
+static int append_override(json_t *args, const char *const *v, size_t n, const char *what,
+			   struct rs_error *err)
+{
+	int rc = append_strs(args, v, n);
+	if (rc == -EILSEQ)
+		return rs_err(err, rc, "the %s override is not valid UTF-8", what);
+	return rc < 0 ? rs_err(err, rc, "out of memory") : 0;
 }
 
 /* Appends the strings of a config array (NULL or null: nothing). */
@@ -89,22 +112,16 @@ static int build_args(json_t *img, const struct conv_record_options *o, json_t *
 		      struct rs_error *err)
 {
 	int rc;
-	if (o->set_entrypoint) {
-		for (size_t i = 0; i < o->n_entrypoint; i++)
-			if (json_array_append_new(args, json_string(o->entrypoint[i])) < 0)
-				return rs_err(err, -ENOMEM, "out of memory");
-	} else if ((rc = append_config(args, json_object_get(img, "Entrypoint"), "Entrypoint",
-				       err)) < 0) {
+	if (o->set_entrypoint)
+		rc = append_override(args, o->entrypoint, o->n_entrypoint, "entrypoint", err);
+	else
+		rc = append_config(args, json_object_get(img, "Entrypoint"), "Entrypoint", err);
+	if (rc == 0 && o->set_args)
+		rc = append_override(args, o->args, o->n_args, "args", err);
+	else if (rc == 0 && !o->set_entrypoint)
+		rc = append_config(args, json_object_get(img, "Cmd"), "Cmd", err);
+	if (rc < 0)
 		return rc;
-	}
-	if (o->set_args) {
-		for (size_t i = 0; i < o->n_args; i++)
-			if (json_array_append_new(args, json_string(o->args[i])) < 0)
-				return rs_err(err, -ENOMEM, "out of memory");
-	} else if (!o->set_entrypoint &&
-		   (rc = append_config(args, json_object_get(img, "Cmd"), "Cmd", err)) < 0) {
-		return rc;
-	}
 	if (json_array_size(args) == 0)
 		return rs_err(
 		    err, -EINVAL,
@@ -112,7 +129,8 @@ static int build_args(json_t *img, const struct conv_record_options *o, json_t *
 	return 0;
 }
 
-/* Sets "K=V" in env, replacing an entry with the same key. */
+/* Sets "K=V" in env, replacing an entry with the same key (or, without
+ * replace, keeping it): -EILSEQ when kv is not UTF-8, -ENOMEM. */
 static int env_set(json_t *env, const char *kv, bool replace)
 {
 	const char *eq = strchr(kv, '=');
@@ -122,30 +140,43 @@ static int env_set(json_t *env, const char *kv, bool replace)
 	json_array_foreach(env, i, e)
 	{
 		const char *s = json_string_value(e);
-		if (strncmp(s, kv, klen) == 0 && (s[klen] == '=' || s[klen] == 0)) {
-			if (!replace)
-				return 0;
-			return json_array_set_new(env, i, json_string(kv));
-		}
+		if (strncmp(s, kv, klen) == 0 && (s[klen] == '=' || s[klen] == 0))
+			break;
 	}
-	return json_array_append_new(env, json_string(kv));
+	if (i < json_array_size(env) && !replace)
+		return 0;
+	json_t *str = json_string(kv);
+	if (!str)
+		return -EILSEQ;
+	int rc = i < json_array_size(env) ? json_array_set_new(env, i, str)
+					  : json_array_append_new(env, str);
+	return rc < 0 ? -ENOMEM : 0;
+}
+
+static int env_set_checked(json_t *env, const char *kv, bool replace, struct rs_error *err)
+{
+	int rc = env_set(env, kv, replace);
+	if (rc == -EILSEQ)
+		return rs_err(err, rc, "environment variable '%s': not valid UTF-8", kv);
+	return rc < 0 ? rs_err(err, rc, "out of memory") : 0;
 }
 
 static int build_env(json_t *img, const struct conv_record_options *o,
 		     const struct conv_rec_user *u, json_t *env, struct rs_error *err)
 {
 	int rc = append_config(env, json_object_get(img, "Env"), "Env", err);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < o->n_env; i++)
-		if (env_set(env, o->env[i], true) < 0)
-			return rs_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < o->n_env; i++)
+		rc = env_set_checked(env, o->env[i], true, err);
 	cleanup_free char *home = NULL;
-	if (asprintf(&home, "HOME=%s", u->home ? u->home : "/") < 0)
-		return rs_err(err, -ENOMEM, "out of memory");
-	if (env_set(env, DEFAULT_PATH, false) < 0 || env_set(env, home, false) < 0)
-		return rs_err(err, -ENOMEM, "out of memory");
-	return 0;
+	if (rc == 0 && asprintf(&home, "HOME=%s", u->home ? u->home : "/") < 0) {
+		home = NULL;
+		rc = rs_err(err, -ENOMEM, "out of memory");
+	}
+	if (rc == 0)
+		rc = env_set_checked(env, DEFAULT_PATH, false, err);
+	if (rc == 0)
+		rc = env_set_checked(env, home, false, err);
+	return rc;
 }
 
 static int build_process(json_t *img, const struct conv_record_options *o,

@@ -16,52 +16,13 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
+#include "estargz/estargz.h" /* esgz_clean_name: the converter's own names */
 #include "record_internal.h"
 
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
 #define WH_OPAQUE ".wh..wh..opq"
 #define OVL_XATTR_PREFIX "trusted.overlay."
-
-bool conv_rec_interrupted(void)
-{
-	sigset_t p;
-	if (sigpending(&p) < 0)
-		return false;
-	return sigismember(&p, SIGINT) == 1 || sigismember(&p, SIGTERM) == 1 ||
-	       sigismember(&p, SIGHUP) == 1;
-}
-
-/* A tar name as a layer-relative path: no leading '/', no "." or empty
- * components, ".." resolved lexically and never above the root (as the
- * converter and containerd treat them). out has strlen(name)+1 bytes. */
-static void clean_name(const char *name, char *out)
-{
-	size_t o = 0;
-	const char *p = name;
-	while (*p) {
-		while (*p == '/')
-			p++;
-		const char *s = p;
-		while (*p && *p != '/')
-			p++;
-		size_t n = (size_t)(p - s);
-		if (n == 0 || (n == 1 && s[0] == '.'))
-			continue;
-		if (n == 2 && s[0] == '.' && s[1] == '.') {
-			while (o > 0 && out[o - 1] != '/')
-				o--;
-			if (o > 0)
-				o--;
-			continue;
-		}
-		if (o > 0)
-			out[o++] = '/';
-		memcpy(out + o, s, n);
-		o += n;
-	}
-	out[o] = 0;
-}
 
 /* The directory rel (created when missing) below dirfd, never through a
  * symlink. Returns an O_RDONLY fd or a negative errno. */
@@ -161,10 +122,13 @@ static int drop_overlay_xattrs(struct archive_entry *e)
 	return 0;
 }
 
-/* dir + "/" + clean(name) into out (PATH_MAX); false when too long. */
+/* dir + "/" + the cleaned name (no leading '/', no "." or empty components,
+ * ".." resolved lexically and never above the root: the name the converter
+ * gives the entry) into out (PATH_MAX); false when too long. clean has
+ * strlen(name)+1 bytes. */
 static bool full_path(const char *dir, const char *name, char *clean, char *out)
 {
-	clean_name(name, clean);
+	esgz_clean_name(name, clean);
 	return (size_t)snprintf(out, PATH_MAX, "%s/%s", dir, clean) < PATH_MAX;
 }
 

@@ -106,7 +106,7 @@ static int move_rec(struct sorter *s, const char *name, int depth, struct rs_err
 	cleanup_free char *c = malloc(len + 1);
 	if (!c)
 		return rs_err(err, -ENOMEM, "out of memory");
-	esgz_b_clean_name(name, c);
+	esgz_clean_name(name, c);
 	size_t *slot = nameidx_slot(&s->idx, c, false);
 	if (!slot) {
 		if (c[0] == 0 || s->skip_missing)
@@ -161,7 +161,7 @@ static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 			r = rs_err(err, -ENOMEM, "out of memory");
 			goto out;
 		}
-		esgz_b_clean_name(t->v[i].name, s.clean[i]);
+		esgz_clean_name(t->v[i].name, s.clean[i]);
 		size_t *slot = nameidx_slot(&s.idx, s.clean[i], false);
 		if (slot)
 			t->v[*slot].dead = true; /* a later entry of a name replaces it */

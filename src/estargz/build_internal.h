@@ -75,10 +75,6 @@ void esgz_b_entry_free(struct esgz_b_entry *e);
 int esgz_b_spool_read(const struct esgz_b_spool *s, void *buf, size_t len, int64_t off,
 		      struct rs_error *err);
 
-/* Go's path.Clean("/"+name) without the leading "/": the key the reference
- * uses to match names. out has strlen(name)+1 bytes. */
-void esgz_b_clean_name(const char *name, char *out);
-
 /* ---- tar headers of the output ---------------------------------------- */
 
 /* Appends the header block(s) of e (with PAX or GNU long-name blocks as

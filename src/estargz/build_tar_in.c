@@ -17,7 +17,7 @@
 #define SPOOL_MEM_MAX (8u << 20)
 #define READ_BLOCK (1u << 20)
 
-void esgz_b_clean_name(const char *name, char *out)
+void esgz_clean_name(const char *name, char *out)
 {
 	size_t o = 0;
 	const char *p = name;
@@ -422,7 +422,7 @@ static bool dropped_name(const char *name)
 	char *c = malloc(n + 1);
 	if (!c)
 		return false;
-	esgz_b_clean_name(name, c);
+	esgz_clean_name(name, c);
 	bool drop = strcmp(c, ESGZ_TOC_TAR_NAME) == 0 || strcmp(c, ESGZ_PREFETCH_LANDMARK) == 0 ||
 		    strcmp(c, ESGZ_NO_PREFETCH_LANDMARK) == 0;
 	free(c);

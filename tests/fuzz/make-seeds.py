@@ -89,3 +89,14 @@ for i, f in enumerate([
         b'labels.a.b==c,labels."x y"!="z"',
         b'name~="(a|b)*"']):
     write("fuzz-filter", f"filter{i}", f)
+
+for i, f in enumerate([
+        b"/usr/bin/python3\n/etc/ld.so.cache\n/lib/x86_64-linux-gnu/libc.so.6\n",
+        b"/b\n\n/a\r\nc\n/b\n\r\n/d/../e\n//f\n/last",
+        b"/" + b"x" * 4094 + b"\n" + b"y" * 4095 + b"\n",
+        b"/a\n/b\x00c\n",
+        b'["/bin/sh", "-c", "echo a  b; cat \'/x y\'"]',
+        b'  ["", "\\u00e9\\n", 1, null, ["a"], {"b": 1}]',
+        b"/bin/cat /data/c\t/data/a\n",
+        b"[\"a\\u0000b\"]"]):
+    write("fuzz-record-list", f"seed{i}", f)

@@ -5,11 +5,11 @@
 # list holds what it opened in order of first open and nothing it did not;
 # the optimised layers have those files first, .prefetch.landmark right after
 # them, and .no.prefetch.landmark in the layer without any; --record-in gives
-# the same image without running anything; --env/--cwd/--args/--entrypoint
-# and the config's User, Env and WorkingDir reach the workload; a failing or
-# timed-out workload still yields its list and a warning; bad input fails
-# clearly; nothing stays mounted, in runc's state, in cgroups or in TMPDIR,
-# also after SIGINT.
+# the same image without running anything (and refuses the run's options
+# with a usage error); --env/--cwd/--args/--entrypoint and the config's User,
+# Env and WorkingDir reach the workload; a failing or timed-out workload still
+# yields its list and a warning; bad input fails clearly; nothing stays
+# mounted, in runc's state, in cgroups or in TMPDIR, also after SIGINT.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
 need_stargz
@@ -176,13 +176,14 @@ done
 $ok && [ "$n" = 2 ] && pass "every optimised layer verifies against its TOC digest" || fail "a layer does not verify"
 
 # --- 3. --record-in: same image, nothing run --------------------------------------
-cat >"$T/fake-runc" <<EOF
+mkdir -p "$T/fakebin"
+cat >"$T/fakebin/runc" <<EOF
 #!/bin/sh
 touch "$T/runc-was-run"
 exit 1
 EOF
-chmod +x "$T/fake-runc"
-optimize recin --record-in "$T/basic.list" --runc "$T/fake-runc" "oci:$SRC:main" "oci:$T/out2:v1"
+chmod +x "$T/fakebin/runc"
+PATH="$T/fakebin:$PATH" optimize recin --record-in "$T/basic.list" "oci:$SRC:main" "oci:$T/out2:v1"
 expect_rc "--record-in" 0 recin
 [ ! -e "$T/runc-was-run" ] && pass "--record-in ran nothing" || fail "--record-in started runc"
 [ "$(jq -r .digest "$T/recin.out")" = "$(jq -r .digest "$T/basic.out")" ] &&
@@ -192,6 +193,18 @@ expect_rc "--record-in" 0 recin
 optimize recin-bad --record-in "$T/nonexistent.list" "oci:$SRC:main" "oci:$T/out2:v1"
 expect_rc "--record-in with a missing file" 3 recin-bad
 grep -q nonexistent.list "$T/recin-bad.err" || fail "the error does not name the list"
+# the run's options with --record-in: a usage error naming the option, nothing run
+bad=()
+for o in "--entrypoint /bin/true" "--args x" "--env A=B" "--cwd /" "--period 5" \
+	"--runc $T/fakebin/runc"; do
+	set -- $o
+	optimize "recin-${1#--}" "$1" "$2" --record-in "$T/basic.list" "oci:$SRC:main" "oci:$T/out2:bad"
+	[ "$RC" = 2 ] && grep -q -- "$1 .*--record-in" "$T/recin-${1#--}.err" ||
+		{ bad+=("$1 (exit $RC)"); show_file "$T/recin-${1#--}.err"; }
+done
+[ ${#bad[@]} = 0 ] && [ ! -e "$T/runc-was-run" ] && ! manifest_of "$T/out2" bad >/dev/null 2>&1 &&
+	pass "--record-in with --entrypoint/--args/--env/--cwd/--period/--runc: exit 2 naming the option" ||
+	fail "--record-in with a run option: ${bad[*]:-something ran or was written}"
 
 # --- 4. overrides and the config's process ------------------------------------------
 optimize env --env WHICH=/data/c --cwd /data --args '["cat $WHICH; pwd; cat ./unread"]' \
