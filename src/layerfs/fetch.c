@@ -87,12 +87,21 @@ static void push_locked(struct lfs_runtime *rt, struct lfs_job *j, bool front)
 	rt->queue_tail[j->prio] = j;
 }
 
+/* Prefetch and background jobs leave one fetcher to on-demand reads: a
+ * read must not queue behind megabytes it did not ask for. */
+static bool low_prio_allowed(const struct lfs_runtime *rt)
+{
+	return rt->nfetchers < 2 || rt->low_running < rt->nfetchers - 1;
+}
+
 static struct lfs_job *pop_locked(struct lfs_runtime *rt)
 {
 	for (int p = 0; p < LFS_NPRIO; p++) {
 		struct lfs_job *j = rt->queue_head[p];
 		if (!j)
 			continue;
+		if (p >= LFS_PRIO_PREFETCH && !low_prio_allowed(rt))
+			return NULL;
 		rt->queue_head[p] = j->next;
 		if (!j->next)
 			rt->queue_tail[p] = NULL;
@@ -320,6 +329,98 @@ static struct lfs_job *pick_background_locked(struct lfs_runtime *rt)
 
 /* ---- running a job ------------------------------------------------------------ */
 
+/* Inflates chunk i from its compressed bytes, checks it and caches it:
+ * 1 ok, -1 bad data, 0 out of memory. */
+static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
+			 const uint8_t *comp)
+{
+	const struct esgz_chunk *c = &l->chunks[i];
+	struct cache_buf *b = NULL;
+	struct rs_error derr = {0};
+	if (cache_buf_new((size_t)c->size, &b) < 0)
+		return 0;
+	int d = esgz_chunk_decode(l->blob->footer.format, c, comp, (size_t)comp_len(c),
+				  cache_buf_wdata(b), &derr);
+	if (d < 0) {
+		rs_log(RS_LOG_ERROR, "layerfs: %s: chunk at %lld: %s", l->digest,
+		       (long long)c->offset, derr.msg);
+		cache_buf_unref(b);
+		return -1;
+	}
+	uint8_t key[RS_SHA256_LEN];
+	lfs_chunk_key(l, i, key);
+	struct rs_error cerr = {0};
+	if (cache_put(rt->cache, key, b, &cerr) < 0)
+		rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
+	cache_buf_unref(b);
+	return 1;
+}
+
+/* Under l->lock: chunk i is no longer in flight; res as land_chunk's. */
+static void settle_chunk_locked(struct lfs_layer *l, uint32_t i, int8_t res)
+{
+	uint8_t *st = &l->chunk_state[i];
+	*st &= (uint8_t) ~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
+	if (res > 0) {
+		if (!(*st & LFS_CHUNK_FETCHED))
+			l->fetched_bytes += lfs_chunk_bytes(l, i);
+		*st |= LFS_CHUNK_FETCHED;
+		return;
+	}
+	*st |= LFS_CHUNK_FAILED;
+	if (res < 0) {
+		*st |= LFS_CHUNK_BADDATA;
+		l->verify_errors++;
+	}
+}
+
+/* A run of several chunks streamed: each is landed and handed to its
+ * readers as soon as its bytes are in, not when the whole run is. */
+struct stream_run {
+	struct lfs_runtime *rt;
+	struct lfs_layer *l;
+	uint8_t *buf;
+	int64_t base;
+	size_t got;
+	uint32_t next, end; /* chunks [next, end) are still in flight */
+};
+
+static int on_run_bytes(void *ctx, const void *data, size_t n)
+{
+	struct stream_run *s = ctx;
+	memcpy(s->buf + s->got, data, n);
+	s->got += n;
+	while (s->next < s->end &&
+	       s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
+		uint32_t i = s->next++;
+		int8_t res = land_chunk(s->rt, s->l, i,
+					s->buf + (s->l->chunks[i].offset - s->base));
+		pthread_mutex_lock(&s->l->lock);
+		settle_chunk_locked(s->l, i, res);
+		pthread_cond_broadcast(&s->l->cond);
+		pthread_mutex_unlock(&s->l->lock);
+	}
+	return 0;
+}
+
+/* Streams the job's single run; returns the chunk where streaming stopped
+ * (every chunk before it is settled) and the request's result in *r. A
+ * registry that will not stream the range settles nothing. */
+static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const struct reg_range *rg,
+			   int *r, struct rs_error *err)
+{
+	struct lfs_layer *l = j->layer;
+	struct stream_run s = {.rt = rt,
+			       .l = l,
+			       .buf = rg->buf,
+			       .base = rg->off,
+			       .next = j->runs[0].first,
+			       .end = j->runs[0].first + j->runs[0].count};
+	*r = reg_blob_read_stream(l->client, &l->ref, l->digest, rg->off, rg->len, on_run_bytes,
+				  &s, err);
+	return s.next;
+}
+
 static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 {
 	struct lfs_layer *l = j->layer;
@@ -339,7 +440,19 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 		if (!ranges[k].buf)
 			r = rs_err(&err, -ENOMEM, "out of memory");
 	}
-	if (r == 0)
+	/* Chunks before `from` were settled while streaming. */
+	uint32_t from = j->runs[0].first;
+	bool streamed = false;
+	if (r == 0 && j->nruns == 1 && j->runs[0].count > 1 && ranges[0].len > 0) {
+		from = stream_job(rt, j, &ranges[0], &r, &err);
+		streamed = !(r == -EPROTO && from == j->runs[0].first);
+		if (!streamed) {
+			rs_log(RS_LOG_DEBUG, "layerfs: %s: %s; reading the range whole", l->digest,
+			       err.msg);
+			r = 0;
+		}
+	}
+	if (r == 0 && !streamed)
 		r = reg_blob_read(l->client, &l->ref, l->digest, ranges, j->nruns, &err);
 	if (r < 0)
 		rs_log(RS_LOG_WARN, "layerfs: %s: fetch failed: %s", l->digest, err.msg);
@@ -347,38 +460,16 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 	uint32_t total = 0;
 	for (uint32_t k = 0; k < j->nruns; k++)
 		total += j->runs[k].count;
-	int8_t *result = calloc(total ? total : 1, 1); /* 1 ok, -1 bad data, 0 fetch failed */
+	int8_t *result = calloc(total ? total : 1, 1); /* 0 where the fetch failed */
 	uint32_t at = 0;
 	for (uint32_t k = 0; k < j->nruns; k++) {
 		const struct lfs_run *run = &j->runs[k];
 		for (uint32_t i = run->first; i < run->first + run->count; i++, at++) {
-			if (r < 0 || !result)
+			if (r < 0 || !result || (streamed && i < from))
 				continue;
-			const struct esgz_chunk *c = &l->chunks[i];
-			struct cache_buf *b = NULL;
-			struct rs_error derr = {0};
-			if (cache_buf_new((size_t)c->size, &b) < 0) {
-				result[at] = 0;
-				continue;
-			}
 			const uint8_t *comp =
-			    (const uint8_t *)ranges[k].buf + (c->offset - ranges[k].off);
-			int d = esgz_chunk_decode(l->blob->footer.format, c, comp,
-						  (size_t)comp_len(c), cache_buf_wdata(b), &derr);
-			if (d < 0) {
-				rs_log(RS_LOG_ERROR, "layerfs: %s: chunk at %lld: %s", l->digest,
-				       (long long)c->offset, derr.msg);
-				result[at] = -1;
-				cache_buf_unref(b);
-				continue;
-			}
-			uint8_t key[RS_SHA256_LEN];
-			lfs_chunk_key(l, i, key);
-			struct rs_error cerr = {0};
-			if (cache_put(rt->cache, key, b, &cerr) < 0)
-				rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
-			cache_buf_unref(b);
-			result[at] = 1;
+			    (const uint8_t *)ranges[k].buf + (l->chunks[i].offset - ranges[k].off);
+			result[at] = land_chunk(rt, l, i, comp);
 		}
 	}
 	for (uint32_t k = 0; k < j->nruns; k++)
@@ -388,23 +479,9 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 	at = 0;
 	for (uint32_t k = 0; k < j->nruns; k++) {
 		const struct lfs_run *run = &j->runs[k];
-		for (uint32_t i = run->first; i < run->first + run->count; i++, at++) {
-			uint8_t *st = &l->chunk_state[i];
-			int8_t res = result ? result[at] : 0;
-			*st &=
-			    (uint8_t) ~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
-			if (res > 0) {
-				if (!(*st & LFS_CHUNK_FETCHED))
-					l->fetched_bytes += lfs_chunk_bytes(l, i);
-				*st |= LFS_CHUNK_FETCHED;
-			} else {
-				*st |= LFS_CHUNK_FAILED;
-				if (res < 0) {
-					*st |= LFS_CHUNK_BADDATA;
-					l->verify_errors++;
-				}
-			}
-		}
+		for (uint32_t i = run->first; i < run->first + run->count; i++, at++)
+			if (!(streamed && i < from))
+				settle_chunk_locked(l, i, result ? result[at] : 0);
 	}
 	if (r < 0) {
 		l->fetch_errors++;
@@ -426,7 +503,7 @@ static void *fetcher_main(void *arg)
 	while (!rt->stopping) {
 		struct lfs_job *j = pop_locked(rt);
 		bool bg = false;
-		if (!j) {
+		if (!j && low_prio_allowed(rt)) {
 			j = pick_background_locked(rt);
 			bg = j != NULL;
 		}
@@ -438,10 +515,15 @@ static void *fetcher_main(void *arg)
 			continue;
 		}
 		enum lfs_prio prio = j->prio;
+		bool low = prio >= LFS_PRIO_PREFETCH;
+		rt->low_running += low;
 		pthread_mutex_unlock(&rt->lock);
 		run_job(rt, j);
 		jobs_free(j);
 		pthread_mutex_lock(&rt->lock);
+		rt->low_running -= low;
+		if (low)
+			pthread_cond_broadcast(&rt->queue_cond);
 		if (bg) {
 			rt->bg_busy = false;
 			pthread_cond_broadcast(&rt->queue_cond);

@@ -75,6 +75,7 @@ struct lfs_runtime {
 	pthread_cond_t queue_cond;
 	struct lfs_job *queue_head[LFS_NPRIO], *queue_tail[LFS_NPRIO];
 	bool bg_busy;           /* one background job at a time */
+	int low_running;        /* fetchers on prefetch or background jobs */
 	int64_t last_demand_ms; /* when an on-demand or readahead job last ended */
 	uint32_t bg_turn;       /* round robin among layers */
 };

@@ -4,6 +4,7 @@
  * cannot), and whole blobs streamed to a file with their digest checked. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -359,6 +360,81 @@ int reg_blob_read(struct reg_client *c, const struct reg_ref *ref, const char *d
 	for (size_t i = 0; i < ns; i++)
 		if (missing[i] && (r = read_single(c, ref, digest, &spans[i], ranges, n, err)) < 0)
 			return r;
+	return 0;
+}
+
+/* ---- one range, streamed ------------------------------------------------------------ */
+
+struct stream_sink {
+	const struct reg_http_resp *resp; /* headers filled in before the body */
+	int64_t off;
+	size_t len, got;
+	bool checked, bad_range;
+	int (*fn)(void *ctx, const void *data, size_t n);
+	void *ctx;
+};
+
+static int stream_write(void *ctx, const void *data, size_t n)
+{
+	struct stream_sink *s = ctx;
+	if (!s->checked) {
+		int64_t first, last, total;
+		/* Called for 2xx replies only, before the status is recorded: the
+		 * Content-Range tells a 206 of this range from a whole blob. */
+		if (!s->resp->content_range ||
+		    reg_content_range_parse(s->resp->content_range, &first, &last, &total) < 0 ||
+		    first != s->off || last != s->off + (int64_t)s->len - 1) {
+			s->bad_range = true;
+			return -EPROTO;
+		}
+		s->checked = true;
+	}
+	if (n > s->len - s->got)
+		return -EFBIG;
+	s->got += n;
+	return s->fn(s->ctx, data, n);
+}
+
+int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+			 int64_t off, size_t len,
+			 int (*fn)(void *ctx, const void *data, size_t n), void *ctx,
+			 struct rs_error *err)
+{
+	char path[128], range[96];
+	int r = blob_path(digest, path, sizeof(path), err);
+	if (r < 0)
+		return r;
+	if (off < 0 || len == 0 || (int64_t)len > INT64_MAX - off)
+		return rs_err(err, -EINVAL, "blob %s: bad range %lld+%zu", digest, (long long)off,
+			      len);
+	snprintf(range, sizeof(range), "Range: bytes=%lld-%lld", (long long)off,
+		 (long long)(off + (int64_t)len - 1));
+	const char *headers[] = {range, NULL};
+	cleanup_resp struct reg_http_resp resp = {0};
+	struct stream_sink s = {.resp = &resp, .off = off, .len = len, .fn = fn, .ctx = ctx};
+	struct reg_http_req req = {.method = "GET",
+				   .ref = ref,
+				   .path = path,
+				   .headers = headers,
+				   .body_fd = -1,
+				   .sink = stream_write,
+				   .sink_ctx = &s};
+	r = reg_http_do(c, &req, &resp, err);
+	if (s.bad_range)
+		return rs_err(err, -EPROTO,
+			      "registry %s: blob %s: no 206 reply for bytes %lld-%lld (status %ld, "
+			      "Content-Range '%.80s')",
+			      ref->domain, digest, (long long)off, (long long)(off + (int64_t)len - 1),
+			      resp.status, resp.content_range ? resp.content_range : "");
+	if (r < 0)
+		return r;
+	if (resp.status != 206)
+		return reg_http_status_error(&req, &resp, "reading blob", err);
+	if (s.got != len)
+		return rs_err(err, -EBADMSG,
+			      "registry %s: blob %s bytes %lld-%lld truncated (%zu of %zu bytes)",
+			      ref->domain, digest, (long long)off, (long long)(off + (int64_t)len - 1),
+			      s.got, len);
 	return 0;
 }
 

@@ -140,6 +140,15 @@ struct reg_range {
  * requests otherwise. Fails cleanly if the server ignores Range. */
 int reg_blob_read(struct reg_client *c, const struct reg_ref *ref, const char *digest,
 		  struct reg_range *ranges, size_t n, struct rs_error *err);
+/* Bytes [off, off + len) of a blob, handed to fn in order as they arrive.
+ * Only a 206 reply for exactly that range is passed on: anything else (a
+ * server that ignores Range, another range) fails with -EPROTO before fn
+ * sees a byte, and the caller may fall back to reg_blob_read. fn returning a
+ * negative errno aborts. */
+int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const char *digest,
+			 int64_t off, size_t len,
+			 int (*fn)(void *ctx, const void *data, size_t n), void *ctx,
+			 struct rs_error *err);
 /* Writes the whole blob to fd, verifying its digest and size. */
 int reg_blob_fetch(struct reg_client *c, const struct reg_ref *ref, const char *digest,
 		   int64_t size, int fd, struct rs_error *err);
