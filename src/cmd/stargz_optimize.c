@@ -21,8 +21,8 @@ static const char usage_optimize[] =
     "into DST as `stargz convert` does, every layer rebuilt with those files first\n"
     "and .prefetch.landmark after them. SRC and DST are registry references or\n"
     "oci:DIR[:TAG]. A workload that fails still yields its list (with a warning).\n"
-    "Prints {\"digest\",\"mediaType\",\"images\",\"converted\",\"kept\",\"recorded\"}\n"
-    "as JSON on stdout. Needs root, runc, overlayfs and fanotify.\n"
+    "Prints {\"digest\",\"mediaType\",\"images\",\"converted\",\"kept\",\"recorded\",\n"
+    "\"readInPart\"} as JSON on stdout. Needs root, runc, overlayfs and fanotify.\n"
     "\n"
     "  --entrypoint CMD    replace the config's Entrypoint (and drop its Cmd); a JSON\n"
     "                      array of strings when it starts with '[', else words\n"
@@ -88,13 +88,31 @@ static void block_signals(bool block)
 	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
 }
 
+/* Recorded files, not counting the line that splits off those read in part. */
+static size_t files_in(const struct conv_record_result *r, size_t *late)
+{
+	size_t n = r->n_paths;
+	*late = 0;
+	for (size_t i = 0; i < r->n_paths; i++)
+		if (strcmp(r->paths[i], CONV_RECORD_LANDMARK) == 0) {
+			*late = r->n_paths - i - 1;
+			n--;
+		}
+	return n;
+}
+
 /* Says how the workload ended; from here on a signal just stops us. */
 static void on_recorded(void *ctx, const struct conv_record_result *r)
 {
 	bool ran = *(bool *)ctx;
 	if (ran) {
-		fprintf(stderr, "%s: optimize: recorded %zu file%s in %.1fs\n", prog, r->n_paths,
-			r->n_paths == 1 ? "" : "s", r->seconds);
+		size_t late, n = files_in(r, &late);
+		fprintf(stderr, "%s: optimize: recorded %zu file%s in %.1fs", prog, n,
+			n == 1 ? "" : "s", r->seconds);
+		if (late)
+			fprintf(stderr, " (%zu big one%s read in part: fetched on demand)", late,
+				late == 1 ? "" : "s");
+		fputc('\n', stderr);
 		if (r->timed_out)
 			warn("the workload was still running when the period ended and was "
 			     "killed; converting with the files it opened until then");
@@ -291,10 +309,11 @@ int cmd_optimize(int argc, char **argv)
 		if (err.code == -EINTR)
 			rc = 130;
 	} else {
+		size_t late, n = files_in(&res.record, &late);
 		printf("{\"digest\":\"%s\",\"mediaType\":\"%s\",\"images\":%zu,\"converted\":%zu,"
-		       "\"kept\":%zu,\"recorded\":%zu}\n",
+		       "\"kept\":%zu,\"recorded\":%zu,\"readInPart\":%zu}\n",
 		       res.convert.digest, res.convert.media_type, res.convert.images,
-		       res.convert.converted, res.convert.kept, res.record.n_paths);
+		       res.convert.converted, res.convert.kept, n, late);
 		rc = fflush(stdout) == 0 ? 0 : EXIT_IO;
 	}
 	conv_record_result_free(&res.record);

@@ -138,6 +138,12 @@ int conv_record(const char *src, const struct conv_record_options *o,
 		struct conv_record_result *res, struct rs_error *err);
 void conv_record_result_free(struct conv_record_result *res);
 
+/* In a record list, this line splits what is prefetched (the files before
+ * it) from files that come right after the landmark, in order, but are only
+ * fetched when read (big files the workload touched only a part of). In a
+ * prioritized list it places .prefetch.landmark there. */
+#define CONV_RECORD_LANDMARK "/.prefetch.landmark"
+
 /* A record list: one absolute path a line. Reading skips blank lines, adds a
  * missing leading '/', drops repeats (keeping the first). */
 int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err);

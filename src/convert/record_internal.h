@@ -63,6 +63,22 @@ int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json
 void conv_rec_rootfs_cleanup(struct conv_rec_rootfs *r);
 /* Removes a tree without crossing into other mounts. */
 int conv_rec_rmtree(const char *dir);
+/* Opens rel read-only below the directory root_fd as if it were "/": the
+ * image's symlinks cannot lead out of it. -1 with errno on failure. */
+int conv_rec_open_in_root(int root_fd, const char *rel);
+
+/* ---- residency.c: how much of each file the workload touched ------------------- */
+
+/* Writes back and drops from the page cache every file of at least
+ * CONV_REC_PARTIAL_MIN bytes under dir (not crossing mounts): afterwards,
+ * their resident pages are what the workload read. *measurable is false
+ * (and a warning logged) when dir is in memory and nothing can be dropped. */
+int conv_rec_evict(const char *dir, bool *measurable, struct rs_error *err);
+/* Reorders paths (absolute, in the rootfs at merged): files of at least
+ * CONV_REC_PARTIAL_MIN bytes of which less than half is resident move behind
+ * a CONV_RECORD_LANDMARK line, in order; *n grows by one when any moved. */
+#define CONV_REC_PARTIAL_MIN ((int64_t)4 << 20)
+int conv_rec_split_partial(const char *merged, char ***paths, size_t *n, struct rs_error *err);
 
 /* ---- sandbox_user.c: the config's User against the rootfs's passwd/group ------- */
 

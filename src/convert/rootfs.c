@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "record_internal.h"
 
@@ -179,4 +182,13 @@ void conv_rec_rootfs_cleanup(struct conv_rec_rootfs *r)
 	free(r->dir);
 	free(r->merged);
 	r->dir = r->merged = NULL;
+}
+
+int conv_rec_open_in_root(int root_fd, const char *rel)
+{
+	struct open_how how = {
+	    .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	return (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
 }

@@ -5,11 +5,9 @@
  * cannot point us at the host's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 
 #include "record_internal.h"
 
@@ -22,11 +20,7 @@ static int read_in_root(const char *rootfs, const char *rel, struct rs_buf *out,
 	cleanup_fd int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return rs_err(err, -errno, "%s: %s", rootfs, strerror(errno));
-	struct open_how how = {
-	    .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-	};
-	cleanup_fd int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof(how));
+	cleanup_fd int fd = conv_rec_open_in_root(root, rel);
 	if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
 		return rs_buf_append(out, "", 1) < 0 ? rs_err(err, -ENOMEM, "out of memory") : 0;
 	if (fd < 0)

@@ -142,6 +142,16 @@ static int move_rec(struct sorter *s, const char *name, int depth, struct rs_err
 	return 0;
 }
 
+static bool is_landmark_name(const char *name)
+{
+	size_t len = strlen(name);
+	if (len > 4096)
+		return false;
+	char c[4097];
+	esgz_clean_name(name, c);
+	return strcmp(c, ESGZ_PREFETCH_LANDMARK) == 0;
+}
+
 static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 			struct esgz_b_entry *landmark, const struct esgz_b_entry ***out,
 			size_t *nout, struct rs_error *err)
@@ -169,18 +179,27 @@ static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 			slot = nameidx_slot(&s.idx, s.clean[i], true);
 		*slot = i;
 	}
-	for (size_t p = 0; p < o->n_prioritized; p++) {
-		if (!o->prioritized[p])
+	bool placed = false;
+	for (size_t p = 0; p <= o->n_prioritized; p++) {
+		const char *name = p < o->n_prioritized ? o->prioritized[p] : NULL;
+		if (p < o->n_prioritized && !name)
 			continue;
-		r = move_rec(&s, o->prioritized[p], 0, err);
+		/* The landmark goes where the list names it, else after the list. */
+		if (!placed && (!name || is_landmark_name(name))) {
+			/* An image-wide list may name nothing of this layer before
+			 * it: then nothing here is worth prefetching. */
+			if (s.norder == 0 && o->prioritized_skip_missing)
+				landmark->name = (char *)ESGZ_NO_PREFETCH_LANDMARK;
+			s.order[s.norder++] = landmark;
+			placed = true;
+			continue;
+		}
+		if (!name || is_landmark_name(name))
+			continue;
+		r = move_rec(&s, name, 0, err);
 		if (r < 0)
 			goto out;
 	}
-	/* An image-wide list may name nothing of this layer: then nothing is
-	 * worth prefetching here. */
-	if (s.norder == 0 && o->prioritized_skip_missing)
-		landmark->name = (char *)ESGZ_NO_PREFETCH_LANDMARK;
-	s.order[s.norder++] = landmark;
 	for (size_t i = 0; i < t->n; i++)
 		if (!t->v[i].dead && s.state[i] != 2)
 			s.order[s.norder++] = &t->v[i];

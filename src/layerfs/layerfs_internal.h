@@ -80,6 +80,8 @@ struct lfs_runtime {
 	uint32_t bg_turn;       /* round robin among layers */
 };
 
+#define LFS_STREAMS 8
+
 struct lfs_layer {
 	struct lfs_runtime *rt;
 	atomic_int refs;
@@ -111,6 +113,13 @@ struct lfs_layer {
 	int64_t bg_retry_at;       /* monotonic ms; background pauses after failures */
 	bool registry_ok;
 	bool closing; /* readers stop waiting: the layer is being unmounted */
+	/* Where recent reads of a few files ended: a read starting there is
+	 * sequential and earns chunk readahead. */
+	struct lfs_stream {
+		uint32_t node;
+		int64_t next;
+	} streams[LFS_STREAMS];
+	uint32_t stream_turn;
 	uint64_t fetch_errors, verify_errors;
 
 	/* FUSE. */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The read path: (file, offset, length) -> the chunks that cover it -> the
  * cache, or a fetch of what is missing -> one reply gathered from the cached
- * buffers (no copy in between). The next chunks of the file are queued for
- * readahead, so a sequential reader finds them fetched. */
+ * buffers (no copy in between). For a sequential reader the next chunks of
+ * the file are queued for readahead, so that it finds them fetched. */
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -22,6 +22,27 @@ static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, ui
 		last = nc - 1;
 	lfs_fetch_queue_range(l, (uint32_t)(&fc[next] - l->chunks),
 			      (uint32_t)(&fc[last] - l->chunks), LFS_PRIO_READAHEAD);
+}
+
+/* Whether a read continues one that ended at off (the kernel's readahead
+ * issues such reads), and remembers where this one ends. Scattered reads (a
+ * program faulting in pages of a big mapped file here and there) get no
+ * chunk readahead: it would fetch megabytes nobody reads. */
+static bool sequential(struct lfs_layer *l, uint32_t node, int64_t off, int64_t end)
+{
+	bool seq = false;
+	pthread_mutex_lock(&l->lock);
+	struct lfs_stream *slot = NULL;
+	for (uint32_t i = 0; i < LFS_STREAMS && !slot; i++)
+		if (l->streams[i].node == node + 1 && l->streams[i].next == off)
+			slot = &l->streams[i];
+	seq = slot != NULL;
+	if (!slot)
+		slot = &l->streams[l->stream_turn++ % LFS_STREAMS];
+	slot->node = node + 1; /* 0 marks an unused slot */
+	slot->next = end;
+	pthread_mutex_unlock(&l->lock);
+	return seq;
 }
 
 void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off)
@@ -71,7 +92,8 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 		fuse_reply_err(req, EIO);
 		goto out_nobufs;
 	}
-	queue_readahead(l, fc, nc, last);
+	if (sequential(l, node, off, end))
+		queue_readahead(l, fc, nc, last);
 
 	/* Pieces: the covered part of each chunk, zeros where no chunk covers;
 	 * written to the kernel straight from the cached buffers (fuse_reply_data

@@ -10,6 +10,9 @@
 # Env and WorkingDir reach the workload; a failing or timed-out workload still
 # yields its list and a warning; bad input fails clearly; nothing stays
 # mounted, in runc's state, in cgroups or in TMPDIR, also after SIGINT.
+# A third layer holds two 8 MiB files: the one read whole is prefetched, the
+# one read in its first 4 KiB goes behind the list's /.prefetch.landmark line
+# (right after the layer's landmark), also from a --record-in list.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
 need_stargz
@@ -333,7 +336,71 @@ evil_dg=$(jq -r '.layers[1].digest' "$(blob "$T/evil" "$(jq -r '.manifests[0].di
 	{ fail "symlink escape"; show_file "$T/evil.err"; ls -la "$T/escape"; }
 no_leftovers "after bad input"
 
-# --- 9. registry -> registry ------------------------------------------------------------
+# --- 9. big files read in part: after the landmark ----------------------------------
+L3=$T/l3
+mkdir -p "$L3/bin" "$L3/data"
+ln -s busybox "$L3/bin/head"
+head -c 8M /dev/urandom >"$L3/data/big-part"
+head -c 8M /dev/urandom >"$L3/data/big-full"
+tar -C "$L3" --sort=name --owner=0 --group=0 --numeric-owner --mtime=2021-01-01T00:00:00Z \
+	-cf "$T/l3.tar" . || die "tar l3"
+BIG=$T/bigsrc
+"$PYTHON" "$TESTS_DIR/make_oci_image.py" --name v1 "$BIG" "$T/l1.tar.gz" "$T/l2.tar" "$T/l3.tar" \
+	>/dev/null || die "make_oci_image.py (big)"
+# line_of FILE STR: the number of FILE's first line that is STR ("" if none)
+line_of() { grep -nxF -- "$2" "$1" | head -1 | cut -d: -f1; }
+optimize big --entrypoint '["/bin/sh","-c","head -c 4096 /data/big-part >/dev/null; cat /data/big-full >/dev/null"]' \
+	--record-out "$T/big.list" "oci:$BIG:v1" "oci:$T/out:big"
+expect_rc "optimize, one big file read whole, one in part" 0 big
+lm=$(line_of "$T/big.list" /.prefetch.landmark)
+full=$(line_of "$T/big.list" /data/big-full) part=$(line_of "$T/big.list" /data/big-part)
+bb=$(line_of "$T/big.list" /bin/busybox)
+# tmpfs pages cannot be dropped: there every file reads as wholly resident
+ON_TMPFS=false
+[ "$(stat -f -c %T "$TMPDIR")" = tmpfs ] && ON_TMPFS=true
+if $ON_TMPFS; then
+	log "TMPDIR is on tmpfs (page cache cannot be emptied): residency checks skipped"
+elif [ -n "$lm" ] && [ -n "$full" ] && [ -n "$part" ] && [ -n "$bb" ] &&
+	[ "$bb" -lt "$lm" ] && [ "$full" -lt "$lm" ] &&
+	[ "$(sed -n "$((lm + 1)),\$p" "$T/big.list")" = /data/big-part ] &&
+	[ "$(grep -c prefetch.landmark "$T/big.list")" = 1 ]; then
+	pass "list: small files and /data/big-full, /.prefetch.landmark, then only /data/big-part"
+else
+	fail "list: the partly read file is not alone after /.prefetch.landmark"
+	show_file "$T/big.list"
+fi
+# big_layer_check DIR TAG DESC FIRST NEXT: layer 2 of DIR:TAG holds data/FIRST
+# (and dirs) before .prefetch.landmark, and data/NEXT right after it.
+big_layer_check() {
+	local names
+	names=$(layer_names "$1" "$2" 2) || { fail "$3: toc of layer 2"; return; }
+	local before after
+	before=$(printf '%s\n' "$names" | sed '/^\.prefetch\.landmark$/q' | grep -vxE '|data|bin' | tr '\n' ' ')
+	after=$(printf '%s\n' "$names" | grep -xA1 '\.prefetch\.landmark' | tr '\n' ' ')
+	if [ "$before" = "data/$4 .prefetch.landmark " ] && [ "$after" = ".prefetch.landmark data/$5 " ]; then
+		pass "$3: layer 2 has $4, .prefetch.landmark, then $5 right after it"
+	else
+		fail "$3: layer 2 is not $4, .prefetch.landmark, $5"
+		show_text "before the landmark: $before / from it: $after"
+		printf '%s\n' "$names" >"$T/$2.l2.names"
+		show_file "$T/$2.l2.names"
+	fi
+}
+if ! $ON_TMPFS; then
+	big_layer_check "$T/out" big "recorded" big-full big-part
+	layer_names "$T/out" big 1 | grep -qx .no.prefetch.landmark &&
+		layer_names "$T/out" big 0 | grep -qx .prefetch.landmark &&
+		pass "recorded: layer 0 keeps .prefetch.landmark, layer 1 .no.prefetch.landmark" ||
+		fail "recorded: landmarks of layers 0 and 1"
+fi
+# by hand: the other way round
+printf '/bin/busybox\n/data/big-part\n/.prefetch.landmark\n/data/big-full\n' >"$T/hand.list"
+optimize bighand --record-in "$T/hand.list" "oci:$BIG:v1" "oci:$T/out:bighand"
+expect_rc "--record-in with the marker line" 0 bighand
+big_layer_check "$T/out" bighand "--record-in" big-part big-full
+no_leftovers "after the big files"
+
+# --- 10. registry -> registry ------------------------------------------------------------
 if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
 	registry_start_plain || die "registry"
 	skopeo copy -q --dest-tls-verify=false "oci:$SRC:main" "docker://$PLAIN_REG/opt/src:v1" \

@@ -585,6 +585,30 @@ static void test_prioritized(void **state)
 	free_tentries(ents, n);
 	rs_buf_free(&blob);
 
+	/* a landmark line in the list: what follows it comes next, unprefetched */
+	const char *split[] = {"fifo", "/.prefetch.landmark", "dir/big.bin", "no/such"};
+	o.prioritized = split;
+	o.n_prioritized = 4;
+	assert_int_equal(build_mem(&tar, &o, &blob, &res, &err), 0);
+	toc = check_blob(&blob, &res, false, ents, &n);
+	const char *want_split[] = {"fifo", ESGZ_PREFETCH_LANDMARK, "dir/", "dir/big.bin"};
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(ents[i].name, want_split[i]);
+	json_decref(toc);
+	free_tentries(ents, n);
+	rs_buf_free(&blob);
+	const char *late_only[] = {"/.prefetch.landmark", "fifo"};
+	o.prioritized = late_only;
+	o.n_prioritized = 2;
+	assert_int_equal(build_mem(&tar, &o, &blob, &res, &err), 0);
+	toc = check_blob(&blob, &res, false, ents, &n);
+	assert_string_equal(ents[0].name, ESGZ_NO_PREFETCH_LANDMARK);
+	assert_string_equal(ents[1].name, "fifo");
+	json_decref(toc);
+	free_tentries(ents, n);
+	rs_buf_free(&blob);
+	o.n_prioritized = 2;
+
 	/* ... and a layer holding none of it is not worth prefetching */
 	const char *none[] = {"no/such/file", "other"};
 	o.prioritized = none;

@@ -158,6 +158,40 @@ static void test_list_read_forms(void **state)
 	conv_strv_free(v, n);
 }
 
+/* The landmark line of a list with big files read in part stays where it is. */
+static void test_list_landmark(void **state)
+{
+	(void)state;
+	struct rs_error err = {0};
+	assert_string_equal(CONV_RECORD_LANDMARK, "/.prefetch.landmark");
+	static const char *const paths[] = {"/usr/bin/python3", "/etc/ld.so.cache",
+					    CONV_RECORD_LANDMARK, "/usr/lib/libicudata.so.74",
+					    "/var/lib/pg/wal/000000010000000000000001"};
+	size_t n_paths = sizeof(paths) / sizeof(paths[0]);
+	assert_ok(conv_record_list_write(tpath("list"), paths, n_paths, &err), &err);
+	char **v = NULL;
+	size_t n = 0;
+	assert_ok(conv_record_list_read(tpath("list"), &v, &n, &err), &err);
+	assert_strv(v, n, paths, n_paths);
+	conv_strv_free(v, n);
+	FILE *f = fopen(tpath("list"), "re");
+	assert_non_null(f);
+	char buf[256];
+	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[got] = 0;
+	assert_string_equal(buf, "/usr/bin/python3\n/etc/ld.so.cache\n/.prefetch.landmark\n"
+				 "/usr/lib/libicudata.so.74\n"
+				 "/var/lib/pg/wal/000000010000000000000001\n");
+
+	/* written by hand: without its '/', repeated (the first one counts), first */
+	write_text("hand", ".prefetch.landmark\n/big\n/.prefetch.landmark\n/small\n");
+	assert_ok(conv_record_list_read(tpath("hand"), &v, &n, &err), &err);
+	static const char *const want[] = {CONV_RECORD_LANDMARK, "/big", "/small"};
+	assert_strv(v, n, want, sizeof(want) / sizeof(want[0]));
+	conv_strv_free(v, n);
+}
+
 static void test_list_read_errors(void **state)
 {
 	(void)state;
@@ -563,6 +597,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_list_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_read_forms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_landmark, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_read_errors, setup, teardown),
 	    cmocka_unit_test(test_list_stream),
 	    cmocka_unit_test(test_split_args),
