@@ -123,6 +123,11 @@ size_t cache_buf_len(const struct cache_buf *b)
 	return b->len;
 }
 
+size_t cache_buf_footprint(const struct cache_buf *b)
+{
+	return b->data == b->inline_data ? b->len : b->cap;
+}
+
 struct cache_buf *cache_buf_ref(struct cache_buf *b)
 {
 	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);

@@ -30,6 +30,8 @@ int cache_buf_from(const void *data, size_t len, struct cache_buf **out);
 uint8_t *cache_buf_wdata(struct cache_buf *b);
 const uint8_t *cache_buf_data(const struct cache_buf *b);
 size_t cache_buf_len(const struct cache_buf *b);
+/* The memory it holds: big buffers are whole 2 MiB units. */
+size_t cache_buf_footprint(const struct cache_buf *b);
 struct cache_buf *cache_buf_ref(struct cache_buf *b);
 /* Drops one reference; frees on the last. NULL is a no-op. */
 void cache_buf_unref(struct cache_buf *b);

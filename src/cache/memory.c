@@ -76,7 +76,7 @@ struct cache_buf *cache_mem_get(struct cache_mem *m, const uint8_t key[RS_SHA256
 
 void cache_mem_put(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b)
 {
-	size_t len = cache_buf_len(b);
+	size_t len = cache_buf_footprint(b); /* the budget is memory, not data */
 	if (len > m->budget)
 		return;
 	struct mem_ent *me = calloc(1, sizeof(*me));

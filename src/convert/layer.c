@@ -302,8 +302,8 @@ int conv_layer(struct conv_ctx *cx, json_t *src_desc, const char *diff_id, size_
 	struct layer_out lo = {0};
 	char toc_digest[RS_DIGEST_STR_LEN];
 	/* A prioritized list reorders every layer, so nothing is kept as it is. */
-	bool keep = cx->o->n_prioritized == 0 &&
-		    already_target(cx, src_desc, dg, size, kind, toc_digest);
+	bool keep =
+	    cx->o->n_prioritized == 0 && already_target(cx, src_desc, dg, size, kind, toc_digest);
 	if (keep)
 		rc = keep_layer(cx, src_desc, dg, size, diff_id, toc_digest, &lo, err);
 	else

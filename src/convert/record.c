@@ -214,8 +214,7 @@ int conv_record(const char *src, const struct conv_record_options *o,
 		res->paths = conv_strset_steal(&r.fan.paths, &res->n_paths);
 		res->incomplete = r.fan.incomplete;
 		if (measurable)
-			rc = conv_rec_split_partial(r.fs.merged, &res->paths, &res->n_paths,
-						    err);
+			rc = conv_rec_split_partial(r.fs.merged, &res->paths, &res->n_paths, err);
 	}
 	if (r.runc.pid > 0) {
 		int st;

@@ -280,7 +280,6 @@ int esgz_list(const struct esgz_blob *b, FILE *out, bool json, struct rs_error *
  * uses to match names. out has strlen(name)+1 bytes. */
 void esgz_clean_name(const char *name, char *out);
 
-
 struct esgz_build_opts {
 	int64_t chunk_size;             /* 0: ESGZ_DEFAULT_CHUNK_SIZE */
 	int level;                      /* 1-9; 0: ESGZ_DEFAULT_LEVEL */

@@ -91,7 +91,7 @@ static void push_locked(struct lfs_runtime *rt, struct lfs_job *j, bool front)
  * read must not queue behind megabytes it did not ask for. */
 static bool low_prio_allowed(const struct lfs_runtime *rt)
 {
-	return rt->nfetchers < 2 || rt->low_running < rt->nfetchers - 1;
+	return rt->fetch_pool < 2 || rt->low_running < rt->fetch_pool - 1;
 }
 
 static struct lfs_job *pop_locked(struct lfs_runtime *rt)
@@ -390,11 +390,10 @@ static int on_run_bytes(void *ctx, const void *data, size_t n)
 	struct stream_run *s = ctx;
 	memcpy(s->buf + s->got, data, n);
 	s->got += n;
-	while (s->next < s->end &&
-	       s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
+	while (s->next < s->end && s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
 		uint32_t i = s->next++;
-		int8_t res = land_chunk(s->rt, s->l, i,
-					s->buf + (s->l->chunks[i].offset - s->base));
+		int8_t res =
+		    land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base));
 		pthread_mutex_lock(&s->l->lock);
 		settle_chunk_locked(s->l, i, res);
 		pthread_cond_broadcast(&s->l->cond);
@@ -416,8 +415,8 @@ static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const stru
 			       .base = rg->off,
 			       .next = j->runs[0].first,
 			       .end = j->runs[0].first + j->runs[0].count};
-	*r = reg_blob_read_stream(l->client, &l->ref, l->digest, rg->off, rg->len, on_run_bytes,
-				  &s, err);
+	*r = reg_blob_read_stream(l->client, &l->ref, l->digest, rg->off, rg->len, on_run_bytes, &s,
+				  err);
 	return s.next;
 }
 
@@ -503,9 +502,15 @@ static void *fetcher_main(void *arg)
 	while (!rt->stopping) {
 		struct lfs_job *j = pop_locked(rt);
 		bool bg = false;
+		/* Counted before the pick drops the lock: another fetcher must not
+		 * take the last free slot meanwhile. */
+		bool counted = false;
 		if (!j && low_prio_allowed(rt)) {
+			rt->low_running++;
 			j = pick_background_locked(rt);
-			bg = j != NULL;
+			bg = counted = j != NULL;
+			if (!j)
+				rt->low_running--;
 		}
 		if (!j) {
 			struct timespec ts;
@@ -516,7 +521,8 @@ static void *fetcher_main(void *arg)
 		}
 		enum lfs_prio prio = j->prio;
 		bool low = prio >= LFS_PRIO_PREFETCH;
-		rt->low_running += low;
+		if (low && !counted)
+			rt->low_running++;
 		pthread_mutex_unlock(&rt->lock);
 		run_job(rt, j);
 		jobs_free(j);
@@ -537,6 +543,9 @@ static void *fetcher_main(void *arg)
 
 int lfs_fetch_start(struct lfs_runtime *rt, int nfetchers, struct rs_error *err)
 {
+	pthread_mutex_lock(&rt->lock);
+	rt->fetch_pool = nfetchers;
+	pthread_mutex_unlock(&rt->lock);
 	rt->fetchers = calloc((size_t)nfetchers, sizeof(pthread_t));
 	if (!rt->fetchers)
 		return rs_err(err, -ENOMEM, "out of memory");

@@ -76,6 +76,7 @@ struct lfs_runtime {
 	struct lfs_job *queue_head[LFS_NPRIO], *queue_tail[LFS_NPRIO];
 	bool bg_busy;           /* one background job at a time */
 	int low_running;        /* fetchers on prefetch or background jobs */
+	int fetch_pool;         /* fetchers there will be (nfetchers grows as they start) */
 	int64_t last_demand_ms; /* when an on-demand or readahead job last ended */
 	uint32_t bg_turn;       /* round robin among layers */
 };

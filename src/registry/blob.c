@@ -155,9 +155,16 @@ static int read_single(struct reg_client *c, const struct reg_ref *ref, const ch
 	 * lands in its buffer (no copy, no fresh memory); others get one
 	 * allocation that never grows. */
 	struct reg_range *own = NULL;
-	for (size_t i = 0; i < n && want >= SMALL_BLOB_MAX; i++)
+	size_t inside = 0; /* ranges the span holds (merged ones overlap it) */
+	for (size_t i = 0; i < n && want >= SMALL_BLOB_MAX; i++) {
+		int64_t end = ranges[i].off + (int64_t)ranges[i].len;
+		if (ranges[i].len && ranges[i].off < s->end && end > s->off)
+			inside++;
 		if (ranges[i].off == s->off && (int64_t)ranges[i].len == want)
 			own = &ranges[i];
+	}
+	if (inside != 1)
+		own = NULL;
 	if (own) {
 		resp.body = (struct rs_buf){.data = own->buf, .cap = own->len};
 		resp.body_borrowed = true;
@@ -396,9 +403,8 @@ static int stream_write(void *ctx, const void *data, size_t n)
 }
 
 int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const char *digest,
-			 int64_t off, size_t len,
-			 int (*fn)(void *ctx, const void *data, size_t n), void *ctx,
-			 struct rs_error *err)
+			 int64_t off, size_t len, int (*fn)(void *ctx, const void *data, size_t n),
+			 void *ctx, struct rs_error *err)
 {
 	char path[128], range[96];
 	int r = blob_path(digest, path, sizeof(path), err);
@@ -420,12 +426,15 @@ int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const 
 				   .sink = stream_write,
 				   .sink_ctx = &s};
 	r = reg_http_do(c, &req, &resp, err);
-	if (s.bad_range)
+	/* A refused reply (a mirror's whole blob) may have been followed by a
+	 * good one from the next host: only a failed transfer tells. */
+	if (s.bad_range && r < 0)
 		return rs_err(err, -EPROTO,
 			      "registry %s: blob %s: no 206 reply for bytes %lld-%lld (status %ld, "
 			      "Content-Range '%.80s')",
-			      ref->domain, digest, (long long)off, (long long)(off + (int64_t)len - 1),
-			      resp.status, resp.content_range ? resp.content_range : "");
+			      ref->domain, digest, (long long)off,
+			      (long long)(off + (int64_t)len - 1), resp.status,
+			      resp.content_range ? resp.content_range : "");
 	if (r < 0)
 		return r;
 	if (resp.status != 206)
@@ -433,8 +442,8 @@ int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const 
 	if (s.got != len)
 		return rs_err(err, -EBADMSG,
 			      "registry %s: blob %s bytes %lld-%lld truncated (%zu of %zu bytes)",
-			      ref->domain, digest, (long long)off, (long long)(off + (int64_t)len - 1),
-			      s.got, len);
+			      ref->domain, digest, (long long)off,
+			      (long long)(off + (int64_t)len - 1), s.got, len);
 	return 0;
 }
 

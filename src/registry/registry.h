@@ -146,9 +146,8 @@ int reg_blob_read(struct reg_client *c, const struct reg_ref *ref, const char *d
  * sees a byte, and the caller may fall back to reg_blob_read. fn returning a
  * negative errno aborts. */
 int reg_blob_read_stream(struct reg_client *c, const struct reg_ref *ref, const char *digest,
-			 int64_t off, size_t len,
-			 int (*fn)(void *ctx, const void *data, size_t n), void *ctx,
-			 struct rs_error *err);
+			 int64_t off, size_t len, int (*fn)(void *ctx, const void *data, size_t n),
+			 void *ctx, struct rs_error *err);
 /* Writes the whole blob to fd, verifying its digest and size. */
 int reg_blob_fetch(struct reg_client *c, const struct reg_ref *ref, const char *digest,
 		   int64_t size, int fd, struct rs_error *err);
