@@ -117,10 +117,12 @@ struct lfs_layer {
 	/* Where recent reads of a few files ended: a read starting there is
 	 * sequential and earns chunk readahead. */
 	struct lfs_stream {
-		uint32_t node;
+		uint32_t node; /* TOC node + 1; 0: unused */
+		bool matched;  /* a read has continued it: a real stream */
 		int64_t next;
+		uint64_t used; /* stream_clock when last read */
 	} streams[LFS_STREAMS];
-	uint32_t stream_turn;
+	uint64_t stream_clock;
 	uint64_t fetch_errors, verify_errors;
 
 	/* FUSE. */

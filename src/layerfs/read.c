@@ -30,17 +30,30 @@ static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, ui
  * chunk readahead: it would fetch megabytes nobody reads. */
 static bool sequential(struct lfs_layer *l, uint32_t node, int64_t off, int64_t end)
 {
-	bool seq = false;
 	pthread_mutex_lock(&l->lock);
-	struct lfs_stream *slot = NULL;
-	for (uint32_t i = 0; i < LFS_STREAMS && !slot; i++)
-		if (l->streams[i].node == node + 1 && l->streams[i].next == off)
-			slot = &l->streams[i];
-	seq = slot != NULL;
-	if (!slot)
-		slot = &l->streams[l->stream_turn++ % LFS_STREAMS];
-	slot->node = node + 1; /* 0 marks an unused slot */
+	struct lfs_stream *slot = NULL, *victim = NULL;
+	for (uint32_t i = 0; i < LFS_STREAMS && !slot; i++) {
+		struct lfs_stream *st = &l->streams[i];
+		if (st->node == node + 1 && st->next == off) {
+			slot = st;
+			break;
+		}
+		/* Scattered reads replace one another, not the streams that
+		 * proved sequential. */
+		if (!victim || (st->matched ? 1 : 0) < (victim->matched ? 1 : 0) ||
+		    (st->matched == victim->matched && st->used < victim->used))
+			victim = st;
+	}
+	bool seq = slot != NULL;
+	if (!slot) {
+		slot = victim;
+		slot->node = node + 1;
+		slot->matched = false;
+	} else {
+		slot->matched = true;
+	}
 	slot->next = end;
+	slot->used = ++l->stream_clock;
 	pthread_mutex_unlock(&l->lock);
 	return seq;
 }
