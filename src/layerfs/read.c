@@ -9,7 +9,7 @@
 
 #include "layerfs_internal.h"
 
-#define READAHEAD_CHUNKS 2
+#define READAHEAD_CHUNKS 4
 #define STACK_CHUNKS 16
 
 static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, uint32_t nc,
