@@ -46,6 +46,7 @@ struct pull {
 	char (*chain)[RS_DIGEST_STR_LEN];
 	struct ctrd_client *c;
 	char *lease;
+	struct ahead *ahead; /* NULL until a layer is downloaded */
 };
 
 static double now_s(void)
@@ -297,12 +298,121 @@ static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct 
 	return rc;
 }
 
+/* Blobs of the ordinary layers above the first one a snapshotter did not take,
+ * downloaded in order by one thread while the layers below are applied (as
+ * containerd's unpacker does). eStargz layers are left out: a remote
+ * snapshotter may still take them. */
+struct ahead {
+	bool started;
+	pthread_t th;
+	struct pull *p;
+	pthread_mutex_t lock; /* guards the fields below */
+	pthread_cond_t cond;
+	bool stop;
+	bool *want;     /* layer i is downloaded ahead */
+	uint8_t *state; /* 0 waiting, 1 downloading, 2 done */
+	int *rc;
+	int64_t *fetched;
+	struct rs_error *errs;
+};
+
+static bool maybe_lazy(const struct reg_descriptor *d)
+{
+	for (size_t k = 0; k < d->n_annotations; k++)
+		if (strcmp(d->annotations[k].key, "containerd.io/snapshot/stargz/toc.digest") == 0)
+			return true;
+	return false;
+}
+
+static void *ahead_thread(void *arg)
+{
+	struct ahead *a = arg;
+	size_t n = a->p->manifest.n_layers;
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&a->lock);
+		bool go = a->want[i] && !a->stop;
+		if (go)
+			a->state[i] = 1;
+		pthread_mutex_unlock(&a->lock);
+		if (!go)
+			continue;
+		int rc = ensure_layer_blob(a->p, i, &a->fetched[i], &a->errs[i]);
+		pthread_mutex_lock(&a->lock);
+		a->rc[i] = rc;
+		a->state[i] = 2;
+		pthread_cond_broadcast(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+	}
+	return NULL;
+}
+
+/* Starts downloading the ordinary layers above layer `above`; best effort. */
+static void ahead_start(struct ahead *a, struct pull *p, size_t above)
+{
+	size_t n = p->manifest.n_layers, count = 0;
+	a->p = p;
+	a->want = calloc(n, sizeof(*a->want));
+	a->state = calloc(n, 1);
+	a->rc = calloc(n, sizeof(*a->rc));
+	a->fetched = calloc(n, sizeof(*a->fetched));
+	a->errs = calloc(n, sizeof(*a->errs));
+	if (!a->want || !a->state || !a->rc || !a->fetched || !a->errs)
+		return;
+	for (size_t i = above + 1; i < n; i++)
+		count += a->want[i] = !maybe_lazy(&p->manifest.layers[i]);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	if (count && pthread_create(&a->th, NULL, ahead_thread, a) == 0) {
+		a->started = true;
+		rs_log(RS_LOG_DEBUG, "rpull: downloading %zu ordinary layer(s) ahead", count);
+		return;
+	}
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+}
+
+/* Layer i's blob as the download-ahead left it: 1 when it took care of it
+ * (rc and fetched set), 0 when this thread must do it itself. */
+static int ahead_take(struct ahead *a, size_t i, int64_t *fetched, int *rc, struct rs_error *err)
+{
+	if (!a || !a->started || !a->want[i])
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	while (a->state[i] != 2)
+		pthread_cond_wait(&a->cond, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	*fetched = a->fetched[i];
+	*rc = a->rc[i];
+	if (*rc < 0)
+		*err = a->errs[i];
+	return 1;
+}
+
+static void ahead_finish(struct ahead *a)
+{
+	if (a->started) {
+		pthread_mutex_lock(&a->lock);
+		a->stop = true;
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->th, NULL);
+		pthread_mutex_destroy(&a->lock);
+		pthread_cond_destroy(&a->cond);
+	}
+	free(a->want);
+	free(a->state);
+	free(a->rc);
+	free(a->fetched);
+	free(a->errs);
+}
+
 /* The ordinary path: blob, Apply onto the prepared snapshot, Commit. */
 static int unpack_layer(struct pull *p, size_t i, const char *key, const struct ctrd_mounts *m,
 			struct ctrd_labels *l, struct ctrd_rpull_layer *out, struct rs_error *err)
 {
 	const struct reg_descriptor *d = &p->manifest.layers[i];
-	int rc = ensure_layer_blob(p, i, &out->fetched, err);
+	int rc;
+	if (!ahead_take(p->ahead, i, &out->fetched, &rc, err))
+		rc = ensure_layer_blob(p, i, &out->fetched, err);
 	char applied[RS_DIGEST_STR_LEN] = "";
 	if (rc == 0) {
 		struct ctrd_descriptor desc = {
@@ -483,6 +593,7 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 	if (e)
 		return rs_err(err, -e, "cannot start a thread: %s", strerror(e));
 	int rc = 0;
+	struct ahead ahead = {0};
 	const struct reg_manifest *m = &p->manifest;
 	for (size_t i = 0; rc == 0 && i < m->n_layers; i++) {
 		struct ctrd_rpull_layer *L = &out->layers[i];
@@ -504,6 +615,18 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 			p->o->on_layer(p->o->ctx, i, m->n_layers, L);
 		L->media_type = NULL;
 		out->n_layers = i + 1;
+		bool ordinary =
+		    L->action == CTRD_LAYER_DOWNLOADED || L->action == CTRD_LAYER_APPLIED;
+		if (ordinary && !p->ahead && i + 1 < m->n_layers) {
+			p->ahead = &ahead;
+			ahead_start(&ahead, p, i);
+		}
+	}
+	if (p->ahead) {
+		if (rc < 0) /* a download ahead is no longer wanted: end it now */
+			reg_client_cancel(p->reg);
+		ahead_finish(&ahead);
+		p->ahead = NULL;
 	}
 	pthread_join(store_th, NULL);
 	if (rc == 0 && sj.rc < 0) {
