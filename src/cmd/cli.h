@@ -25,4 +25,15 @@ int cmd_mount(int argc, char **argv);
 int cmd_rpull(int argc, char **argv);
 int cmd_optimize(int argc, char **argv);
 
+/* The conversion options `convert` and `optimize` share, for their --help. */
+#define CLI_CONVERT_OPTIONS_HELP                                                                   \
+	"  --chunk-size N      bytes per chunk of large files (default 4194304)\n"                 \
+	"  --level N           compression level 1-9 (default 9)\n"                                \
+	"  --zstdchunked       write zstd:chunked layers (OCI media types)\n"                      \
+	"  --oci               OCI media types even for a docker image\n"                          \
+	"  --threads N         compression threads (default: every core)\n"                        \
+	"  --plain-http        talk plain HTTP to registries\n"                                    \
+	"  --hosts-dir DIR     registry host configuration (certs.d layout;\n"                     \
+	"                      default /etc/containerd/certs.d)\n"
+
 #endif

@@ -102,15 +102,7 @@ static const char usage_convert[] =
     "\"converted\",\"kept\"} as JSON on stdout.\n"
     "\n"
     "  --platform P        os/arch[/variant] to convert (default: this host's)\n"
-    "  --all-platforms     every platform of an index\n"
-    "  --chunk-size N      bytes per chunk of large files (default 4194304)\n"
-    "  --level N           compression level 1-9 (default 9)\n"
-    "  --zstdchunked       write zstd:chunked layers (OCI media types)\n"
-    "  --oci               OCI media types even for a docker image\n"
-    "  --threads N         compression threads (default: every core)\n"
-    "  --plain-http        talk plain HTTP to registries\n"
-    "  --hosts-dir DIR     registry host configuration (certs.d layout;\n"
-    "                      default /etc/containerd/certs.d)\n"
+    "  --all-platforms     every platform of an index\n" CLI_CONVERT_OPTIONS_HELP
     "  -h, --help          show this help\n";
 
 static const char usage_inspect[] =

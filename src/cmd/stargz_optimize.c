@@ -34,16 +34,8 @@ static const char usage_optimize[] =
     "  --record-in FILE    convert with a saved list; nothing runs (--entrypoint,\n"
     "                      --args, --env, --cwd, --period and --runc are refused)\n"
     "  --runc PATH         the runc binary (default: runc from PATH)\n"
-    "  --platform P        os/arch[/variant] of an index (default: this host's)\n"
-    "  --chunk-size N      bytes per chunk of large files (default 4194304)\n"
-    "  --level N           compression level 1-9 (default 9)\n"
-    "  --zstdchunked       write zstd:chunked layers (OCI media types)\n"
-    "  --oci               OCI media types even for a docker image\n"
-    "  --threads N         compression threads (default: every core)\n"
-    "  --plain-http        talk plain HTTP to registries\n"
-    "  --hosts-dir DIR     registry host configuration (certs.d layout;\n"
-    "                      default /etc/containerd/certs.d)\n"
-    "  -h, --help          show this help\n"
+    "  --platform P        os/arch[/variant] of an index (default: this "
+    "host's)\n" CLI_CONVERT_OPTIONS_HELP "  -h, --help          show this help\n"
     "\n"
     "Exit status: 0 converted, 2 usage error, 3 any other error.\n";
 
