@@ -254,7 +254,7 @@ pull_image() {
 		timed timeout "${4:-900}" "${CTR[@]}" images pull --plain-http --snapshotter overlayfs "$2" \
 			>"$out.out" 2>"$out.err"
 	else
-		timed timeout "${4:-900}" "$STARGZ" rpull --address "$C_SOCK" --plain-http --snapshotter "$1" "$2" \
+		timed timeout "${4:-900}" "$STARGZ" rpull ${RPULL_DEBUG:+--debug} --address "$C_SOCK" --plain-http --snapshotter "$1" "$2" \
 			>"$out.out" 2>"$out.err"
 	fi
 }

@@ -47,6 +47,7 @@ struct pull {
 	struct ctrd_client *c;
 	char *lease;
 	struct ahead *ahead; /* NULL until a layer is downloaded */
+	bool chain_absent;   /* a lower layer's chain was not there before this pull */
 };
 
 static double now_s(void)
@@ -455,13 +456,16 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 {
 	const char *chain = p->chain[i];
 	const char *parent = i ? p->chain[i - 1] : "";
-	int rc = ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
+	/* A snapshot's parent must exist: above a chain that was not there,
+	 * none can be, and a Stat round trip a layer is saved. */
+	int rc = p->chain_absent ? -ENOENT : ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
 	if (rc == 0) {
 		out->action = CTRD_LAYER_EXISTS;
 		return 0;
 	}
 	if (rc != -ENOENT)
 		return rs_error_prefix(err, "snapshotter %s", p->sn);
+	p->chain_absent = true;
 
 	struct ctrd_labels l = {0};
 	if (ctrd_layer_labels(&p->manifest, p->manifest_json, i, p->chain[i], p->name, &l) < 0) {
