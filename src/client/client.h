@@ -40,6 +40,11 @@
 #define CTRD_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
 #define CTRD_LABEL_STARGZ_LAYERS "containerd.io/snapshot/remote/stargz.layers"
 #define CTRD_LABEL_REMOTE_URLS "containerd.io/snapshot/remote/urls"
+/* Ours, for our daemon: "digest=N,..." for the layers in stargz.layers whose
+ * TOC position is annotated, N the bytes from the TOC's start to the blob's
+ * end (what the daemon's first range request then asks for). Under
+ * containerd.io/snapshot/: containerd hands a snapshotter no other labels. */
+#define CTRD_LABEL_TOC_TAILS "containerd.io/snapshot/remote-snapshotter.toc-tails"
 /* Layer annotations under this prefix become snapshot labels (containerd's
  * snapshots.FilterInheritedLabels), e.g. containerd.io/snapshot/stargz/toc.digest. */
 #define CTRD_LABEL_INHERITED_PREFIX "containerd.io/snapshot/"

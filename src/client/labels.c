@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "client/rpull_internal.h"
+#include "estargz/estargz.h"
 
 void ctrd_labels_free(struct ctrd_labels *l)
 {
@@ -162,6 +163,32 @@ static char *layer_urls(json_t *manifest_json, size_t i, const char *key)
 	return (char *)b.data;
 }
 
+/* The leading decimal number of s, ended by '\0' or stop; -1 if none. */
+static int64_t leading_number(const char *s, char stop)
+{
+	int64_t v = 0;
+	size_t n = 0;
+	for (; s[n] >= '0' && s[n] <= '9'; n++) {
+		if (n >= 18)
+			return -1;
+		v = v * 10 + (s[n] - '0');
+	}
+	return n > 0 && (s[n] == '\0' || s[n] == stop) ? v : -1;
+}
+
+int64_t ctrd_layer_toc_tail(const struct reg_descriptor *d)
+{
+	int64_t off = -1;
+	for (size_t k = 0; k < d->n_annotations && off < 0; k++) {
+		const struct reg_kv *a = &d->annotations[k];
+		if (strcmp(a->key, ESGZ_ANNOTATION_TOC_OFFSET) == 0)
+			off = leading_number(a->value, '\0');
+		else if (strcmp(a->key, ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION) == 0)
+			off = leading_number(a->value, ':'); /* offset:length:size:type */
+	}
+	return off > 0 && off < d->size ? d->size - off : 0;
+}
+
 int ctrd_layer_labels(const struct reg_manifest *m, json_t *manifest_json, size_t i,
 		      const char *chain_id, const char *name, struct ctrd_labels *l)
 {
@@ -181,13 +208,24 @@ int ctrd_layer_labels(const struct reg_manifest *m, json_t *manifest_json, size_
 		return -ENOMEM;
 
 	/* This layer and the ones above it, as many as fit in one label. */
-	struct rs_buf b = {0};
+	struct rs_buf b = {0}, tails = {0};
 	for (size_t j = i; j < m->n_layers; j++) {
 		const char *dg = m->layers[j].digest;
 		if (!ctrd_label_fits(CTRD_LABEL_STARGZ_LAYERS, go_joined_len(b.len, strlen(dg))))
 			break;
 		if (rs_buf_printf(&b, "%s%s", b.len ? "," : "", dg) < 0) {
 			rs_buf_free(&b);
+			rs_buf_free(&tails);
+			return -ENOMEM;
+		}
+		char tail[RS_DIGEST_STR_LEN + 24];
+		int64_t t = ctrd_layer_toc_tail(&m->layers[j]);
+		int tn = snprintf(tail, sizeof(tail), "%s=%lld", dg, (long long)t);
+		if (t > 0 &&
+		    ctrd_label_fits(CTRD_LABEL_TOC_TAILS, go_joined_len(tails.len, (size_t)tn)) &&
+		    rs_buf_printf(&tails, "%s%s", tails.len ? "," : "", tail) < 0) {
+			rs_buf_free(&b);
+			rs_buf_free(&tails);
 			return -ENOMEM;
 		}
 		char key[sizeof(CTRD_LABEL_REMOTE_URLS) + 24];
@@ -195,13 +233,19 @@ int ctrd_layer_labels(const struct reg_manifest *m, json_t *manifest_json, size_
 		cleanup_free char *urls = layer_urls(manifest_json, j, key);
 		if (!urls || (*urls && ctrd_labels_set(l, key, urls) < 0)) {
 			rs_buf_free(&b);
+			rs_buf_free(&tails);
 			return -ENOMEM;
 		}
 	}
 	int rc = rs_buf_append(&b, "", 1) < 0
 		     ? -ENOMEM
 		     : ctrd_labels_set(l, CTRD_LABEL_STARGZ_LAYERS, (const char *)b.data);
+	if (rc == 0 && tails.len > 0)
+		rc = rs_buf_append(&tails, "", 1) < 0
+			 ? -ENOMEM
+			 : ctrd_labels_set(l, CTRD_LABEL_TOC_TAILS, (const char *)tails.data);
 	rs_buf_free(&b);
+	rs_buf_free(&tails);
 	if (rc < 0)
 		return rc;
 	cleanup_free char *urls = layer_urls(manifest_json, i, CTRD_LABEL_REMOTE_URLS);

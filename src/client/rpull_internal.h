@@ -25,12 +25,17 @@ char *ctrd_dist_source_key(const char *domain);
  * repo, sorted, without duplicates, comma-separated. */
 char *ctrd_merge_sources(const char *existing, const char *repo);
 
+/* Bytes from the TOC's start to the end of the blob d describes, from the
+ * annotation our converter writes (toc-offset) or zstd:chunked's
+ * manifest-position; 0 when neither is there or the value does not fit d. */
+int64_t ctrd_layer_toc_tail(const struct reg_descriptor *d);
+
 /* Adds the labels containerd's unpacker gives Prepare for layer i of m: the
  * layer's annotations under containerd.io/snapshot/ and
  * containerd.io/snapshot.ref = chain_id, plus what stargz-snapshotter's
  * AppendDefaultLabelsHandlerWrapper adds (stargz.reference = name,
- * stargz.digest, stargz.layers, urls). manifest_json is m's raw JSON parsed
- * (for the layers' urls). -ENOMEM. */
+ * stargz.digest, stargz.layers, urls), plus our toc-tails. manifest_json is
+ * m's raw JSON parsed (for the layers' urls). -ENOMEM. */
 int ctrd_layer_labels(const struct reg_manifest *m, json_t *manifest_json, size_t i,
 		      const char *chain_id, const char *name, struct ctrd_labels *l);
 

@@ -72,6 +72,16 @@ static int zstd_annotate(struct esgz_reader *r, json_t *desc, struct rs_error *e
 	return 0;
 }
 
+/* eStargz only: zstd:chunked layers state the same in their manifest-position. */
+static int set_toc_offset_annotation(struct conv_ctx *cx, json_t *desc, int64_t toc_offset)
+{
+	if (cx->o->zstd_chunked)
+		return 0;
+	char s[32];
+	snprintf(s, sizeof(s), "%" PRId64, toc_offset);
+	return conv_desc_set_annotation(desc, ESGZ_ANNOTATION_TOC_OFFSET, s);
+}
+
 static bool size_annotation_ok(json_t *desc)
 {
 	const char *s = conv_desc_annotation(desc, ESGZ_ANNOTATION_UNCOMPRESSED_SIZE);
@@ -91,9 +101,11 @@ static int set_size_annotation(json_t *desc, int64_t size)
 }
 
 /* Whether the source blob already is in the target format; on yes, fills
- * toc_digest (the computed one). Any failure to open it means "no". */
+ * toc_digest (the computed one) and toc_offset (the footer's). Any failure to open it means "no".
+ */
 static bool already_target(struct conv_ctx *cx, json_t *desc, const char *dg, int64_t size,
-			   enum layer_kind kind, char toc_digest[RS_DIGEST_STR_LEN])
+			   enum layer_kind kind, char toc_digest[RS_DIGEST_STR_LEN],
+			   int64_t *toc_offset)
 {
 	if (kind != (cx->o->zstd_chunked ? LK_ZSTD : LK_GZIP))
 		return false;
@@ -115,8 +127,10 @@ static bool already_target(struct conv_ctx *cx, json_t *desc, const char *dg, in
 		       e.msg);
 	enum esgz_format fmt = cx->o->zstd_chunked ? ESGZ_FORMAT_ZSTD_CHUNKED : ESGZ_FORMAT_ESTARGZ;
 	ok = ok && b->footer.format == fmt;
-	if (ok)
+	if (ok) {
 		rs_digest_format(b->toc_digest, toc_digest);
+		*toc_offset = b->footer.toc_offset;
+	}
 	esgz_blob_free(b);
 	esgz_reader_close(&r);
 	return ok;
@@ -130,12 +144,13 @@ struct layer_out {
 };
 
 static int keep_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, int64_t size,
-		      const char *diff_id, const char *toc_digest, struct layer_out *lo,
-		      struct rs_error *err)
+		      const char *diff_id, const char *toc_digest, int64_t toc_offset,
+		      struct layer_out *lo, struct rs_error *err)
 {
 	json_t *d = lo->desc = json_deep_copy(src_desc);
 	if (!d || json_object_set_new(d, "mediaType", json_string(target_media_type(cx))) < 0 ||
-	    conv_desc_set_annotation(d, ESGZ_ANNOTATION_TOC_DIGEST, toc_digest) < 0)
+	    conv_desc_set_annotation(d, ESGZ_ANNOTATION_TOC_DIGEST, toc_digest) < 0 ||
+	    set_toc_offset_annotation(cx, d, toc_offset) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	snprintf(lo->diff_id, sizeof(lo->diff_id), "%s", diff_id);
 	snprintf(lo->digest, sizeof(lo->digest), "%s", dg);
@@ -172,6 +187,7 @@ static const char *const stale_annotations[] = {
     ESGZ_ANNOTATION_UNCOMPRESSED_SIZE,
     ESGZ_ANNOTATION_ZSTD_MANIFEST_CHECKSUM,
     ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION,
+    ESGZ_ANNOTATION_TOC_OFFSET,
 };
 
 static int rebuild_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, int64_t size,
@@ -210,7 +226,8 @@ static int rebuild_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, 
 	    json_object_set_new(d, "digest", json_string(res.digest)) < 0 ||
 	    json_object_set_new(d, "size", json_integer(res.size)) < 0 ||
 	    conv_desc_set_annotation(d, ESGZ_ANNOTATION_TOC_DIGEST, res.toc_digest) < 0 ||
-	    set_size_annotation(d, res.uncompressed_size) < 0)
+	    set_size_annotation(d, res.uncompressed_size) < 0 ||
+	    set_toc_offset_annotation(cx, d, res.toc_offset) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	if (cx->o->zstd_chunked) {
 		struct esgz_reader r = {0};
@@ -301,11 +318,12 @@ int conv_layer(struct conv_ctx *cx, json_t *src_desc, const char *diff_id, size_
 
 	struct layer_out lo = {0};
 	char toc_digest[RS_DIGEST_STR_LEN];
+	int64_t toc_offset = 0;
 	/* A prioritized list reorders every layer, so nothing is kept as it is. */
-	bool keep =
-	    cx->o->n_prioritized == 0 && already_target(cx, src_desc, dg, size, kind, toc_digest);
+	bool keep = cx->o->n_prioritized == 0 &&
+		    already_target(cx, src_desc, dg, size, kind, toc_digest, &toc_offset);
 	if (keep)
-		rc = keep_layer(cx, src_desc, dg, size, diff_id, toc_digest, &lo, err);
+		rc = keep_layer(cx, src_desc, dg, size, diff_id, toc_digest, toc_offset, &lo, err);
 	else
 		rc = rebuild_layer(cx, src_desc, dg, size, &lo, err);
 	if (rc < 0) {

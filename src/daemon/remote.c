@@ -19,6 +19,9 @@
 #define L_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
 #define L_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
 #define L_TOC ESGZ_ANNOTATION_TOC_DIGEST
+/* Ours (stargz rpull): "digest=N,..." with the bytes from each listed
+ * layer's TOC to its blob's end; a hint, so anything odd is ignored. */
+#define L_TOC_TAILS "containerd.io/snapshot/remote-snapshotter.toc-tails"
 
 /* Layers opened ahead, at most this many at once. */
 #define MAX_AHEAD 8
@@ -35,6 +38,7 @@ struct ahead {
 	struct ahead *next;
 	struct daemon_remote *r;
 	char *ref, *digest;
+	int64_t toc_tail;
 	bool done;
 	int rc;
 	struct rs_error err;
@@ -68,6 +72,7 @@ static void *open_ahead(void *arg)
 	    .client = r->o.client,
 	    .ref = a->ref,
 	    .digest = a->digest,
+	    .toc_tail = a->toc_tail,
 	    .no_prefetch = r->o.no_prefetch,
 	    .no_background = r->o.no_background,
 	    .read_timeout_ms = r->o.read_timeout_ms,
@@ -86,6 +91,25 @@ static void *open_ahead(void *arg)
 	return NULL;
 }
 
+/* digest's N in a toc-tails label; 0 when it is not there or not a number. */
+static int64_t toc_tail_of(const char *tails, const char *digest)
+{
+	size_t dlen = strlen(digest);
+	for (const char *p = tails; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len > dlen + 1 && strncmp(p, digest, dlen) == 0 && p[dlen] == '=') {
+			int64_t v = 0;
+			size_t k = dlen + 1;
+			for (; k < len && k < dlen + 1 + 18 && p[k] >= '0' && p[k] <= '9'; k++)
+				v = v * 10 + (p[k] - '0');
+			return k == len ? v : 0;
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	return 0;
+}
+
 static struct ahead *find_ahead(struct daemon_remote *r, const char *ref, const char *digest)
 {
 	for (struct ahead *a = r->ahead; a; a = a->next)
@@ -96,7 +120,7 @@ static struct ahead *find_ahead(struct daemon_remote *r, const char *ref, const 
 
 /* Under r->lock: starts opening each listed layer not yet known. */
 static void start_ahead(struct daemon_remote *r, const char *ref, const char *list,
-			const char *self)
+			const char *tails, const char *self)
 {
 	const char *p = list;
 	while (p && *p) {
@@ -113,6 +137,7 @@ static void start_ahead(struct daemon_remote *r, const char *ref, const char *li
 					a->r = r;
 					a->ref = strdup(ref);
 					a->digest = strdup(digest);
+					a->toc_tail = toc_tail_of(tails, digest);
 					pthread_t t;
 					if (a->ref && a->digest &&
 					    pthread_create(&t, NULL, open_ahead, a) == 0) {
@@ -190,6 +215,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 		return rs_err(err, -ENOTSUP, "no remote layer labels");
 	const char *layers = label(labels, n, L_LAYERS, L_CRI_LAYERS);
 	const char *toc = snap_label_get(labels, n, L_TOC);
+	const char *tails = snap_label_get(labels, n, L_TOC_TAILS);
 
 	pthread_mutex_lock(&r->lock);
 	if (find_mounted(r, fs_dir)) {
@@ -197,7 +223,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 		return rs_err(err, -EBUSY, "%s is mounted already", fs_dir);
 	}
 	if (layers)
-		start_ahead(r, ref, layers, digest);
+		start_ahead(r, ref, layers, tails, digest);
 	struct lfs_layer *l = take_ahead(r, ref, digest);
 	pthread_mutex_unlock(&r->lock);
 
@@ -208,6 +234,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 		    .ref = ref,
 		    .digest = digest,
 		    .toc_digest = toc,
+		    .toc_tail = toc_tail_of(tails, digest),
 		    .no_prefetch = r->o.no_prefetch,
 		    .no_background = r->o.no_background,
 		    .read_timeout_ms = r->o.read_timeout_ms,

@@ -426,6 +426,7 @@ static int finish_toc(struct out_state *st, const struct esgz_build_opts *o, int
 	rs_sha256(json.data, json.len, sum);
 	rs_digest_format(sum, res->toc_digest);
 	int64_t toc_off = st->blob_off;
+	res->toc_offset = o->zstd_chunked ? toc_off + 8 : toc_off;
 	if (!o->zstd_chunked) {
 		static const uint8_t zeros[1536];
 		struct esgz_b_entry te = {

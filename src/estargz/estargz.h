@@ -34,6 +34,10 @@
 #define ESGZ_ANNOTATION_UNCOMPRESSED_SIZE "io.containers.estargz.uncompressed-size"
 #define ESGZ_ANNOTATION_ZSTD_MANIFEST_CHECKSUM "io.containers.zstd-chunked.manifest-checksum"
 #define ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION "io.containers.zstd-chunked.manifest-position"
+/* Ours, on eStargz layers we write: the TOC member's offset in the blob (the
+ * footer's), so that a client knowing the blob size can fetch exactly the TOC
+ * and footer in its first request. Readers of the format ignore it. */
+#define ESGZ_ANNOTATION_TOC_OFFSET "io.github.remote-snapshotter.toc-offset"
 
 /* Defaults for untrusted sizes; both can be raised through esgz_open_opts. */
 #define ESGZ_DEFAULT_MAX_ENTRIES (2u << 20)      /* 2,097,152 TOC entries */
@@ -299,6 +303,7 @@ struct esgz_build_result {
 	char digest[RS_DIGEST_STR_LEN];  /* sha256 of the blob */
 	int64_t size;
 	int64_t uncompressed_size;
+	int64_t toc_offset; /* the footer's: where the TOC's member (frame) starts */
 };
 
 /* Reads a tar (plain, gzip or zstd; ustar, GNU, PAX) from in_fd and writes the

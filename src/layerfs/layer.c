@@ -17,6 +17,9 @@
  * one costs a second request. More would cost every layer its transfer time
  * (the neighbour layers are opened at once and share the link). */
 #define OPEN_TAIL ((size_t)256 << 10)
+/* A hinted tail beyond this is not trusted: the TOC then comes in a second
+ * request of the size the footer states. */
+#define OPEN_TAIL_HINT_MAX ((int64_t)32 << 20)
 
 int64_t lfs_now_ms(void)
 {
@@ -87,8 +90,11 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	/* One suffix-range request brings the blob's size, its footer and,
 	 * for most layers, the whole TOC: no HEAD, no second round trip. */
 	int64_t t0 = lfs_now_ms();
+	size_t tail = o->toc_tail >= ESGZ_FOOTER_SIZE && o->toc_tail <= OPEN_TAIL_HINT_MAX
+			  ? (size_t)o->toc_tail
+			  : OPEN_TAIL;
 	struct esgz_reader rd;
-	r = reg_blob_reader_tail(l->client, &l->ref, l->digest, OPEN_TAIL, &rd, err);
+	r = reg_blob_reader_tail(l->client, &l->ref, l->digest, tail, &rd, err);
 	if (r < 0)
 		goto fail;
 	if (o->size > 0 && rd.size != o->size) {
@@ -98,13 +104,14 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 		goto fail;
 	}
 	int64_t t1 = lfs_now_ms();
-	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = OPEN_TAIL};
+	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = tail};
 	r = esgz_open(&rd, &oo, &l->blob, err);
 	esgz_reader_close(&rd);
 	if (r < 0)
 		goto fail;
-	rs_log(RS_LOG_DEBUG, "layerfs: %s opened: tail read %lld ms, TOC and index %lld ms",
-	       o->digest, (long long)(t1 - t0), (long long)(lfs_now_ms() - t1));
+	rs_log(RS_LOG_DEBUG,
+	       "layerfs: %s opened: tail read %lld ms (%zu bytes), TOC and index %lld ms",
+	       o->digest, (long long)(t1 - t0), tail, (long long)(lfs_now_ms() - t1));
 	l->idx = l->blob->index;
 	l->nnodes = esgz_index_node_count(l->idx);
 	l->chunks = esgz_index_all_chunks(l->idx, &l->nchunks);

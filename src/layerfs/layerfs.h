@@ -48,6 +48,8 @@ struct lfs_layer_opts {
 	const char *digest;        /* the layer blob's digest */
 	int64_t size;              /* blob size; 0: asked with HEAD */
 	const char *toc_digest;    /* expected sha256 of the TOC JSON; NULL: not checked */
+	int64_t toc_tail;          /* hint: bytes from the TOC's start to the blob's end,
+				    * the first request's length; 0 (or implausible): 256 KiB */
 	bool no_prefetch;          /* skip the prefetch of the landmarked files */
 	bool no_background;        /* skip the background fetch of the whole layer */
 	long read_timeout_ms;      /* a read not served by then gets EIO; 0: 30000 */

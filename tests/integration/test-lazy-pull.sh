@@ -21,7 +21,7 @@ seed_image "$REG" rs/busybox:gz || finish
 sg convert convert --plain-http "$REG/rs/busybox:gz" "$REG/rs/busybox:esgz"
 expect_rc "stargz convert of the busybox image to eStargz" 0 convert || finish
 
-daemon_start || finish
+daemon_start --log-level debug || finish
 ctrd_with_stargz || finish
 
 # --- lazy pull and run ------------------------------------------------------------
@@ -39,6 +39,21 @@ for d in $layers; do
 	grep -qx "$d" "$T/content.txt" && leaked=$((leaked + 1))
 done
 check "no layer blob landed in containerd's content store" [ "$leaked" -eq 0 ]
+# Our converter states each layer's TOC offset (the footer's) in an
+# annotation; rpull hands the daemon the tail lengths, and each layer's first
+# request asks for exactly its TOC and footer.
+n_exact=0
+n_annot=0
+while read -r d size off; do
+	[ "$off" != null ] || continue
+	footer_off=$(curl -s -r -51 "http://$REG/v2/rs/busybox/blobs/$d" | dd bs=1 skip=16 count=16 2>/dev/null)
+	[ "$((16#${footer_off:-x}))" = "$off" ] 2>/dev/null && n_annot=$((n_annot + 1))
+	grep -q "$d opened: tail read [0-9]* ms ($((size - off)) bytes)" "$RS_LOG" && n_exact=$((n_exact + 1))
+done < <(skopeo inspect --raw --tls-verify=false "docker://$REF" |
+	jq -r '.layers[] | "\(.digest) \(.size) \(.annotations["io.github.remote-snapshotter.toc-offset"])"')
+check "every layer's toc-offset annotation is its footer's offset ($n_annot of 3)" [ "$n_annot" -eq 3 ]
+check "the daemon's first request of each layer was its TOC and footer, no more ($n_exact of 3)" \
+	[ "$n_exact" -eq 3 ]
 "${CTR[@]}" snapshots --snapshotter stargz ls >"$T/snaps.txt"
 check "the layers are committed snapshots on stargz" [ "$(grep -c Committed "$T/snaps.txt")" -ge 3 ]
 

@@ -465,6 +465,10 @@ static void test_convert_layouts(void **state)
 		struct esgz_open_opts oo = {.expected_toc_digest = toc};
 		assert_int_equal(esgz_reader_open_file(&r, path, &err), 0);
 		assert_int_equal(esgz_open(&r, &oo, &b, &err), 0);
+		/* the TOC position annotation is the footer's */
+		const char *off = conv_desc_annotation(l, ESGZ_ANNOTATION_TOC_OFFSET);
+		assert_non_null(off);
+		assert_int_equal(strtoll(off, NULL, 10), b->footer.toc_offset);
 		struct esgz_verify_stats st;
 		assert_int_equal(esgz_verify(b, &r, &st, &err), 0);
 		esgz_blob_free(b);
