@@ -72,12 +72,12 @@ int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
 }
 
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
-	      struct rs_error *err)
+	      unsigned put_flags, struct rs_error *err)
 {
 	cache_mem_put(c->mem, key, b);
 	if (!c->disk)
 		return 0;
-	return cache_disk_put(c->disk, key, cache_buf_data(b), cache_buf_len(b), err);
+	return cache_disk_put(c->disk, key, cache_buf_data(b), cache_buf_len(b), put_flags, err);
 }
 
 void cache_stats(struct cache *c, struct cache_stats *out)

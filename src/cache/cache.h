@@ -89,11 +89,20 @@ void cache_disk_close(struct cache_disk *d);
  * negative errno on an I/O error (callers may treat it as a miss). */
 int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 		   struct rs_error *err);
+enum {
+	/* Through the page cache even when big: the kernel writes it back
+	 * later, so that fsyncs (containerd's, our metadata's) made meanwhile do
+	 * not queue behind it. For bulk data nobody waits for (prefetch and
+	 * background fetches); the default writes big values with O_DIRECT,
+	 * which saves the copy into the page cache. */
+	CACHE_PUT_WRITEBACK = 1u << 0,
+};
+
 /* Writes data under key: a temp file in the same directory, renamed into
  * place, so a crash leaves either the whole file or none. A value larger than
- * max_bytes is not stored (returns 0). */
+ * max_bytes is not stored (returns 0). put_flags: CACHE_PUT_*. */
 int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
-		   size_t len, struct rs_error *err);
+		   size_t len, unsigned put_flags, struct rs_error *err);
 void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out);
 
 /* ---- the two tiers together ------------------------------------------- */
@@ -121,9 +130,9 @@ void cache_close(struct cache *c);
 int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 	      struct rs_error *err);
 /* Stores b in memory and on disk. The value is in memory even when the disk
- * write fails (that error is returned). */
+ * write fails (that error is returned). put_flags: CACHE_PUT_*. */
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
-	      struct rs_error *err);
+	      unsigned put_flags, struct rs_error *err);
 void cache_stats(struct cache *c, struct cache_stats *out);
 
 #endif

@@ -437,7 +437,7 @@ static int write_direct(int fd, const uint8_t *p, size_t len)
 }
 
 int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
-		   size_t len, struct rs_error *err)
+		   size_t len, unsigned put_flags, struct rs_error *err)
 {
 	if (len > CACHE_MAX_VALUE || len > d->max_bytes)
 		return 0;
@@ -450,7 +450,8 @@ int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const
 
 	/* Big aligned chunks bypass the page cache: copying them there cost a
 	 * fifth of a cold read's CPU, and the memory tier holds them anyway. */
-	bool direct = len >= DIRECT_MIN && ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0;
+	bool direct = !(put_flags & CACHE_PUT_WRITEBACK) && len >= DIRECT_MIN &&
+		      ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0;
 	int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
 	cleanup_fd int fd = openat(d->root_fd, tmp, flags | (direct ? O_DIRECT : 0), 0644);
 	if (fd < 0 && direct && errno == EINVAL) {

@@ -332,7 +332,7 @@ static struct lfs_job *pick_background_locked(struct lfs_runtime *rt)
 /* Inflates chunk i from its compressed bytes, checks it and caches it:
  * 1 ok, -1 bad data, 0 out of memory. */
 static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
-			 const uint8_t *comp)
+			 const uint8_t *comp, enum lfs_prio prio)
 {
 	const struct esgz_chunk *c = &l->chunks[i];
 	struct cache_buf *b = NULL;
@@ -350,7 +350,8 @@ static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i
 	uint8_t key[RS_SHA256_LEN];
 	lfs_chunk_key(l, i, key);
 	struct rs_error cerr = {0};
-	if (cache_put(rt->cache, key, b, &cerr) < 0)
+	unsigned put = prio >= LFS_PRIO_PREFETCH ? CACHE_PUT_WRITEBACK : 0;
+	if (cache_put(rt->cache, key, b, put, &cerr) < 0)
 		rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
 	cache_buf_unref(b);
 	return 1;
@@ -383,6 +384,7 @@ struct stream_run {
 	int64_t base;
 	size_t got;
 	uint32_t next, end; /* chunks [next, end) are still in flight */
+	enum lfs_prio prio;
 };
 
 static int on_run_bytes(void *ctx, const void *data, size_t n)
@@ -393,7 +395,7 @@ static int on_run_bytes(void *ctx, const void *data, size_t n)
 	while (s->next < s->end && s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
 		uint32_t i = s->next++;
 		int8_t res =
-		    land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base));
+		    land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base), s->prio);
 		pthread_mutex_lock(&s->l->lock);
 		settle_chunk_locked(s->l, i, res);
 		pthread_cond_broadcast(&s->l->cond);
@@ -414,7 +416,8 @@ static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const stru
 			       .buf = rg->buf,
 			       .base = rg->off,
 			       .next = j->runs[0].first,
-			       .end = j->runs[0].first + j->runs[0].count};
+			       .end = j->runs[0].first + j->runs[0].count,
+			       .prio = j->prio};
 	*r = reg_blob_read_stream(l->client, &l->ref, l->digest, rg->off, rg->len, on_run_bytes, &s,
 				  err);
 	return s.next;
@@ -468,7 +471,7 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 				continue;
 			const uint8_t *comp =
 			    (const uint8_t *)ranges[k].buf + (l->chunks[i].offset - ranges[k].off);
-			result[at] = land_chunk(rt, l, i, comp);
+			result[at] = land_chunk(rt, l, i, comp, j->prio);
 		}
 	}
 	for (uint32_t k = 0; k < j->nruns; k++)

@@ -162,15 +162,21 @@ static void test_mem_ref_survives_eviction(void **state)
 
 /* ---- disk tier -------------------------------------------------------- */
 
-static void disk_put_value(struct cache_disk *d, unsigned id, size_t len,
-			   uint8_t key[RS_SHA256_LEN])
+static void disk_put_value_flags(struct cache_disk *d, unsigned id, size_t len, unsigned put_flags,
+				 uint8_t key[RS_SHA256_LEN])
 {
 	struct rs_error err = {0};
 	struct cache_buf *b = make_value(id, len, key);
-	int rc = cache_disk_put(d, key, cache_buf_data(b), len, &err);
+	int rc = cache_disk_put(d, key, cache_buf_data(b), len, put_flags, &err);
 	if (rc != 0)
 		fail_msg("put: %s", err.msg);
 	cache_buf_unref(b);
+}
+
+static void disk_put_value(struct cache_disk *d, unsigned id, size_t len,
+			   uint8_t key[RS_SHA256_LEN])
+{
+	disk_put_value_flags(d, id, len, 0, key);
 }
 
 static void assert_disk_value(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], unsigned id,
@@ -224,7 +230,7 @@ static void test_disk_put_get(void **state)
 }
 
 /* Chunk-sized values: aligned, pooled buffers written past the page cache,
- * with a tail that is not a whole block. */
+ * with a tail that is not a whole block, or through it (CACHE_PUT_WRITEBACK). */
 static void test_disk_big_values(void **state)
 {
 	const char *dir = *state;
@@ -234,7 +240,7 @@ static void test_disk_big_values(void **state)
 	const size_t lens[] = {(3 << 20) + 123, 4 << 20, (4 << 20) - 1, (2 << 20) + 4096};
 	uint8_t keys[4][RS_SHA256_LEN];
 	for (unsigned i = 0; i < 4; i++) /* each buffer reuses the last one's memory */
-		disk_put_value(d, 10 + i, lens[i], keys[i]);
+		disk_put_value_flags(d, 10 + i, lens[i], i % 2 ? CACHE_PUT_WRITEBACK : 0, keys[i]);
 	for (unsigned i = 0; i < 4; i++) {
 		char path[512];
 		key_path(dir, keys[i], path, sizeof(path));
@@ -391,7 +397,7 @@ static void test_tiers(void **state)
 	assert_int_equal(cache_open(&o, &c, &err), 0);
 	uint8_t k[RS_SHA256_LEN];
 	struct cache_buf *b = make_value(9, 70000, k);
-	assert_int_equal(cache_put(c, k, b, &err), 0);
+	assert_int_equal(cache_put(c, k, b, 0, &err), 0);
 	cache_buf_unref(b);
 	b = NULL;
 	assert_int_equal(cache_get(c, k, &b, &err), 0);
@@ -431,7 +437,7 @@ static void test_tiers(void **state)
 	struct cache_opts mo = {.mem_budget = 1 << 20};
 	assert_int_equal(cache_open(&mo, &c, &err), 0);
 	b = make_value(9, 100, k);
-	assert_int_equal(cache_put(c, k, b, &err), 0);
+	assert_int_equal(cache_put(c, k, b, 0, &err), 0);
 	cache_buf_unref(b);
 	b = NULL;
 	assert_int_equal(cache_get(c, k, &b, &err), 0);
@@ -473,7 +479,7 @@ static void *worker(void *arg)
 		} else if (rc == -ENOENT) {
 			uint8_t k[RS_SHA256_LEN];
 			b = make_value(id, s->lens[id], k);
-			if (cache_put(s->c, k, b, &err) != 0)
+			if (cache_put(s->c, k, b, 0, &err) != 0)
 				atomic_fetch_add(&s->bad, 1);
 			cache_buf_unref(b);
 		} else {
