@@ -394,8 +394,8 @@ static int on_run_bytes(void *ctx, const void *data, size_t n)
 	s->got += n;
 	while (s->next < s->end && s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
 		uint32_t i = s->next++;
-		int8_t res =
-		    land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base), s->prio);
+		int8_t res = land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base),
+					s->prio);
 		pthread_mutex_lock(&s->l->lock);
 		settle_chunk_locked(s->l, i, res);
 		pthread_cond_broadcast(&s->l->cond);

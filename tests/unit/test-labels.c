@@ -29,7 +29,16 @@ static void test_toc_tail(void **state)
 	assert_int_equal(tail_of(ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION, "900:300:5000:1", 1300),
 			 400);
 	/* no hint: not a number, signed, trailing junk, outside the blob, huge */
-	const char *bad[] = {"", "x", "-5", "+5", "10x", "1e3", " 10", "0", "1300", "1301",
+	const char *bad[] = {"",
+			     "x",
+			     "-5",
+			     "+5",
+			     "10x",
+			     "1e3",
+			     " 10",
+			     "0",
+			     "1300",
+			     "1301",
 			     "99999999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(tail_of(ESGZ_ANNOTATION_TOC_OFFSET, bad[i], 1300), 0);
