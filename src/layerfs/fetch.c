@@ -375,8 +375,18 @@ static void settle_chunk_locked(struct lfs_layer *l, uint32_t i, int8_t res)
 	}
 }
 
-/* A run of several chunks streamed: each is landed and handed to its
- * readers as soon as its bytes are in, not when the whole run is. */
+void lfs_chunk_land_settle(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
+			   const uint8_t *comp, enum lfs_prio prio)
+{
+	int8_t res = land_chunk(rt, l, i, comp, prio);
+	pthread_mutex_lock(&l->lock);
+	settle_chunk_locked(l, i, res);
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* A run of several chunks streamed: each goes to the decode pool, and so to
+ * its readers, as soon as its bytes are in, not when the whole run is. */
 struct stream_run {
 	struct lfs_runtime *rt;
 	struct lfs_layer *l;
@@ -385,6 +395,7 @@ struct stream_run {
 	size_t got;
 	uint32_t next, end; /* chunks [next, end) are still in flight */
 	enum lfs_prio prio;
+	struct lfs_decode_batch batch;
 };
 
 static int on_run_bytes(void *ctx, const void *data, size_t n)
@@ -394,12 +405,8 @@ static int on_run_bytes(void *ctx, const void *data, size_t n)
 	s->got += n;
 	while (s->next < s->end && s->l->chunks[s->next].comp_end - s->base <= (int64_t)s->got) {
 		uint32_t i = s->next++;
-		int8_t res = land_chunk(s->rt, s->l, i, s->buf + (s->l->chunks[i].offset - s->base),
-					s->prio);
-		pthread_mutex_lock(&s->l->lock);
-		settle_chunk_locked(s->l, i, res);
-		pthread_cond_broadcast(&s->l->cond);
-		pthread_mutex_unlock(&s->l->lock);
+		lfs_decode_submit(s->rt, &s->batch, s->l, i,
+				  s->buf + (s->l->chunks[i].offset - s->base), s->prio);
 	}
 	return 0;
 }
@@ -418,8 +425,10 @@ static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const stru
 			       .next = j->runs[0].first,
 			       .end = j->runs[0].first + j->runs[0].count,
 			       .prio = j->prio};
+	lfs_decode_batch_init(&s.batch);
 	*r = reg_blob_read_stream(l->client, &l->ref, l->digest, rg->off, rg->len, on_run_bytes, &s,
 				  err);
+	lfs_decode_batch_finish(&s.batch); /* rg->buf is freed next */
 	return s.next;
 }
 
@@ -546,6 +555,9 @@ static void *fetcher_main(void *arg)
 
 int lfs_fetch_start(struct lfs_runtime *rt, int nfetchers, struct rs_error *err)
 {
+	int dr = lfs_decode_start(rt, err);
+	if (dr < 0)
+		return dr;
 	pthread_mutex_lock(&rt->lock);
 	rt->fetch_pool = nfetchers;
 	pthread_mutex_unlock(&rt->lock);
@@ -571,6 +583,7 @@ void lfs_fetch_stop(struct lfs_runtime *rt)
 	free(rt->fetchers);
 	rt->fetchers = NULL;
 	rt->nfetchers = 0;
+	lfs_decode_stop(rt);
 	pthread_mutex_lock(&rt->lock);
 	for (int p = 0; p < LFS_NPRIO; p++) {
 		jobs_free(rt->queue_head[p]);

@@ -76,6 +76,14 @@ struct lfs_runtime {
 	struct lfs_job *queue_head[LFS_NPRIO], *queue_tail[LFS_NPRIO];
 	bool bg_busy;           /* one background job at a time */
 	int low_running;        /* fetchers on prefetch or background jobs */
+
+	/* decode.c: the pool that lands streamed chunks */
+	pthread_mutex_t decode_lock;
+	pthread_cond_t decode_cond;
+	struct lfs_decode *decode_head, *decode_tail;
+	pthread_t *decoders;
+	int ndecoders;
+	bool decode_stopping;
 	int fetch_pool;         /* fetchers there will be (nfetchers grows as they start) */
 	int64_t last_demand_ms; /* when an on-demand or readahead job last ended */
 	uint32_t bg_turn;       /* round robin among layers */
@@ -163,6 +171,31 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 void lfs_fetch_layer_start(struct lfs_layer *l);
 /* Drops queued jobs of l (its in-flight ones finish on their own). */
 void lfs_fetch_cancel(struct lfs_runtime *rt, struct lfs_layer *l);
+/* Inflates chunk i from its compressed bytes, checks it against its
+ * chunkDigest, caches it and settles it (fetched, or failed: bad data / no
+ * memory), waking its readers. */
+void lfs_chunk_land_settle(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
+			   const uint8_t *comp, enum lfs_prio prio);
+
+/* ---- decode.c --------------------------------------------------------------- */
+#define LFS_DECODERS_MAX 4
+struct lfs_decode;
+/* The chunks one streamed run handed to the pool. */
+struct lfs_decode_batch {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	unsigned pending;
+};
+int lfs_decode_start(struct lfs_runtime *rt, struct rs_error *err);
+/* After the fetchers are stopped: lands what is queued, ends the threads. */
+void lfs_decode_stop(struct lfs_runtime *rt);
+void lfs_decode_batch_init(struct lfs_decode_batch *b);
+/* Queues chunk i of l for the pool (comp must live until
+ * lfs_decode_batch_finish(b)); without a pool it is landed here. */
+void lfs_decode_submit(struct lfs_runtime *rt, struct lfs_decode_batch *b, struct lfs_layer *l,
+		       uint32_t i, const uint8_t *comp, enum lfs_prio prio);
+/* Waits until every chunk submitted with b is settled. */
+void lfs_decode_batch_finish(struct lfs_decode_batch *b);
 
 /* ---- ops.c ---------------------------------------------------------------- */
 extern const struct fuse_lowlevel_ops lfs_ops;
