@@ -74,8 +74,8 @@ struct lfs_runtime {
 
 	pthread_cond_t queue_cond;
 	struct lfs_job *queue_head[LFS_NPRIO], *queue_tail[LFS_NPRIO];
-	bool bg_busy;           /* one background job at a time */
-	int low_running;        /* fetchers on prefetch or background jobs */
+	bool bg_busy;    /* one background job at a time */
+	int low_running; /* fetchers on prefetch or background jobs */
 
 	/* decode.c: the pool that lands streamed chunks */
 	pthread_mutex_t decode_lock;
