@@ -66,7 +66,7 @@ int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
 	}
 	int rc = cache_disk_get(c->disk, key, out, err);
 	if (rc == 0)
-		cache_mem_put(c->mem, key, *out);
+		cache_mem_put(c->mem, key, *out, 0);
 	count(c, rc == 0);
 	return rc;
 }
@@ -74,7 +74,7 @@ int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
 	      unsigned put_flags, struct rs_error *err)
 {
-	cache_mem_put(c->mem, key, b);
+	cache_mem_put(c->mem, key, b, put_flags);
 	if (!c->disk)
 		return 0;
 	return cache_disk_put(c->disk, key, cache_buf_data(b), cache_buf_len(b), put_flags, err);

@@ -41,6 +41,22 @@ static inline void cache_buf_unrefp(struct cache_buf **b)
 }
 #define cleanup_cache_buf rs_cleanup(cache_buf_unrefp)
 
+/* put_flags of cache_put() and the tiers' puts. */
+enum {
+	/* Through the page cache even when big: the kernel writes it back
+	 * later, so that fsyncs (containerd's, our metadata's) made meanwhile do
+	 * not queue behind it. For bulk data nobody waits for (prefetch and
+	 * background fetches); the default writes big values with O_DIRECT,
+	 * which saves the copy into the page cache. */
+	CACHE_PUT_WRITEBACK = 1u << 0,
+	/* Likely read once (a sequential reader's readahead): in the memory
+	 * tier such values share an eighth of the budget, oldest out first, so
+	 * that a long sequential read neither pushes out the rest nor takes
+	 * fresh memory for all it reads. A plain put of the same key later
+	 * makes it an ordinary entry. */
+	CACHE_PUT_ONCE = 1u << 1,
+};
+
 /* ---- memory tier ------------------------------------------------------ */
 
 struct cache_mem;
@@ -55,10 +71,12 @@ void cache_mem_free(struct cache_mem *m);
 /* A new reference to the value of key (caller unrefs), or NULL on a miss. */
 struct cache_buf *cache_mem_get(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN]);
 /* Stores b under key (the cache takes its own reference) as most recently
- * used, evicting least recently used values to fit the budget. A value larger
- * than the whole budget is not stored. The key is trusted: the caller has
- * checked that it is the sha256 of the bytes. */
-void cache_mem_put(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b);
+ * used, evicting least recently used values to fit the budget (and, with
+ * CACHE_PUT_ONCE, the oldest use-once values to fit their share). A value
+ * larger than the whole budget is not stored. The key is trusted: the caller
+ * has checked that it is the sha256 of the bytes. */
+void cache_mem_put(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
+		   unsigned put_flags);
 void cache_mem_stats(struct cache_mem *m, struct cache_mem_stats *out);
 
 /* ---- disk tier -------------------------------------------------------- */
@@ -89,14 +107,6 @@ void cache_disk_close(struct cache_disk *d);
  * negative errno on an I/O error (callers may treat it as a miss). */
 int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 		   struct rs_error *err);
-enum {
-	/* Through the page cache even when big: the kernel writes it back
-	 * later, so that fsyncs (containerd's, our metadata's) made meanwhile do
-	 * not queue behind it. For bulk data nobody waits for (prefetch and
-	 * background fetches); the default writes big values with O_DIRECT,
-	 * which saves the copy into the page cache. */
-	CACHE_PUT_WRITEBACK = 1u << 0,
-};
 
 /* Writes data under key: a temp file in the same directory, renamed into
  * place, so a crash leaves either the whole file or none. A value larger than

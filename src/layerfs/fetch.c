@@ -350,7 +350,9 @@ static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i
 	uint8_t key[RS_SHA256_LEN];
 	lfs_chunk_key(l, i, key);
 	struct rs_error cerr = {0};
-	unsigned put = prio >= LFS_PRIO_PREFETCH ? CACHE_PUT_WRITEBACK : 0;
+	unsigned put = prio >= LFS_PRIO_PREFETCH    ? CACHE_PUT_WRITEBACK
+		       : prio == LFS_PRIO_READAHEAD ? CACHE_PUT_ONCE
+						    : 0;
 	if (cache_put(rt->cache, key, b, put, &cerr) < 0)
 		rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
 	cache_buf_unref(b);
@@ -436,6 +438,9 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 {
 	struct lfs_layer *l = j->layer;
 	struct reg_range ranges[LFS_JOB_MAX_RUNS];
+	/* From the cache's buffer pool: a fresh multi-MiB malloc per job cost
+	 * page faults and clearing for every compressed byte. */
+	struct cache_buf *bufs[LFS_JOB_MAX_RUNS] = {0};
 	struct rs_error err = {0};
 	int r = 0;
 	memset(ranges, 0, sizeof(ranges));
@@ -447,9 +452,10 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 				end = l->chunks[i].comp_end;
 		ranges[k].off = off;
 		ranges[k].len = (size_t)(end - off);
-		ranges[k].buf = malloc(ranges[k].len ? ranges[k].len : 1);
-		if (!ranges[k].buf)
+		if (cache_buf_new(ranges[k].len ? ranges[k].len : 1, &bufs[k]) < 0)
 			r = rs_err(&err, -ENOMEM, "out of memory");
+		else
+			ranges[k].buf = cache_buf_wdata(bufs[k]);
 	}
 	/* Chunks before `from` were settled while streaming. */
 	uint32_t from = j->runs[0].first;
@@ -484,7 +490,7 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 		}
 	}
 	for (uint32_t k = 0; k < j->nruns; k++)
-		free(ranges[k].buf);
+		cache_buf_unref(bufs[k]);
 
 	pthread_mutex_lock(&l->lock);
 	at = 0;

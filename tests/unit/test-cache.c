@@ -93,7 +93,7 @@ static void test_mem_lru_budget(void **state)
 	uint8_t k[5][RS_SHA256_LEN];
 	for (unsigned i = 0; i < 3; i++) {
 		struct cache_buf *b = make_value(i, 1000, k[i]);
-		cache_mem_put(m, k[i], b);
+		cache_mem_put(m, k[i], b, 0);
 		cache_buf_unref(b);
 	}
 	/* Touch 0 so that 1 is the least recently used. */
@@ -101,7 +101,7 @@ static void test_mem_lru_budget(void **state)
 	assert_non_null(g);
 	cache_buf_unref(g);
 	struct cache_buf *b3 = make_value(3, 1000, k[3]);
-	cache_mem_put(m, k[3], b3);
+	cache_mem_put(m, k[3], b3, 0);
 	cache_buf_unref(b3);
 
 	assert_null(cache_mem_get(m, k[1]));
@@ -121,7 +121,7 @@ static void test_mem_lru_budget(void **state)
 
 	/* Larger than the whole budget: not stored, nothing evicted. */
 	struct cache_buf *big = make_value(4, 3001, k[4]);
-	cache_mem_put(m, k[4], big);
+	cache_mem_put(m, k[4], big, 0);
 	cache_buf_unref(big);
 	assert_null(cache_mem_get(m, k[4]));
 	cache_mem_stats(m, &st);
@@ -130,12 +130,74 @@ static void test_mem_lru_budget(void **state)
 
 	/* One value of 2500 bytes pushes out the three older ones. */
 	struct cache_buf *b5 = make_value(5, 2500, k[4]);
-	cache_mem_put(m, k[4], b5);
+	cache_mem_put(m, k[4], b5, 0);
 	cache_buf_unref(b5);
 	cache_mem_stats(m, &st);
 	assert_int_equal(st.entries, 1);
 	assert_int_equal(st.bytes, 2500);
 	assert_int_equal(st.evictions, 4);
+	cache_mem_free(m);
+}
+
+static bool mem_has(struct cache_mem *m, const uint8_t key[RS_SHA256_LEN])
+{
+	struct cache_buf *g = cache_mem_get(m, key);
+	cache_buf_unref(g);
+	return g != NULL;
+}
+
+/* Use-once values (a sequential reader's readahead) share an eighth of the
+ * budget, oldest out first; they never push out ordinary values, the newest
+ * eight stay whatever their size, and a plain put makes one ordinary. */
+static void test_mem_use_once_share(void **state)
+{
+	(void)state;
+	struct cache_mem *m = NULL;
+	assert_int_equal(cache_mem_new(80000, &m, NULL), 0); /* share: 10000 bytes */
+	uint8_t normal[5][RS_SHA256_LEN], once[40][RS_SHA256_LEN];
+	for (unsigned i = 0; i < 5; i++) {
+		struct cache_buf *b = make_value(100 + i, 1000, normal[i]);
+		cache_mem_put(m, normal[i], b, 0);
+		cache_buf_unref(b);
+	}
+	for (unsigned i = 0; i < 40; i++) {
+		struct cache_buf *b = make_value(200 + i, 1000, once[i]);
+		cache_mem_put(m, once[i], b, CACHE_PUT_ONCE);
+		cache_buf_unref(b);
+	}
+	for (unsigned i = 0; i < 5; i++)
+		assert_true(mem_has(m, normal[i]));
+	assert_false(mem_has(m, once[0]));
+	assert_false(mem_has(m, once[29]));
+	for (unsigned i = 30; i < 40; i++)
+		assert_true(mem_has(m, once[i]));
+	struct cache_mem_stats st;
+	cache_mem_stats(m, &st);
+	assert_int_equal(st.bytes, 5 * 1000 + 10 * 1000);
+
+	/* once[39] asked for again by a plain put: it stays through 40 more */
+	struct cache_buf *b = make_value(239, 1000, once[39]);
+	cache_mem_put(m, once[39], b, 0);
+	cache_buf_unref(b);
+	uint8_t more[40][RS_SHA256_LEN];
+	for (unsigned i = 0; i < 40; i++) {
+		b = make_value(300 + i, 1000, more[i]);
+		cache_mem_put(m, more[i], b, CACHE_PUT_ONCE);
+		cache_buf_unref(b);
+	}
+	assert_true(mem_has(m, once[39]));
+	assert_false(mem_has(m, once[38]));
+
+	/* values bigger than the share: the newest eight stay */
+	uint8_t big[10][RS_SHA256_LEN];
+	for (unsigned i = 0; i < 10; i++) {
+		b = make_value(400 + i, 5000, big[i]);
+		cache_mem_put(m, big[i], b, CACHE_PUT_ONCE);
+		cache_buf_unref(b);
+	}
+	for (unsigned i = 2; i < 10; i++)
+		assert_true(mem_has(m, big[i]));
+	assert_false(mem_has(m, big[1]));
 	cache_mem_free(m);
 }
 
@@ -145,12 +207,12 @@ static void test_mem_ref_survives_eviction(void **state)
 	assert_int_equal(cache_mem_new(4096, &m, NULL), 0);
 	uint8_t k0[RS_SHA256_LEN], k1[RS_SHA256_LEN];
 	struct cache_buf *b = make_value(7, 4096, k0);
-	cache_mem_put(m, k0, b);
+	cache_mem_put(m, k0, b, 0);
 	cache_buf_unref(b);
 	struct cache_buf *held = cache_mem_get(m, k0);
 	assert_non_null(held);
 	b = make_value(8, 4096, k1);
-	cache_mem_put(m, k1, b);
+	cache_mem_put(m, k1, b, 0);
 	cache_buf_unref(b);
 	assert_null(cache_mem_get(m, k0));
 	/* Evicted from the cache, still readable by its holder (ASan checks). */
@@ -539,6 +601,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_mem_lru_budget),
+	    cmocka_unit_test(test_mem_use_once_share),
 	    cmocka_unit_test(test_mem_ref_survives_eviction),
 	    cmocka_unit_test_setup_teardown(test_disk_put_get, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_big_values, setup_dir, teardown_dir),
