@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon.h"
 
@@ -26,11 +27,20 @@
 /* Layers opened ahead, at most this many at once. */
 #define MAX_AHEAD 8
 
+/* A mounted layer's prefetch and background fetch wait until the image's top
+ * layer (the one whose .layers label lists only itself) is mounted, and at
+ * most this long: while containerd prepares one layer after the other, each
+ * Prepare's metadata commits (ours and containerd's, fsynced) and round
+ * trips are what the pull waits for, and prefetch traffic only slows them. */
+#define DEFER_MAX_MS 1000
+
 struct mounted {
 	char *fs_dir;
 	char *ref;
 	char *digest;
 	struct lfs_layer *layer;
+	bool fetch_deferred;
+	int64_t mounted_ms;
 };
 
 /* A layer opened ahead of its Prepare. */
@@ -54,7 +64,54 @@ struct daemon_remote {
 	size_t n, cap;
 	struct ahead *ahead;
 	int ahead_running;
+	pthread_t starter; /* starts deferred fetches after DEFER_MAX_MS */
+	bool starter_running, stopping;
 };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Under r->lock: starts the deferred fetches (all, or those overdue). */
+static void start_deferred_locked(struct daemon_remote *r, bool all)
+{
+	int64_t now = now_ms();
+	for (size_t i = 0; i < r->n; i++) {
+		struct mounted *m = &r->v[i];
+		if (m->fetch_deferred && (all || now - m->mounted_ms >= DEFER_MAX_MS)) {
+			m->fetch_deferred = false;
+			lfs_layer_fetch_start(m->layer);
+		}
+	}
+}
+
+static void *starter_main(void *arg)
+{
+	struct daemon_remote *r = arg;
+	pthread_mutex_lock(&r->lock);
+	while (!r->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+		start_deferred_locked(r, false);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Whether a .layers list (this layer and those above it) names only self. */
+static bool is_top_layer(const char *layers, const char *self)
+{
+	return !layers || !strchr(layers, ',') || strcmp(layers, self) == 0;
+}
 
 static const char *label(const struct snap_label *l, size_t n, const char *a, const char *b)
 {
@@ -73,6 +130,7 @@ static void *open_ahead(void *arg)
 	    .ref = a->ref,
 	    .digest = a->digest,
 	    .toc_tail = a->toc_tail,
+	    .defer_fetch = true,
 	    .no_prefetch = r->o.no_prefetch,
 	    .no_background = r->o.no_background,
 	    .read_timeout_ms = r->o.read_timeout_ms,
@@ -187,6 +245,8 @@ static int add_mounted(struct daemon_remote *r, const char *fs_dir, const char *
 	m->ref = strdup(ref);
 	m->digest = strdup(digest);
 	m->layer = l;
+	m->fetch_deferred = true;
+	m->mounted_ms = now_ms();
 	if (!m->fs_dir || !m->ref || !m->digest) {
 		free(m->fs_dir);
 		free(m->ref);
@@ -235,6 +295,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 		    .digest = digest,
 		    .toc_digest = toc,
 		    .toc_tail = toc_tail_of(tails, digest),
+		    .defer_fetch = true,
 		    .no_prefetch = r->o.no_prefetch,
 		    .no_background = r->o.no_background,
 		    .read_timeout_ms = r->o.read_timeout_ms,
@@ -257,6 +318,8 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 	}
 	pthread_mutex_lock(&r->lock);
 	rc = add_mounted(r, fs_dir, ref, digest, l);
+	if (rc == 0 && is_top_layer(layers, digest))
+		start_deferred_locked(r, true);
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0) {
 		lfs_layer_close(l);
@@ -336,6 +399,12 @@ int daemon_remote_new(const struct daemon_remote_opts *o, struct daemon_remote *
 	    .unmount = remote_unmount,
 	    .check = remote_check,
 	};
+	int e = pthread_create(&r->starter, NULL, starter_main, r);
+	if (e) {
+		daemon_remote_free(r);
+		return rs_err(err, -e, "cannot start a thread: %s", strerror(e));
+	}
+	r->starter_running = true;
 	*out = r;
 	return 0;
 }
@@ -350,9 +419,13 @@ void daemon_remote_free(struct daemon_remote *r)
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	pthread_cond_broadcast(&r->cond);
 	while (r->ahead_running > 0)
 		pthread_cond_wait(&r->cond, &r->lock);
 	pthread_mutex_unlock(&r->lock);
+	if (r->starter_running)
+		pthread_join(r->starter, NULL);
 	while (r->n > 0)
 		remote_unmount(r, r->v[r->n - 1].fs_dir);
 	free(r->v);

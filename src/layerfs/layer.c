@@ -74,6 +74,8 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	l->read_timeout_ms = o->read_timeout_ms > 0 ? o->read_timeout_ms : 30000;
 	l->no_prefetch = o->no_prefetch;
 	l->no_background = o->no_background;
+	l->defer_fetch = o->defer_fetch;
+	atomic_init(&l->fetch_started, false);
 	l->registry_ok = true;
 	snprintf(l->digest, sizeof(l->digest), "%s", o->digest);
 	rs_sha256(l->digest, strlen(l->digest), l->layer_key);
@@ -166,6 +168,14 @@ static void raise_readahead(const char *mountpoint)
 	close(fd);
 }
 
+void lfs_layer_fetch_start(struct lfs_layer *l)
+{
+	if (!l->se || atomic_exchange(&l->fetch_started, true))
+		return;
+	rs_log(RS_LOG_DEBUG, "layerfs: %s: prefetch and background fetch start", l->digest);
+	lfs_fetch_layer_start(l);
+}
+
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err)
 {
 	if (l->se)
@@ -204,7 +214,8 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 	pthread_mutex_lock(&l->rt->lock);
 	l->mounted = true;
 	pthread_mutex_unlock(&l->rt->lock);
-	lfs_fetch_layer_start(l);
+	if (!l->defer_fetch)
+		lfs_layer_fetch_start(l);
 	rs_log(RS_LOG_INFO, "layerfs: %s mounted at %s (%u entries, %lld ms)", l->digest,
 	       mountpoint, l->nnodes, (long long)(lfs_now_ms() - t0));
 	return 0;

@@ -52,6 +52,8 @@ struct lfs_layer_opts {
 				    * the first request's length; 0 (or implausible): 256 KiB */
 	bool no_prefetch;          /* skip the prefetch of the landmarked files */
 	bool no_background;        /* skip the background fetch of the whole layer */
+	bool defer_fetch;          /* prefetch and background fetch wait for
+				    * lfs_layer_fetch_start() (else: at mount) */
 	long read_timeout_ms;      /* a read not served by then gets EIO; 0: 30000 */
 };
 
@@ -67,6 +69,9 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 /* Mounts the layer at mountpoint (an existing directory) and starts its
  * prefetch and background fetch. */
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
+/* Starts the prefetch and the background fetch of a mounted layer opened
+ * with defer_fetch (once; later calls do nothing). */
+void lfs_layer_fetch_start(struct lfs_layer *l);
 /* Unmounts (if mounted), waits for requests in progress and frees. */
 void lfs_layer_close(struct lfs_layer *l);
 

@@ -101,6 +101,8 @@ struct lfs_layer {
 	char digest[RS_DIGEST_STR_LEN];
 	long read_timeout_ms;
 	bool no_prefetch, no_background;
+	bool defer_fetch;
+	atomic_bool fetch_started;
 
 	struct esgz_blob *blob;
 	const struct esgz_index *idx;

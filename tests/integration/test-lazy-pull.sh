@@ -51,6 +51,20 @@ while read -r d size off; do
 	grep -q "$d opened: tail read [0-9]* ms ($((size - off)) bytes)" "$RS_LOG" && n_exact=$((n_exact + 1))
 done < <(skopeo inspect --raw --tls-verify=false "docker://$REF" |
 	jq -r '.layers[] | "\(.digest) \(.size) \(.annotations["io.github.remote-snapshotter.toc-offset"])"')
+# The layers' prefetch and background fetch start once the image's top layer
+# is mounted, not while containerd still prepares the layers above.
+last_mount=0
+first_fetch=999999
+n_fetch=0
+for d in $layers; do
+	m=$(grep -n "layerfs: $d mounted at" "$RS_LOG" | tail -1 | cut -d: -f1)
+	f=$(grep -n "layerfs: $d: prefetch and background fetch start" "$RS_LOG" | head -1 | cut -d: -f1)
+	[ -n "$m" ] && [ "$m" -gt "$last_mount" ] && last_mount=$m
+	[ -n "$f" ] && n_fetch=$((n_fetch + 1)) && [ "$f" -lt "$first_fetch" ] && first_fetch=$f
+done
+check "every layer's fetch started ($n_fetch of 3)" [ "$n_fetch" -eq 3 ]
+check "no layer's fetch started before the top layer was mounted (log lines $first_fetch, $last_mount)" \
+	[ "$first_fetch" -gt "$last_mount" ]
 check "every layer's toc-offset annotation is its footer's offset ($n_annot of 3)" [ "$n_annot" -eq 3 ]
 check "the daemon's first request of each layer was its TOC and footer, no more ($n_exact of 3)" \
 	[ "$n_exact" -eq 3 ]
@@ -108,6 +122,14 @@ push_image "$REG" rs/mixed:1 "$MIX/layer1.tar.gz" "$MIX/layer2.esgz" "$MIX/layer
 rpull mixpull "$REG/rs/mixed:1" --snapshotter stargz
 expect_rc "rpull of a gzip + eStargz + gzip image" 0 mixpull
 check "mixed: one layer lazy" [ "$(grep -c ' lazy' "$T/mixpull.out")" -eq 1 ]
+# Its top layer is not lazy: the lazy layer's fetch starts after a second.
+mix_lazy=$(skopeo inspect --raw --tls-verify=false "docker://$REG/rs/mixed:1" | jq -r '.layers[1].digest')
+for _ in $(seq 50); do
+	grep -q "layerfs: $mix_lazy: prefetch and background fetch start" "$RS_LOG" && break
+	sleep 0.1
+done
+check "mixed: the lazy layer's fetch started without a lazy top layer" \
+	grep -q "layerfs: $mix_lazy: prefetch and background fetch start" "$RS_LOG"
 # Its gzip bottom layer is busybox:gz's, already unpacked above: "exists".
 check "mixed: the two gzip layers downloaded or found" \
 	[ "$(grep -Ec ' (downloaded|applied|exists)' "$T/mixpull.out")" -eq 2 ]
