@@ -28,7 +28,6 @@
 #define LEASE_EXPIRE_S (24 * 3600)
 #define CONFIG_MAX (16 << 20)
 #define PIPE_CHUNK (1 << 20)
-#define PREPARE_TRIES 3
 
 /* ---- the pull ----------------------------------------------------------- */
 
@@ -474,26 +473,19 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 	}
 	char key[CTRD_UNIQUE_LEN + RS_DIGEST_STR_LEN + 16];
 	struct ctrd_mounts m = {0};
-	for (int attempt = 0; attempt < PREPARE_TRIES; attempt++) {
-		char uniq[CTRD_UNIQUE_LEN];
-		ctrd_unique_part(uniq);
-		/* containerd's snapshots.UnpackKeyFormat, "extract-%s %s" */
-		snprintf(key, sizeof(key), "extract-%s %s", uniq, chain);
-		rc = ctrd_snapshot_prepare(p->c, p->sn, key, parent, l.v, l.n, &m, err);
-		if (rc != -EEXIST)
-			break;
-		/* A remote snapshotter has the layer: it must be there now. */
-		rc = ctrd_snapshot_stat(p->c, p->sn, chain, NULL, err);
-		if (rc == 0) {
-			out->action = CTRD_LAYER_LAZY;
-			ctrd_labels_free(&l);
-			return 0;
-		}
-		if (rc != -ENOENT)
-			break;
-		rc = rs_err(err, -EEXIST,
-			    "snapshotter %s answered ALREADY_EXISTS for %s, but it is not there",
-			    p->sn, chain);
+	char uniq[CTRD_UNIQUE_LEN];
+	ctrd_unique_part(uniq);
+	/* containerd's snapshots.UnpackKeyFormat, "extract-%s %s" */
+	snprintf(key, sizeof(key), "extract-%s %s", uniq, chain);
+	rc = ctrd_snapshot_prepare(p->c, p->sn, key, parent, l.v, l.n, &m, err);
+	if (rc == -EEXIST) {
+		/* A remote snapshotter has the layer. containerd's metadata layer
+		 * answers ALREADY_EXISTS only once it has found the committed
+		 * target in the backend (a Walk on containerd.io/snapshot.ref and
+		 * the parent) and recorded it under the lease: no Stat needed. */
+		out->action = CTRD_LAYER_LAZY;
+		ctrd_labels_free(&l);
+		return 0;
 	}
 	if (rc < 0) {
 		ctrd_labels_free(&l);
