@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client/rpull_internal.h"
+#include "estargz/estargz.h"
 
 #define DEFAULT_SNAPSHOTTER "stargz"
 #define LEASE_EXPIRE_S (24 * 3600)
@@ -319,7 +320,7 @@ struct ahead {
 static bool maybe_lazy(const struct reg_descriptor *d)
 {
 	for (size_t k = 0; k < d->n_annotations; k++)
-		if (strcmp(d->annotations[k].key, "containerd.io/snapshot/stargz/toc.digest") == 0)
+		if (strcmp(d->annotations[k].key, ESGZ_ANNOTATION_TOC_DIGEST) == 0)
 			return true;
 	return false;
 }
