@@ -163,28 +163,16 @@ static char *layer_urls(json_t *manifest_json, size_t i, const char *key)
 	return (char *)b.data;
 }
 
-/* The leading decimal number of s, ended by '\0' or stop; -1 if none. */
-static int64_t leading_number(const char *s, char stop)
-{
-	int64_t v = 0;
-	size_t n = 0;
-	for (; s[n] >= '0' && s[n] <= '9'; n++) {
-		if (n >= 18)
-			return -1;
-		v = v * 10 + (s[n] - '0');
-	}
-	return n > 0 && (s[n] == '\0' || s[n] == stop) ? v : -1;
-}
-
 int64_t ctrd_layer_toc_tail(const struct reg_descriptor *d)
 {
 	int64_t off = -1;
 	for (size_t k = 0; k < d->n_annotations && off < 0; k++) {
 		const struct reg_kv *a = &d->annotations[k];
 		if (strcmp(a->key, ESGZ_ANNOTATION_TOC_OFFSET) == 0)
-			off = leading_number(a->value, '\0');
+			off = rs_parse_decimal(a->value, strlen(a->value));
 		else if (strcmp(a->key, ESGZ_ANNOTATION_ZSTD_MANIFEST_POSITION) == 0)
-			off = leading_number(a->value, ':'); /* offset:length:size:type */
+			/* offset:length:size:type */
+			off = rs_parse_decimal(a->value, strcspn(a->value, ":"));
 	}
 	return off > 0 && off < d->size ? d->size - off : 0;
 }

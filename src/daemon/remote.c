@@ -68,17 +68,10 @@ struct daemon_remote {
 	bool starter_running, stopping;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Under r->lock: starts the deferred fetches (all, or those overdue). */
 static void start_deferred_locked(struct daemon_remote *r, bool all)
 {
-	int64_t now = now_ms();
+	int64_t now = rs_monotonic_ms();
 	for (size_t i = 0; i < r->n; i++) {
 		struct mounted *m = &r->v[i];
 		if (m->fetch_deferred && (all || now - m->mounted_ms >= DEFER_MAX_MS)) {
@@ -157,11 +150,8 @@ static int64_t toc_tail_of(const char *tails, const char *digest)
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 		if (len > dlen + 1 && strncmp(p, digest, dlen) == 0 && p[dlen] == '=') {
-			int64_t v = 0;
-			size_t k = dlen + 1;
-			for (; k < len && k < dlen + 1 + 18 && p[k] >= '0' && p[k] <= '9'; k++)
-				v = v * 10 + (p[k] - '0');
-			return k == len ? v : 0;
+			int64_t v = rs_parse_decimal(p + dlen + 1, len - dlen - 1);
+			return v > 0 ? v : 0;
 		}
 		p = comma ? comma + 1 : NULL;
 	}
@@ -246,7 +236,7 @@ static int add_mounted(struct daemon_remote *r, const char *fs_dir, const char *
 	m->digest = strdup(digest);
 	m->layer = l;
 	m->fetch_deferred = true;
-	m->mounted_ms = now_ms();
+	m->mounted_ms = rs_monotonic_ms();
 	if (!m->fs_dir || !m->ref || !m->digest) {
 		free(m->fs_dir);
 		free(m->ref);

@@ -7,7 +7,6 @@
  * LFS_DECODERS_MAX), whatever the number of mounts. */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "layerfs_internal.h"
 
@@ -53,8 +52,8 @@ static void *decoder_main(void *arg)
 
 int lfs_decode_start(struct lfs_runtime *rt, struct rs_error *err)
 {
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	int n = cores < 1 ? 1 : cores > LFS_DECODERS_MAX ? LFS_DECODERS_MAX : (int)cores;
+	int cores = rs_cpu_count();
+	int n = cores > LFS_DECODERS_MAX ? LFS_DECODERS_MAX : cores;
 	pthread_mutex_init(&rt->decode_lock, NULL);
 	pthread_cond_init(&rt->decode_cond, NULL);
 	rt->decoders = calloc((size_t)n, sizeof(pthread_t));

@@ -23,9 +23,7 @@
 
 int64_t lfs_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return rs_monotonic_ms();
 }
 
 void lfs_layer_ref(struct lfs_layer *l)

@@ -125,6 +125,13 @@ void rs_rfc3339_format(int64_t sec, char out[32]);
 /* Number of online CPUs, at least 1. */
 int rs_cpu_count(void);
 
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t rs_monotonic_ms(void);
+
+/* s[0..len) as a decimal number of 1 to 18 digits and nothing else; -1 when
+ * it is not one (sign, space, other characters, empty, too long). */
+int64_t rs_parse_decimal(const char *s, size_t len);
+
 /* ---- logging --------------------------------------------------------- */
 
 enum rs_log_level { RS_LOG_DEBUG, RS_LOG_INFO, RS_LOG_WARN, RS_LOG_ERROR };

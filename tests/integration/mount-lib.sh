@@ -25,6 +25,9 @@
 #   mount_stop PID             SIGTERM, wait (bounded, MOUNT_STOP_WAIT s, default
 #                              20), $RC = its exit code (124 if it had to be
 #                              killed), $STOP_SECS how long it took
+#   expect_read_ok DESC NAME   pass when $T/NAME.out (mount_check.py readfile's
+#                              JSON) says every byte read and none wrong, else
+#                              fail with it and $T/NAME.err
 #   wait_status MNT JQ_EXPR SECONDS   poll MNT/.remote-snapshotter/status.json
 #                              until JQ_EXPR holds; the last status is left in
 #                              $T/status.last
@@ -227,6 +230,16 @@ mount_stop() {
 # is_mounted DIR: DIR is a mountpoint right now.
 is_mounted() {
 	mountpoint -q "$1" 2>/dev/null
+}
+
+expect_read_ok() {
+	if jq -e '.ok and (.wrong | not)' "$T/$2.out" >/dev/null 2>&1; then
+		pass "$1 ($(jq -r '"\(.bytes) bytes in \(.secs) s"' "$T/$2.out"))"
+		return 0
+	fi
+	fail "$1: $(cat "$T/$2.out" 2>/dev/null) (exit $RC)"
+	show_file "$T/$2.err"
+	return 1
 }
 
 wait_status() {

@@ -103,16 +103,6 @@ readfile() {
 	shift 3
 	run "$name" timeout $((BOUND + 30)) "${MC[@]}" readfile "$@" "$f" "$ref"
 }
-# expect_read_ok DESC NAME
-expect_read_ok() {
-	if jq -e '.ok and (.wrong | not)' "$T/$2.out" >/dev/null 2>&1; then
-		pass "$1 ($(jq -r '"\(.bytes) bytes in \(.secs) s"' "$T/$2.out"))"
-		return 0
-	fi
-	fail "$1: $(cat "$T/$2.out" 2>/dev/null) (exit $RC)"
-	show_file "$T/$2.err"
-	return 1
-}
 # expect_read_eio DESC NAME: EIO, no wrong byte, within $BOUND s.
 expect_read_eio() {
 	if [ "$RC" = 124 ]; then

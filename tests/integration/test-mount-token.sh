@@ -69,15 +69,6 @@ readfile() { # NAME FILE [--evict]: mount_check.py readfile of d/FILE, JSON in $
 	shift 2
 	run "$name" timeout $((3 * TMO + 30)) "${MC[@]}" readfile "$@" "$M/d/$f" "$X/d/$f"
 }
-expect_read_ok() { # DESC NAME
-	if jq -e '.ok and (.wrong | not)' "$T/$2.out" >/dev/null 2>&1; then
-		pass "$1 ($(jq -r '"\(.bytes) bytes in \(.secs) s"' "$T/$2.out"))"
-		return 0
-	fi
-	fail "$1: $(cat "$T/$2.out" 2>/dev/null) (exit $RC)"
-	show_file "$T/$2.err"
-	return 1
-}
 status_of() { timeout 20 cat "$M/$STATUS_REL" 2>/dev/null; }
 fetched() { status_of | jq -r '.fetched_bytes // 0'; }
 ntok() { token_requests 200; }
