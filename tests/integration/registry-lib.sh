@@ -22,7 +22,8 @@
 #       busybox image (busybox-static + sh/cat/echo/ls links, /etc/hello.txt,
 #       a larger data file) pushed with skopeo.  `--multi`: an index of
 #       linux/amd64 + linux/arm64 (hello.txt says which).  Running
-#       `cat /etc/hello.txt` prints "hello from rs-rig <arch>".
+#       `cat /etc/hello.txt` prints "hello from rs-rig <arch>"; /etc/os-release
+#       names "rs-rig <arch>".
 # Runtimes:
 #   containerd_start            private containerd (CRI off); sets CTR=(ctr -a SOCK);
 #       CONTAINERD_EXTRA_CONFIG (TOML) is appended to its config.toml
@@ -335,6 +336,7 @@ rig_rootfs_layers() {
 		ln -s busybox "$d/l1/bin/$i"
 	done
 	echo "hello from rs-rig $arch" >"$d/l2/etc/hello.txt"
+	printf 'PRETTY_NAME="rs-rig %s"\nNAME="rs-rig"\nID=rs-rig\n' "$arch" >"$d/l2/etc/os-release"
 	[ -n "$salt" ] && echo "$salt" >"$d/l2/etc/salt"
 	"$RIG_PY" -c 'import hashlib, sys
 out = open(sys.argv[1], "wb")

@@ -71,9 +71,11 @@ check "the daemon's first request of each layer was its TOC and footer, no more 
 "${CTR[@]}" snapshots --snapshotter stargz ls >"$T/snaps.txt"
 check "the layers are committed snapshots on stargz" [ "$(grep -c Committed "$T/snaps.txt")" -ge 3 ]
 
-run run1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-lazy-1 cat /etc/hello.txt
+run run1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-lazy-1 \
+	cat /etc/hello.txt /etc/os-release
 expect_rc "ctr run on the lazily pulled image" 0 run1
 check "the container reads /etc/hello.txt through FUSE" grep -q 'hello from rs-rig' "$T/run1.out"
+check "cat /etc/os-release in the container is the image's" grep -qx 'PRETTY_NAME="rs-rig amd64"' "$T/run1.out"
 
 # A file written in the container stays in its upper dir.
 run run2 timeout 60 "${CTR[@]}" run --snapshotter stargz "$REF" rs-lazy-2 \
@@ -191,6 +193,20 @@ check "100 MB image pulled lazily" grep -q ' lazy' "$T/p100.out"
 # and answers with an ordinary active snapshot, logging why.
 APICLI=$REPO/build/tests/api/api-test-client
 if [ -x "$APICLI" ]; then
+	# The CRI label set (containerd's CRI plugin) mounts a layer lazily too.
+	one=$(echo "$layers" | head -1)
+	run criprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
+		-l "containerd.io/snapshot.ref=rs-cri-target" \
+		-l "containerd.io/snapshot/cri.image-ref=$REF" \
+		-l "containerd.io/snapshot/cri.layer-digest=$one" \
+		-l "containerd.io/snapshot/cri.image-layers=$one" \
+		-l "containerd.io/snapshot/cri.manifest-digest=sha256:$(printf '%064d' 0)" rs-cri-key
+	check "Prepare with the CRI labels: ALREADY_EXISTS" grep -q '"code": *6' "$T/criprep.out"
+	run cristat "$APICLI" "$RS_SOCK" stat rs-cri-target
+	check "the CRI-labelled layer is committed as a remote snapshot" \
+		sh -c "grep -q 'containerd.io/snapshot/remote' '$T/cristat.out' && grep -q '\"kind\": *\"committed\"' '$T/cristat.out'"
+	check "the daemon mounted it from the CRI image-ref" grep -q "remote layer $one of $REF mounted at" "$RS_LOG"
+	"$APICLI" "$RS_SOCK" remove rs-cri-target >/dev/null 2>&1
 	NETPROXY_UPSTREAM=$REG netproxy_start PX || finish
 	proxy_mode PX refuse
 	one=$(echo "$layers" | head -1)
