@@ -16,7 +16,7 @@ PACKAGES=(
 	libcmocka-dev
 	# test peers and tools
 	fuse3 zstd gzip tar coreutils stargz-snapshotter containerd runc attr
-	debootstrap jq xxd python3 util-linux procps file rsync
+	debootstrap jq xxd python3 util-linux e2fsprogs procps file rsync
 	# registry rig (tests/integration/registry-lib.sh)
 	docker-registry skopeo podman conmon busybox-static apache2-utils curl openssl
 	python3-jwt python3-cryptography

@@ -80,16 +80,12 @@ static void block_signals(bool block)
 	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &s, NULL);
 }
 
-/* Recorded files, not counting the line that splits off those read in part. */
-static size_t files_in(const struct conv_record_result *r, size_t *late)
+/* Recorded files, not counting a landmark line put in a list by hand. */
+static size_t files_in(const struct conv_record_result *r)
 {
 	size_t n = r->n_paths;
-	*late = 0;
 	for (size_t i = 0; i < r->n_paths; i++)
-		if (strcmp(r->paths[i], CONV_RECORD_LANDMARK) == 0) {
-			*late = r->n_paths - i - 1;
-			n--;
-		}
+		n -= strcmp(r->paths[i], CONV_RECORD_LANDMARK) == 0;
 	return n;
 }
 
@@ -98,12 +94,11 @@ static void on_recorded(void *ctx, const struct conv_record_result *r)
 {
 	bool ran = *(bool *)ctx;
 	if (ran) {
-		size_t late, n = files_in(r, &late);
+		size_t n = files_in(r), part = r->n_touched;
 		fprintf(stderr, "%s: optimize: recorded %zu file%s in %.1fs", prog, n,
 			n == 1 ? "" : "s", r->seconds);
-		if (late)
-			fprintf(stderr, " (%zu big one%s read in part: fetched on demand)", late,
-				late == 1 ? "" : "s");
+		if (part)
+			fprintf(stderr, " (%zu read in part: only those parts prefetched)", part);
 		fputc('\n', stderr);
 		if (r->timed_out)
 			warn("the workload was still running when the period ended and was "
@@ -301,11 +296,11 @@ int cmd_optimize(int argc, char **argv)
 		if (err.code == -EINTR)
 			rc = 130;
 	} else {
-		size_t late, n = files_in(&res.record, &late);
+		size_t n = files_in(&res.record);
 		printf("{\"digest\":\"%s\",\"mediaType\":\"%s\",\"images\":%zu,\"converted\":%zu,"
 		       "\"kept\":%zu,\"recorded\":%zu,\"readInPart\":%zu}\n",
 		       res.convert.digest, res.convert.media_type, res.convert.images,
-		       res.convert.converted, res.convert.kept, n, late);
+		       res.convert.converted, res.convert.kept, n, res.record.n_touched);
 		rc = fflush(stdout) == 0 ? 0 : EXIT_IO;
 	}
 	conv_record_result_free(&res.record);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "estargz/estargz.h"
 #include "registry/registry.h"
 #include "util/util.h"
 
@@ -32,6 +33,11 @@ struct conv_options {
 	 * .prefetch.landmark; a layer holding none gets .no.prefetch.landmark. */
 	const char *const *prioritized;
 	size_t n_prioritized;
+	/* Of those, the files read only in part: each is cut into chunks at the
+	 * edges of its ranges, and the chunks outside are marked for a lazy
+	 * mount's prefetch to skip (ESGZ_TOC_NO_PREFETCH). */
+	const struct esgz_touched *touched;
+	size_t n_touched;
 };
 
 enum conv_event_kind {
@@ -121,6 +127,10 @@ struct conv_record_options {
 struct conv_record_result {
 	char **paths; /* absolute paths in the container, in order of first open */
 	size_t n_paths;
+	/* The recorded files of which the workload touched only some parts
+	 * (name and ranges owned here; the name is also in paths). */
+	struct esgz_touched *touched;
+	size_t n_touched;
 	int exit_status; /* the workload's status (128+N: killed by signal N); -1: never ran */
 	bool timed_out;  /* still running when the period ended: killed */
 	bool incomplete; /* events were lost, or more than CONV_RECORD_MAX_PATHS */
@@ -140,16 +150,22 @@ void conv_record_result_free(struct conv_record_result *res);
 
 /* In a record list, this line splits what is prefetched (the files before
  * it) from files that come right after the landmark, in order, but are only
- * fetched when read (big files the workload touched only a part of). In a
- * prioritized list it places .prefetch.landmark there. */
+ * fetched when read. The recorder never writes it; a list edited by hand may
+ * have it. In a prioritized list it places .prefetch.landmark there. */
 #define CONV_RECORD_LANDMARK "/.prefetch.landmark"
 
-/* A record list: one absolute path a line. Reading skips blank lines, adds a
- * missing leading '/', drops repeats (keeping the first). */
-int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err);
-/* Writes atomically (a temp file renamed over file); "-" is stdout. */
-int conv_record_list_write(const char *file, const char *const *paths, size_t n,
+/* A record list: one absolute path a line, in order; a file read only in
+ * part has, after a tab, the byte ranges it read: OFFSET+LENGTH,... (decimal).
+ * Reading skips blank lines, adds a missing leading '/', drops repeats
+ * (keeping the first) and fills res->paths and res->touched. */
+int conv_record_list_read(const char *file, struct conv_record_result *res, struct rs_error *err);
+/* Writes res's paths and ranges atomically (a temp file renamed over file);
+ * "-" is stdout. */
+int conv_record_list_write(const char *file, const struct conv_record_result *res,
 			   struct rs_error *err);
+/* Adds path's ranges (n offset, length pairs, copied) to res->touched. */
+int conv_record_touched_add(struct conv_record_result *res, const char *path,
+			    const int64_t *ranges, size_t n);
 /* An --entrypoint / --args value: a JSON array of strings when it starts with
  * '[', else split on whitespace. */
 int conv_record_split_args(const char *s, char ***out, size_t *n, struct rs_error *err);

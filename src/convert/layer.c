@@ -210,6 +210,8 @@ static int rebuild_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, 
 	    .prioritized = cx->o->prioritized,
 	    .n_prioritized = cx->o->n_prioritized,
 	    .prioritized_skip_missing = true,
+	    .touched = cx->o->touched,
+	    .n_touched = cx->o->n_touched,
 	};
 	struct esgz_build_result res;
 	if ((rc = esgz_build(in, out, &bo, &res, err)) < 0)

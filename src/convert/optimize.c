@@ -14,7 +14,7 @@ int conv_optimize(const char *src, const char *dst, const struct conv_optimize_o
 	struct conv_record_result *rec = &res->record;
 	int rc;
 	if (o->record_in) {
-		rc = conv_record_list_read(o->record_in, &rec->paths, &rec->n_paths, err);
+		rc = conv_record_list_read(o->record_in, rec, err);
 		rec->exit_status = 0;
 	} else {
 		rc = conv_record(src, &o->record, rec, err);
@@ -24,12 +24,13 @@ int conv_optimize(const char *src, const char *dst, const struct conv_optimize_o
 	if (o->on_recorded)
 		o->on_recorded(o->ctx, rec);
 	if (o->record_out &&
-	    (rc = conv_record_list_write(o->record_out, (const char *const *)rec->paths,
-					 rec->n_paths, err)) < 0)
+	    (rc = conv_record_list_write(o->record_out, rec, err)) < 0)
 		return rc;
 	struct conv_options co = o->convert;
 	co.prioritized = (const char *const *)rec->paths;
 	co.n_prioritized = rec->n_paths;
+	co.touched = rec->touched;
+	co.n_touched = rec->n_touched;
 	if (!co.platform)
 		co.platform = o->record.platform;
 	if (!co.reg)

@@ -195,9 +195,8 @@ int conv_record(const char *src, const struct conv_record_options *o,
 		rc = conv_rec_rootfs_init(&r.fs, o->tmp_dir, err);
 	if (rc == 0)
 		rc = conv_rec_rootfs_build(&r.fs, r.im, r.man.json, err);
-	bool measurable = false;
-	if (rc == 0)
-		rc = conv_rec_evict(r.fs.dir, &measurable, err);
+	if (rc == 0 && r.fs.fs)
+		rc = conv_rec_evict(r.fs.fs, err);
 	if (rc == 0)
 		rc = interrupted(err);
 	if (rc == 0)
@@ -213,8 +212,8 @@ int conv_record(const char *src, const struct conv_record_options *o,
 	if (rc == 0) {
 		res->paths = conv_strset_steal(&r.fan.paths, &res->n_paths);
 		res->incomplete = r.fan.incomplete;
-		if (measurable)
-			rc = conv_rec_split_partial(r.fs.merged, &res->paths, &res->n_paths, err);
+		if (r.fs.fs)
+			rc = conv_rec_touched(r.fs.merged, res, err);
 	}
 	if (r.runc.pid > 0) {
 		int st;

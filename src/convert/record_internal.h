@@ -30,15 +30,16 @@ struct conv_strset {
 
 /* Takes str: appends it (1) unless present (0, str freed); -ENOMEM. */
 int conv_strset_add(struct conv_strset *s, char *str);
+bool conv_strset_has(const struct conv_strset *s, const char *str);
 /* The strings (the caller frees them with conv_strv_free); s is emptied. */
 char **conv_strset_steal(struct conv_strset *s, size_t *n);
 void conv_strset_free(struct conv_strset *s);
 
 /* The record list format on a stream (name: for messages), as
  * conv_record_list_read and _write use it once the file is open. */
-int conv_record_list_parse(FILE *f, const char *name, char ***paths, size_t *n,
+int conv_record_list_parse(FILE *f, const char *name, struct conv_record_result *res,
 			   struct rs_error *err);
-int conv_record_list_print(FILE *f, const char *const *paths, size_t n);
+int conv_record_list_print(FILE *f, const struct conv_record_result *res);
 
 /* ---- unpack.c: one layer tar into a directory, whiteouts in overlayfs form ---- */
 
@@ -50,13 +51,15 @@ int conv_rec_unpack(int blob_fd, const char *dir, const char *digest, struct rs_
 
 struct conv_rec_rootfs {
 	char *dir;    /* the private work dir (realpath), everything below it */
+	char *fs;     /* the loop filesystem's mount point in dir, or NULL */
 	char *merged; /* the overlay mount point: the container's root */
 	bool mounted;
 };
 
 /* Makes the private work dir under tmp_dir (NULL: $TMPDIR, else /var/tmp). */
 int conv_rec_rootfs_init(struct conv_rec_rootfs *r, const char *tmp_dir, struct rs_error *err);
-/* Unpacks the manifest's layers (each into its own dir) and mounts them. */
+/* Unpacks the manifest's layers (each into its own dir, on a loop
+ * filesystem when one can be made: r->fs) and mounts them. */
 int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json_t *manifest,
 			  struct rs_error *err);
 /* Unmounts and removes everything; safe to call at any stage, twice. */
@@ -67,18 +70,26 @@ int conv_rec_rmtree(const char *dir);
  * image's symlinks cannot lead out of it. -1 with errno on failure. */
 int conv_rec_open_in_root(int root_fd, const char *rel);
 
-/* ---- residency.c: how much of each file the workload touched ------------------- */
+/* ---- loopfs.c: an ext4 image on a loop device with the partial readahead ------- */
 
+/* Makes DIR/fs.img (size bytes, sparse), formats it, binds it to a free loop
+ * device (readahead ESGZ_PARTIAL_READAHEAD_KB, detached once unmounted) and
+ * mounts it on DIR/fs (*mountpoint, malloc'd). Needs mkfs.ext4 and loop. */
+int conv_rec_loopfs_mount(const char *dir, int64_t size, char **mountpoint, struct rs_error *err);
+void conv_rec_loopfs_unmount(const char *mountpoint);
+
+/* ---- residency.c: which parts of each file the workload touched ---------------- */
+
+/* Files smaller than this count as read whole. */
+#define CONV_REC_PARTIAL_MIN ((int64_t)256 << 10)
 /* Writes back and drops from the page cache every file of at least
  * CONV_REC_PARTIAL_MIN bytes under dir (not crossing mounts): afterwards,
- * their resident pages are what the workload read. *measurable is false
- * (and a warning logged) when dir is in memory and nothing can be dropped. */
-int conv_rec_evict(const char *dir, bool *measurable, struct rs_error *err);
-/* Reorders paths (absolute, in the rootfs at merged): files of at least
- * CONV_REC_PARTIAL_MIN bytes of which less than half is resident move behind
- * a CONV_RECORD_LANDMARK line, in order; *n grows by one when any moved. */
-#define CONV_REC_PARTIAL_MIN ((int64_t)4 << 20)
-int conv_rec_split_partial(const char *merged, char ***paths, size_t *n, struct rs_error *err);
+ * their resident pages are what the workload read. */
+int conv_rec_evict(const char *dir, struct rs_error *err);
+/* For each recorded path (absolute, in the rootfs at merged) of at least
+ * CONV_REC_PARTIAL_MIN bytes with pages that are not resident, the ranges
+ * that are: appended to res->touched. */
+int conv_rec_touched(const char *merged, struct conv_record_result *res, struct rs_error *err);
 
 /* ---- sandbox_user.c: the config's User against the rootfs's passwd/group ------- */
 

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Lists of strings for conv_record: the record list file (one absolute path a
- * line) and --entrypoint / --args values (a JSON array or words). */
+ * line, with the ranges read of a file read in part) and --entrypoint / --args
+ * values (a JSON array or words). */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -21,13 +24,46 @@ void conv_strv_free(char **v, size_t n)
 	free(v);
 }
 
+static void touched_free(struct esgz_touched *t, size_t n)
+{
+	for (size_t i = 0; t && i < n; i++) {
+		free((char *)t[i].name);
+		free((int64_t *)t[i].ranges);
+	}
+	free(t);
+}
+
 void conv_record_result_free(struct conv_record_result *res)
 {
 	if (!res)
 		return;
 	conv_strv_free(res->paths, res->n_paths);
+	touched_free(res->touched, res->n_touched);
 	res->paths = NULL;
 	res->n_paths = 0;
+	res->touched = NULL;
+	res->n_touched = 0;
+}
+
+int conv_record_touched_add(struct conv_record_result *res, const char *path,
+			    const int64_t *ranges, size_t n)
+{
+	if (n == 0)
+		return 0;
+	struct esgz_touched *t = realloc(res->touched, (res->n_touched + 1) * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	res->touched = t;
+	char *name = strdup(path);
+	int64_t *r = malloc(2 * n * sizeof(*r));
+	if (!name || !r) {
+		free(name);
+		free(r);
+		return -ENOMEM;
+	}
+	memcpy(r, ranges, 2 * n * sizeof(*r));
+	t[res->n_touched++] = (struct esgz_touched){.name = name, .ranges = r, .nranges = n};
+	return 0;
 }
 
 /* FNV-1a */
@@ -101,6 +137,17 @@ int conv_strset_add(struct conv_strset *s, char *str)
 	return 1;
 }
 
+bool conv_strset_has(const struct conv_strset *s, const char *str)
+{
+	if (s->n_slots == 0)
+		return false;
+	for (size_t k = str_hash(str) & (s->n_slots - 1); s->slots[k];
+	     k = (k + 1) & (s->n_slots - 1))
+		if (strcmp(s->v[s->slots[k] - 1], str) == 0)
+			return true;
+	return false;
+}
+
 char **conv_strset_steal(struct conv_strset *s, size_t *n)
 {
 	char **v = s->v;
@@ -117,9 +164,93 @@ void conv_strset_free(struct conv_strset *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int conv_record_list_parse(FILE *f, const char *name, char ***paths, size_t *n,
+/* "OFF+LEN,OFF+LEN...": the pairs in a malloc'd array, or -EINVAL. */
+static int parse_ranges(const char *s, int64_t **out, size_t *n)
+{
+	size_t cap = 1;
+	for (const char *p = s; *p; p++)
+		cap += *p == ',';
+	int64_t *r = malloc(2 * cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	size_t k = 0;
+	const char *p = s;
+	for (;;) {
+		char *end;
+		int64_t v[2];
+		for (int i = 0; i < 2; i++) {
+			if (*p < '0' || *p > '9')
+				goto bad;
+			errno = 0;
+			unsigned long long x = strtoull(p, &end, 10);
+			if (errno || x > (unsigned long long)INT64_MAX ||
+			    *end != (i == 0 ? '+' : *end))
+				goto bad;
+			v[i] = (int64_t)x;
+			p = i == 0 ? end + 1 : end;
+		}
+		if (v[0] > INT64_MAX - v[1])
+			goto bad;
+		r[2 * k] = v[0];
+		r[2 * k + 1] = v[1];
+		k++;
+		if (*p == '\0')
+			break;
+		if (*p != ',')
+			goto bad;
+		p++;
+	}
+	*out = r;
+	*n = k;
+	return 0;
+bad:
+	free(r);
+	return -EINVAL;
+}
+
+/* One line (its newline gone) into the list: a path, maybe a tab and ranges. */
+static int add_line(struct conv_strset *s, struct conv_record_result *res, char *line,
+		    size_t len)
+{
+	int64_t *ranges = NULL;
+	size_t nranges = 0;
+	/* The last tab: a path may hold one, ranges never do. */
+	char *tab = strrchr(line, '\t');
+	if (tab && parse_ranges(tab + 1, &ranges, &nranges) == 0) {
+		*tab = '\0';
+		len = (size_t)(tab - line);
+	}
+	if (len == 0) {
+		free(ranges);
+		return -EINVAL;
+	}
+	/* the length with the '/' it may get: what is written reads back */
+	size_t plen = len + (line[0] == '/' ? 0 : 1);
+	if (plen >= PATH_MAX || strlen(line) != len) {
+		free(ranges);
+		return -EINVAL;
+	}
+	char *p = malloc(plen + 1);
+	if (!p) {
+		free(ranges);
+		return -ENOMEM;
+	}
+	snprintf(p, plen + 1, "%s%s", line[0] == '/' ? "" : "/", line);
+	int rc = 0;
+	if (nranges > 0 && !conv_strset_has(s, p))
+		rc = conv_record_touched_add(res, p, ranges, nranges);
+	free(ranges);
+	if (rc == 0 && conv_strset_add(s, p) < 0)
+		return -ENOMEM;
+	if (rc < 0)
+		free(p);
+	return rc;
+}
+
+int conv_record_list_parse(FILE *f, const char *name, struct conv_record_result *res,
 			   struct rs_error *err)
 {
+	memset(res, 0, sizeof(*res));
 	struct conv_strset s = {0};
 	char *line = NULL;
 	size_t lcap = 0, total = 0, lineno = 0;
@@ -137,60 +268,70 @@ int conv_record_list_parse(FILE *f, const char *name, char ***paths, size_t *n,
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		/* the length with the '/' it may get: what is written reads back */
-		size_t plen = (size_t)len + (line[0] == '/' ? 0 : 1);
-		if (plen >= PATH_MAX || strlen(line) != (size_t)len) {
+		int r = add_line(&s, res, line, (size_t)len);
+		if (r == -ENOMEM)
+			rc = rs_err(err, -ENOMEM, "out of memory");
+		else if (r < 0)
 			rc = rs_err(err, -EINVAL, "%s: line %zu: not a path", name, lineno);
-			break;
-		}
-		char *p = malloc(plen + 1);
-		if (!p) {
-			rc = rs_err(err, -ENOMEM, "out of memory");
-			break;
-		}
-		snprintf(p, plen + 1, "%s%s", line[0] == '/' ? "" : "/", line);
-		if (conv_strset_add(&s, p) < 0)
-			rc = rs_err(err, -ENOMEM, "out of memory");
 	}
 	if (rc == 0 && ferror(f))
 		rc = rs_err(err, -EIO, "%s: read error", name);
 	free(line);
 	if (rc < 0) {
 		conv_strset_free(&s);
+		conv_record_result_free(res);
 		return rc;
 	}
-	*paths = conv_strset_steal(&s, n);
+	res->paths = conv_strset_steal(&s, &res->n_paths);
 	return 0;
 }
 
-int conv_record_list_read(const char *file, char ***paths, size_t *n, struct rs_error *err)
+int conv_record_list_read(const char *file, struct conv_record_result *res, struct rs_error *err)
 {
+	memset(res, 0, sizeof(*res));
 	if (strcmp(file, "-") == 0)
-		return conv_record_list_parse(stdin, "<stdin>", paths, n, err);
+		return conv_record_list_parse(stdin, "<stdin>", res, err);
 	FILE *f = fopen(file, "re");
 	if (!f)
 		return rs_err(err, -errno, "%s: %s", file, strerror(errno));
-	int rc = conv_record_list_parse(f, file, paths, n, err);
+	int rc = conv_record_list_parse(f, file, res, err);
 	fclose(f);
 	return rc;
 }
 
-int conv_record_list_print(FILE *f, const char *const *paths, size_t n)
+static const struct esgz_touched *touched_of(const struct conv_record_result *res,
+					     const char *path)
 {
-	for (size_t i = 0; i < n; i++)
-		if (fputs(paths[i], f) < 0 || fputc('\n', f) < 0)
+	for (size_t i = 0; i < res->n_touched; i++)
+		if (strcmp(res->touched[i].name, path) == 0)
+			return &res->touched[i];
+	return NULL;
+}
+
+int conv_record_list_print(FILE *f, const struct conv_record_result *res)
+{
+	for (size_t i = 0; i < res->n_paths; i++) {
+		if (fputs(res->paths[i], f) < 0)
 			return -EIO;
+		const struct esgz_touched *t = touched_of(res, res->paths[i]);
+		for (size_t k = 0; t && k < t->nranges; k++)
+			if (fprintf(f, "%c%" PRId64 "+%" PRId64, k ? ',' : '\t', t->ranges[2 * k],
+				    t->ranges[2 * k + 1]) < 0)
+				return -EIO;
+		if (fputc('\n', f) < 0)
+			return -EIO;
+	}
 	return fflush(f) == 0 ? 0 : -EIO;
 }
 
-int conv_record_list_write(const char *file, const char *const *paths, size_t n,
+int conv_record_list_write(const char *file, const struct conv_record_result *res,
 			   struct rs_error *err)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strchr(paths[i], '\n'))
+	for (size_t i = 0; i < res->n_paths; i++)
+		if (strchr(res->paths[i], '\n'))
 			return rs_err(err, -EINVAL, "%s: a path holds a newline", file);
 	if (strcmp(file, "-") == 0)
-		return conv_record_list_print(stdout, paths, n) < 0
+		return conv_record_list_print(stdout, res) < 0
 			   ? rs_err(err, -EIO, "<stdout>: write error")
 			   : 0;
 	char tmp[PATH_MAX];
@@ -206,7 +347,7 @@ int conv_record_list_write(const char *file, const char *const *paths, size_t n,
 		unlink(tmp);
 		return rs_err(err, -e, "%s: %s", file, strerror(e));
 	}
-	int rc = conv_record_list_print(f, paths, n);
+	int rc = conv_record_list_print(f, res);
 	if (rc == 0 && fchmod(fd, 0644) < 0)
 		rc = -errno;
 	if (fclose(f) != 0 && rc == 0)

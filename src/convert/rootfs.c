@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The image's root filesystem for a recording: a private work dir holding one
- * directory per layer, an overlay mount of them (plus upper and work dirs) and,
- * afterwards, nothing: unmount and remove, whatever stage we got to. */
+/* The image's root filesystem for a recording: a private work dir holding,
+ * on the loop filesystem of loopfs.c when one can be made, one directory per
+ * layer, an overlay mount of them (plus upper and work dirs) and, afterwards,
+ * nothing: unmount and remove, whatever stage we got to. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -45,8 +46,9 @@ int conv_rec_rootfs_init(struct conv_rec_rootfs *r, const char *tmp_dir, struct 
 static int subdir(const struct conv_rec_rootfs *r, const char *name, char *out,
 		  struct rs_error *err)
 {
-	if ((size_t)snprintf(out, PATH_MAX, "%s/%s", r->dir, name) >= PATH_MAX)
-		return rs_err(err, -ENAMETOOLONG, "%s: name too long", r->dir);
+	const char *base = r->fs ? r->fs : r->dir;
+	if ((size_t)snprintf(out, PATH_MAX, "%s/%s", base, name) >= PATH_MAX)
+		return rs_err(err, -ENAMETOOLONG, "%s: name too long", base);
 	if (mkdir(out, 0755) < 0)
 		return rs_err(err, -errno, "%s: %s", out, strerror(errno));
 	return 0;
@@ -117,6 +119,22 @@ int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json
 	cleanup_free char(*lower)[PATH_MAX] = calloc(n, PATH_MAX);
 	if (!lower)
 		return rs_err(err, -ENOMEM, "out of memory");
+	/* Room for the layers unpacked (compressed ~8x at most, else the unpack
+	 * fails with ENOSPC) and what the workload writes; sparse. */
+	int64_t room = (int64_t)1 << 30;
+	for (size_t i = 0; i < n; i++) {
+		json_t *sz = json_object_get(json_array_get(layers, i), "size");
+		if (json_is_integer(sz) && json_integer_value(sz) > 0 &&
+		    json_integer_value(sz) < ((int64_t)1 << 40))
+			room += 8 * json_integer_value(sz);
+	}
+	struct rs_error lerr = {0};
+	if (conv_rec_loopfs_mount(r->dir, room, &r->fs, &lerr) < 0)
+		rs_log(RS_LOG_WARN,
+		       "optimize: no loop filesystem for the image (%s): which part of a file "
+		       "the workload reads cannot be told, so every recorded file is prefetched "
+		       "whole",
+		       lerr.msg);
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const char *mt, *dg;
@@ -177,7 +195,12 @@ void conv_rec_rootfs_cleanup(struct conv_rec_rootfs *r)
 		else
 			r->mounted = false;
 	}
-	if (r->dir && !r->mounted && conv_rec_rmtree(r->dir) < 0)
+	if (r->fs && !r->mounted) {
+		conv_rec_loopfs_unmount(r->fs);
+		free(r->fs);
+		r->fs = NULL;
+	}
+	if (r->dir && !r->mounted && !r->fs && conv_rec_rmtree(r->dir) < 0)
 		rs_log(RS_LOG_WARN, "cannot remove %s entirely", r->dir);
 	free(r->dir);
 	free(r->merged);

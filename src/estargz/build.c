@@ -91,6 +91,7 @@ struct sorter {
 	char **clean; /* clean name of each entry */
 	struct nameidx idx;
 	uint8_t *state; /* 0: not picked, 1: in progress, 2: picked */
+	uint8_t *named; /* the prioritized list names the entry itself */
 	const struct esgz_b_entry **order;
 	size_t norder;
 	bool skip_missing;
@@ -114,6 +115,8 @@ static int move_rec(struct sorter *s, const char *name, int depth, struct rs_err
 		return rs_err(err, -ENOENT, "prioritized file '%s' not found in the layer", name);
 	}
 	size_t i = *slot;
+	if (depth == 0)
+		s->named[i] = 1;
 	if (c[0] != 0) {
 		char *slash = strrchr(c, '/');
 		char saved = 0;
@@ -152,16 +155,64 @@ static bool is_landmark_name(const char *name)
 	return strcmp(c, ESGZ_PREFETCH_LANDMARK) == 0;
 }
 
+/* The live entry of a name (any spelling): 1 and *i, 0 when absent. */
+static int find_entry(struct sorter *s, const char *name, size_t *i)
+{
+	cleanup_free char *c = malloc(strlen(name) + 1);
+	if (!c)
+		return -ENOMEM;
+	esgz_clean_name(name, c);
+	size_t *slot = nameidx_slot(&s->idx, c, false);
+	if (!slot)
+		return 0;
+	*i = *slot;
+	return 1;
+}
+
+/* The entry holding the data of each touched file (through hardlinks), or
+ * SIZE_MAX when the layer has no data under that name or the prioritized list
+ * does not name it: a file the workload read in part but that is not
+ * prioritized is prefetched with the rest of the layer, whole. */
+static int resolve_touched(struct sorter *s, const struct esgz_build_opts *o, size_t **out,
+			   struct rs_error *err)
+{
+	if (o->n_touched == 0)
+		return 0;
+	size_t *v = malloc(o->n_touched * sizeof(*v));
+	if (!v)
+		return rs_err(err, -ENOMEM, "out of memory");
+	for (size_t k = 0; k < o->n_touched; k++) {
+		v[k] = SIZE_MAX;
+		size_t i;
+		int r = o->touched[k].name ? find_entry(s, o->touched[k].name, &i) : 0;
+		if (r == 1 && !s->named[i])
+			r = 0;
+		for (int hops = 0; r == 1 && s->t->v[i].type == ESGZ_HARDLINK; hops++)
+			r = hops < MAX_MOVE_DEPTH && s->t->v[i].link
+				? find_entry(s, s->t->v[i].link, &i)
+				: 0;
+		if (r < 0) {
+			free(v);
+			return rs_err(err, -ENOMEM, "out of memory");
+		}
+		if (r == 1 && s->t->v[i].type == ESGZ_REG && s->t->v[i].size > 0)
+			v[k] = i;
+	}
+	*out = v;
+	return 0;
+}
+
 static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 			struct esgz_b_entry *landmark, const struct esgz_b_entry ***out,
-			size_t *nout, struct rs_error *err)
+			size_t *nout, size_t **touched, struct rs_error *err)
 {
 	struct sorter s = {.t = t, .skip_missing = o->prioritized_skip_missing};
 	int r = 0;
 	s.clean = calloc(t->n + 1, sizeof(*s.clean));
 	s.state = calloc(t->n + 1, 1);
+	s.named = calloc(t->n + 1, 1);
 	s.order = calloc(t->n + 1, sizeof(*s.order));
-	if (!s.clean || !s.state || !s.order || nameidx_init(&s.idx, t->n) < 0) {
+	if (!s.clean || !s.state || !s.named || !s.order || nameidx_init(&s.idx, t->n) < 0) {
 		r = rs_err(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -203,6 +254,8 @@ static int sort_entries(struct esgz_b_tar *t, const struct esgz_build_opts *o,
 	for (size_t i = 0; i < t->n; i++)
 		if (!t->v[i].dead && s.state[i] != 2)
 			s.order[s.norder++] = &t->v[i];
+	if ((r = resolve_touched(&s, o, touched, err)) < 0)
+		goto out;
 	*out = steal_pointer(&s.order);
 	*nout = s.norder;
 out:
@@ -211,6 +264,7 @@ out:
 			free(s.clean[i]);
 	free(s.clean);
 	free(s.state);
+	free(s.named);
 	free(s.order);
 	nameidx_free(&s.idx);
 	return r;
@@ -391,11 +445,12 @@ static int layout_entry(struct out_state *st, const struct esgz_b_tar *t, struct
 		return r;
 	if (e->type != ESGZ_REG || e->size == 0)
 		return 0;
-	for (int64_t off = 0; off < e->size; off += chunk_size) {
-		size_t n = (size_t)(e->size - off < chunk_size ? e->size - off : chunk_size);
+	for (uint32_t c = 0; c < e->nchunks; c++) {
+		int64_t off = esgz_b_chunk_off(e, c, chunk_size);
+		size_t n = (size_t)esgz_b_chunk_len(e, c, chunk_size);
 		if ((r = close_member(st, err)) < 0)
 			return r;
-		if (off == 0)
+		if (c == 0)
 			e->first_member = st->members;
 		uint8_t *p = member_space(st, n, err);
 		if (!p)
@@ -493,11 +548,12 @@ int esgz_build(int in_fd, int out_fd, const struct esgz_build_opts *opts,
 	struct esgz_b_tar t = {.spool = {.fd = -1}};
 	const struct esgz_b_entry **order = NULL;
 	size_t norder = 0;
+	cleanup_free size_t *touched = NULL;
 	struct out_state st = {.fd = out_fd};
 	struct rs_buf hdr = {0};
 	bool hashes = false;
-	int r = esgz_b_read_tar(in_fd, chunk_size, &t, err);
-	if (r < 0)
+	int r = esgz_b_touched_check(&o, err);
+	if (r < 0 || (r = esgz_b_read_tar(in_fd, chunk_size, &t, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < t.n; i++)
 		if (t.v[i].type == ESGZ_REG && t.v[i].size == 0)
@@ -513,7 +569,9 @@ int esgz_build(int in_fd, int out_fd, const struct esgz_build_opts *opts,
 	};
 	rs_sha256(landmark_byte, 1, landmark.digest);
 	rs_sha256(landmark_byte, 1, landmark_chunk[0]);
-	if ((r = sort_entries(&t, &o, &landmark, &order, &norder, err)) < 0)
+	if ((r = sort_entries(&t, &o, &landmark, &order, &norder, &touched, err)) < 0)
+		goto out;
+	if (touched && (r = esgz_b_touched_apply(&t, &o, touched, chunk_size, err)) < 0)
 		goto out;
 
 	if (rs_sha256_init(&st.diff) < 0 || rs_sha256_init(&st.blob) < 0) {

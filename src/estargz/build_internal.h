@@ -49,6 +49,11 @@ struct esgz_b_entry {
 	uint8_t digest[RS_SHA256_LEN];           /* reg: sha256 of the data */
 	uint8_t (*chunk_digests)[RS_SHA256_LEN]; /* reg with size > 0: one per chunk */
 	uint32_t nchunks;
+	/* Files read in part (esgz_build_opts.touched), else NULL: where each
+	 * chunk starts in the file and whether it is ESGZ_TOC_NO_PREFETCH.
+	 * Without them chunk i starts at i * chunk_size. */
+	int64_t *chunk_offs;
+	uint8_t *no_prefetch;
 	uint32_t first_member; /* output side: member holding chunk 0 */
 };
 
@@ -74,6 +79,28 @@ void esgz_b_entry_free(struct esgz_b_entry *e);
 /* Copies len bytes of spooled data at off into buf. */
 int esgz_b_spool_read(const struct esgz_b_spool *s, void *buf, size_t len, int64_t off,
 		      struct rs_error *err);
+
+/* Where chunk c of e starts in the file, and its length. */
+static inline int64_t esgz_b_chunk_off(const struct esgz_b_entry *e, uint32_t c, int64_t chunk_size)
+{
+	return e->chunk_offs ? e->chunk_offs[c] : (int64_t)c * chunk_size;
+}
+
+static inline int64_t esgz_b_chunk_len(const struct esgz_b_entry *e, uint32_t c, int64_t chunk_size)
+{
+	int64_t end = c + 1 < e->nchunks ? esgz_b_chunk_off(e, c + 1, chunk_size) : e->size;
+	return end - esgz_b_chunk_off(e, c, chunk_size);
+}
+
+/* ---- touched ranges (build_touched.c) ----------------------------------- */
+
+/* Rejects touched ranges with a negative offset or length, naming the file. */
+int esgz_b_touched_check(const struct esgz_build_opts *o, struct rs_error *err);
+/* Re-chunks the entries that o->touched names: entry[k] is the entry of
+ * touched item k, or SIZE_MAX when the item is ignored. Items of one entry
+ * are merged. Chunk digests are recomputed from the spool. */
+int esgz_b_touched_apply(struct esgz_b_tar *t, const struct esgz_build_opts *o, const size_t *entry,
+			 int64_t chunk_size, struct rs_error *err);
 
 /* ---- tar headers of the output ---------------------------------------- */
 

@@ -160,6 +160,8 @@ void esgz_b_entry_free(struct esgz_b_entry *e)
 	}
 	free(e->xattrs);
 	free(e->chunk_digests);
+	free(e->chunk_offs);
+	free(e->no_prefetch);
 	memset(e, 0, sizeof(*e));
 }
 

@@ -216,6 +216,27 @@ static void field_digest(struct obj *o, const char *key, const uint8_t d[RS_SHA2
 	field_str(o, key, s);
 }
 
+static void field_true(struct obj *o, const char *key, bool v)
+{
+	if (!v)
+		return;
+	field_key(o, key);
+	if (!o->r)
+		o->r = rs_buf_append(o->b, "true", 4);
+}
+
+/* chunkSize, chunkDigest and our noPrefetch of chunk c. As the reference,
+ * chunkSize is left out only on a last chunk shorter than the chunk size. */
+static void chunk_fields(struct obj *o, const struct esgz_b_entry *e, uint32_t c,
+			 int64_t chunk_size)
+{
+	int64_t len = esgz_b_chunk_len(e, c, chunk_size);
+	if (c + 1 < e->nchunks || len >= chunk_size)
+		field_int(o, "chunkSize", len);
+	field_digest(o, "chunkDigest", e->chunk_digests[c]);
+	field_true(o, ESGZ_TOC_NO_PREFETCH, e->no_prefetch && e->no_prefetch[c]);
+}
+
 static void field_xattrs(struct obj *o, const struct esgz_b_entry *e)
 {
 	if (e->nxattrs == 0)
@@ -305,22 +326,16 @@ int esgz_b_toc_json(const struct esgz_b_toc_in *in, struct rs_buf *out, struct r
 		field_xattrs(&o, e);
 		if (e->type == ESGZ_REG)
 			field_digest(&o, "digest", e->digest);
-		if (chunked) {
-			if (e->size >= in->chunk_size)
-				field_int(&o, "chunkSize", in->chunk_size);
-			field_digest(&o, "chunkDigest", e->chunk_digests[0]);
-		}
+		if (chunked)
+			chunk_fields(&o, e, 0, in->chunk_size);
 		r = end_entry(&o);
 		for (uint32_t c = 1; chunked && c < e->nchunks && r == 0; c++) {
-			int64_t coff = (int64_t)c * in->chunk_size;
 			begin_entry(out, false, &o);
 			field_str(&o, "name", e->name);
 			field_str(&o, "type", "chunk");
 			field_int(&o, "offset", in->member_offset[e->first_member + c]);
-			field_int(&o, "chunkOffset", coff);
-			if (e->size - coff >= in->chunk_size)
-				field_int(&o, "chunkSize", in->chunk_size);
-			field_digest(&o, "chunkDigest", e->chunk_digests[c]);
+			field_int(&o, "chunkOffset", esgz_b_chunk_off(e, c, in->chunk_size));
+			chunk_fields(&o, e, c, in->chunk_size);
 			r = end_entry(&o);
 		}
 	}

@@ -38,6 +38,16 @@
  * footer's), so that a client knowing the blob size can fetch exactly the TOC
  * and footer in its first request. Readers of the format ignore it. */
 #define ESGZ_ANNOTATION_TOC_OFFSET "io.github.remote-snapshotter.toc-offset"
+/* Ours, a boolean on a TOC "reg" or "chunk" entry before .prefetch.landmark:
+ * true when the workload `stargz optimize` recorded never read this chunk of
+ * a file it read only in part, so a lazy mount's prefetch skips it. Readers
+ * of the format ignore unknown fields and prefetch the chunk as usual. */
+#define ESGZ_TOC_NO_PREFETCH "io.github.remote-snapshotter.noPrefetch"
+/* The kernel readahead (KiB) under which `stargz optimize` measures which
+ * parts of a file the workload reads, and the one a lazy mount of a layer
+ * with noPrefetch chunks uses until the layer is complete: the same window
+ * makes the mount's page faults ask for the pages the recording saw. */
+#define ESGZ_PARTIAL_READAHEAD_KB 64
 
 /* Defaults for untrusted sizes; both can be raised through esgz_open_opts. */
 #define ESGZ_DEFAULT_MAX_ENTRIES (2u << 20)      /* 2,097,152 TOC entries */
@@ -157,6 +167,7 @@ struct esgz_chunk {
 	int64_t size;         /* uncompressed size */
 	uint32_t node;
 	uint8_t has_digest;
+	uint8_t no_prefetch; /* ESGZ_TOC_NO_PREFETCH was true */
 	uint8_t digest[RS_SHA256_LEN];
 };
 
@@ -284,6 +295,19 @@ int esgz_list(const struct esgz_blob *b, FILE *out, bool json, struct rs_error *
  * uses to match names. out has strlen(name)+1 bytes. */
 void esgz_clean_name(const char *name, char *out);
 
+/* The parts of one file a workload read (stargz optimize). The builder cuts
+ * the file into chunks at the edges of these ranges (gaps shorter than
+ * ESGZ_TOUCHED_MIN_GAP are closed first; pieces longer than the chunk size
+ * are split as usual) and marks every chunk outside them ESGZ_TOC_NO_PREFETCH.
+ * Ranges may come unsorted, overlapping or past the end: they are sorted,
+ * merged and clamped to the file. */
+struct esgz_touched {
+	const char *name;      /* matched against entries as prioritized names are */
+	const int64_t *ranges; /* nranges pairs: offset, length */
+	size_t nranges;
+};
+#define ESGZ_TOUCHED_MIN_GAP ((int64_t)64 << 10)
+
 struct esgz_build_opts {
 	int64_t chunk_size;             /* 0: ESGZ_DEFAULT_CHUNK_SIZE */
 	int level;                      /* 1-9; 0: ESGZ_DEFAULT_LEVEL */
@@ -293,6 +317,9 @@ struct esgz_build_opts {
 	 * layer); a layer holding none of them gets .no.prefetch.landmark. Without
 	 * it a missing file is an error. */
 	bool prioritized_skip_missing;
+	/* Files read in part, each also in prioritized (others are ignored). */
+	const struct esgz_touched *touched;
+	size_t n_touched;
 	bool zstd_chunked;
 	int threads; /* 0: every core */
 };

@@ -339,6 +339,7 @@ static int add_chunk(struct esgz_index *idx, const struct esgz_raw_entry *e, uin
 	c->size = e->chunk_size;
 	c->node = node;
 	c->has_digest = e->has_chunk_digest;
+	c->no_prefetch = e->no_prefetch;
 	if (e->has_chunk_digest)
 		memcpy(c->digest, e->chunk_digest, RS_SHA256_LEN);
 	n->nchunks++;

@@ -94,6 +94,7 @@ struct esgz_raw_entry {
 	int64_t mtime;
 	bool has_mtime;
 	bool has_digest, has_chunk_digest;
+	bool no_prefetch; /* ESGZ_TOC_NO_PREFETCH: true */
 	uint8_t digest[RS_SHA256_LEN], chunk_digest[RS_SHA256_LEN];
 	/* xattrs: nxattrs pairs of (name, decoded value) in scratch */
 	uint32_t nxattrs;

@@ -134,8 +134,9 @@ static void list_tar(const struct esgz_index *idx, const struct esgz_node *n, FI
 	fputc('\n', out);
 }
 
-static void list_json(const struct esgz_index *idx, const struct esgz_node *n, FILE *out)
+static void list_json(const struct esgz_index *idx, uint32_t id, FILE *out)
 {
+	const struct esgz_node *n = esgz_index_node(idx, id);
 	char when[32], digest[RS_DIGEST_STR_LEN] = "";
 	rs_rfc3339_format(n->mtime, when);
 	if (n->has_digest)
@@ -151,8 +152,16 @@ static void list_json(const struct esgz_index *idx, const struct esgz_node *n, F
 	put_json_str(out, esgz_index_str(idx, n->gname));
 	fprintf(out, ",\"modtime\":\"%s\",\"linkName\":", when);
 	put_json_str(out, link_name(idx, n));
-	fprintf(out, ",\"devMajor\":%u,\"devMinor\":%u,\"digest\":\"%s\",\"chunks\":%u}\n",
+	fprintf(out, ",\"devMajor\":%u,\"devMinor\":%u,\"digest\":\"%s\",\"chunks\":%u",
 		n->devmajor, n->devminor, digest, n->type == ESGZ_REG ? n->nchunks : 0);
+	/* Only where stargz optimize marked some: other listings stay as they were. */
+	uint32_t nc = 0, skipped = 0;
+	const struct esgz_chunk *c = n->type == ESGZ_REG ? esgz_index_chunks(idx, id, &nc) : NULL;
+	for (uint32_t i = 0; i < nc; i++)
+		skipped += c[i].no_prefetch;
+	if (skipped)
+		fprintf(out, ",\"noPrefetchChunks\":%u", skipped);
+	fputs("}\n", out);
 }
 
 struct order {
@@ -192,7 +201,7 @@ int esgz_list(const struct esgz_blob *b, FILE *out, bool json, struct rs_error *
 	for (size_t i = 0; i < n; i++) {
 		const struct esgz_node *node = esgz_index_node(idx, ord[i].id);
 		if (json)
-			list_json(idx, node, out);
+			list_json(idx, ord[i].id, out);
 		else
 			list_tar(idx, node, out, &ugswidth);
 	}

@@ -44,6 +44,7 @@ enum field {
 	F_CHUNKSIZE,
 	F_CHUNKDIGEST,
 	F_ENDOFFSET,
+	F_NOPREFETCH,
 };
 
 /* Where a string of the current entry sits in scratch (scratch may move). */
@@ -153,6 +154,7 @@ static enum field field_of(const unsigned char *k, size_t n)
 		break;
 	case 'i':
 		F("innerOffset", F_INNEROFFSET);
+		F(ESGZ_TOC_NO_PREFETCH, F_NOPREFETCH);
 		break;
 	case 'd':
 		F("devMajor", F_DEVMAJOR);
@@ -183,7 +185,31 @@ static const char *field_name(enum field f)
 	    "innerOffset", "devMajor",    "devMinor",  "xattrs",   "digest",    "chunkOffset",
 	    "chunkSize",   "chunkDigest", "endOffset",
 	};
+	if (f == F_NOPREFETCH)
+		return ESGZ_TOC_NO_PREFETCH;
 	return names[f];
+}
+
+/* What the value of a known field must be. */
+static const char *field_kind(enum field f)
+{
+	switch (f) {
+	case F_NAME:
+	case F_TYPE:
+	case F_MODTIME:
+	case F_LINKNAME:
+	case F_USERNAME:
+	case F_GROUPNAME:
+	case F_DIGEST:
+	case F_CHUNKDIGEST:
+		return "a string";
+	case F_XATTRS:
+		return "an object";
+	case F_NOPREFETCH:
+		return "a boolean";
+	default:
+		return "an integer";
+	}
 }
 
 /* Names the current entry in errors: by its name if already seen, else by number. */
@@ -248,13 +274,7 @@ static int cb_scalar(struct esgz_toc_parser *p, const char *kind)
 			p->state = P_ENTRY;
 			return 1;
 		}
-		return wrong_type(p, p->field == F_NAME || p->field == F_TYPE ||
-					     p->field == F_MODTIME || p->field == F_LINKNAME ||
-					     p->field == F_USERNAME || p->field == F_GROUPNAME ||
-					     p->field == F_DIGEST || p->field == F_CHUNKDIGEST
-					 ? "a string"
-				     : p->field == F_XATTRS ? "an object"
-							    : "an integer");
+		return wrong_type(p, field_kind(p->field));
 	case P_XATTR_VALUE: {
 		char label[300];
 		entry_label(p, label, sizeof(label));
@@ -272,7 +292,12 @@ static int cb_null(void *ctx)
 
 static int cb_boolean(void *ctx, int b)
 {
-	(void)b;
+	struct esgz_toc_parser *p = ctx;
+	if (p->state == P_ENTRY_VALUE && p->field == F_NOPREFETCH) {
+		p->e.no_prefetch = b != 0;
+		p->state = P_ENTRY;
+		return 1;
+	}
 	return cb_scalar(ctx, "a boolean");
 }
 
@@ -315,7 +340,7 @@ static int cb_number(void *ctx, const char *s, size_t n)
 		p->state = P_TOP;
 		return 1;
 	}
-	if (p->state != P_ENTRY_VALUE || p->field == F_UNKNOWN)
+	if (p->state != P_ENTRY_VALUE || p->field == F_UNKNOWN || p->field == F_NOPREFETCH)
 		return cb_scalar(p, "a number");
 	int64_t v;
 	if (parse_int(s, n, &v) < 0 || v < 0) {
@@ -360,7 +385,7 @@ static int cb_number(void *ctx, const char *s, size_t n)
 		e->end_offset = v;
 		break;
 	default:
-		return wrong_type(p, "a string");
+		return wrong_type(p, field_kind(p->field));
 	}
 	p->state = P_ENTRY;
 	return 1;
@@ -451,7 +476,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t n)
 		break;
 	}
 	default:
-		return wrong_type(p, "an integer");
+		return wrong_type(p, field_kind(p->field));
 	}
 	if (r < 0)
 		return fail(p, r, "TOC entry %llu: string too large",
@@ -491,7 +516,7 @@ static int cb_start_map(void *ctx)
 			return 1;
 		}
 		if (p->field != F_UNKNOWN)
-			return wrong_type(p, "a scalar");
+			return wrong_type(p, p->field == F_NOPREFETCH ? "a boolean" : "a scalar");
 		begin_skip(p, P_ENTRY);
 		return 1;
 	default:
@@ -636,7 +661,7 @@ static int cb_start_array(void *ctx)
 		return not_an_entry(p);
 	case P_ENTRY_VALUE:
 		if (p->field != F_UNKNOWN)
-			return wrong_type(p, "a scalar");
+			return wrong_type(p, p->field == F_NOPREFETCH ? "a boolean" : "a scalar");
 		begin_skip(p, P_ENTRY);
 		return 1;
 	default:

@@ -17,6 +17,9 @@
 #define NEIGHBOURS_MAX_BYTES ((int64_t)512 << 10)
 #define BACKGROUND_JOB_BYTES ((int64_t)4 << 20)
 #define PREFETCH_JOB_BYTES ((int64_t)4 << 20)
+/* Chunks marked noPrefetch between two wanted ones come along when they add
+ * this little: fewer ranges in the request. */
+#define PREFETCH_GAP_FILL ((int64_t)8 << 10)
 #define BACKGROUND_RETRY_MS 2000
 /* The background fetch waits this long after the last on-demand job: a
  * starting container reads one file after another, each read waiting for the
@@ -171,21 +174,34 @@ static struct lfs_job *job_new(struct lfs_layer *l, enum lfs_prio prio)
 	return j;
 }
 
+/* Compressed bytes of a job's runs. */
+static int64_t job_bytes(const struct lfs_layer *l, const struct lfs_job *j)
+{
+	int64_t sum = 0;
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *r = &j->runs[k];
+		sum += l->chunks[r->first + r->count - 1].comp_end - l->chunks[r->first].offset;
+	}
+	return sum;
+}
+
 /* Appends chunk i (already marked in flight) to the job list, merging it
- * into the last run when its bytes follow. */
+ * into the last run when its bytes follow. A prefetch job keeps to one run
+ * (streamed) unless multi: the scattered parts of files read in part. */
 static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail, uint32_t i,
-		   enum lfs_prio prio, int64_t max_bytes)
+		   enum lfs_prio prio, int64_t max_bytes, bool multi)
 {
 	struct lfs_job *j = *tail;
 	if (j) {
 		struct lfs_run *r = &j->runs[j->nruns - 1];
 		uint32_t last = r->first + r->count - 1;
 		int64_t bytes = l->chunks[i].comp_end - l->chunks[r->first].offset;
-		if (last + 1 == i && follows(l, last) && bytes <= max_bytes) {
+		bool fits = !multi || job_bytes(l, j) + comp_len(&l->chunks[i]) <= max_bytes;
+		if (last + 1 == i && follows(l, last) && bytes <= max_bytes && fits) {
 			r->count++;
 			return 0;
 		}
-		if (j->nruns < LFS_JOB_MAX_RUNS && prio != LFS_PRIO_PREFETCH) {
+		if (j->nruns < LFS_JOB_MAX_RUNS && (prio != LFS_PRIO_PREFETCH || multi) && fits) {
 			j->runs[j->nruns++] = (struct lfs_run){i, 1};
 			return 0;
 		}
@@ -220,7 +236,7 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 	for (uint32_t i = first; i <= last && i < l->nchunks; i++) {
 		if (busy_or_done(l, i))
 			continue;
-		if (job_add(l, &head, &tail, i, prio, max) < 0)
+		if (job_add(l, &head, &tail, i, prio, max, false) < 0)
 			break;
 		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
 	}
@@ -233,15 +249,62 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 	enqueue(l->rt, head);
 }
 
+/* Whether chunks (a, b) between two wanted ones are a gap worth fetching
+ * along: contiguous, free and small. Under l->lock. */
+static bool gap_fillable(const struct lfs_layer *l, uint32_t a, uint32_t b)
+{
+	if (!follows(l, a) || l->chunks[b].offset - l->chunks[a].comp_end > PREFETCH_GAP_FILL)
+		return false;
+	for (uint32_t k = a + 1; k < b; k++)
+		if (busy_or_done(l, k) || !follows(l, k))
+			return false;
+	return true;
+}
+
+/* The prefetch set of a layer with chunks marked noPrefetch: the other
+ * chunks before the landmark (end), several runs a job, each job one
+ * multi-range request. */
+static void queue_partial_prefetch(struct lfs_layer *l, uint32_t end)
+{
+	struct lfs_job *head = NULL, *tail = NULL;
+	pthread_mutex_lock(&l->lock);
+	uint32_t prev = UINT32_MAX; /* the last chunk queued */
+	for (uint32_t i = 0; i < end; i++) {
+		if (l->chunks[i].no_prefetch || busy_or_done(l, i))
+			continue;
+		if (prev != UINT32_MAX && prev + 1 < i && gap_fillable(l, prev, i))
+			for (uint32_t k = prev + 1; k < i; k++) {
+				if (job_add(l, &head, &tail, k, LFS_PRIO_PREFETCH,
+					    PREFETCH_JOB_BYTES, true) < 0)
+					goto out;
+				l->chunk_state[k] |= LFS_CHUNK_INFLIGHT;
+			}
+		if (job_add(l, &head, &tail, i, LFS_PRIO_PREFETCH, PREFETCH_JOB_BYTES, true) < 0)
+			break;
+		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
+		prev = i;
+	}
+out:
+	for (struct lfs_job *j = head; j; j = j->next) {
+		j->prefetch = true;
+		l->prefetch_pending++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	enqueue(l->rt, head);
+}
+
 void lfs_fetch_layer_start(struct lfs_layer *l)
 {
 	bool no_landmark;
 	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
 	if (!l->no_prefetch && end > 0 && l->nchunks > 0) {
 		uint32_t last = 0;
+		bool partial = false;
 		while (last < l->nchunks && l->chunks[last].offset < end)
-			last++;
-		if (last > 0)
+			partial |= l->chunks[last++].no_prefetch;
+		if (partial)
+			queue_partial_prefetch(l, last);
+		else if (last > 0)
 			lfs_fetch_queue_range(l, 0, last - 1, LFS_PRIO_PREFETCH);
 	}
 	if (!l->no_background && l->nchunks > 0) {
@@ -257,6 +320,7 @@ void lfs_fetch_layer_start(struct lfs_layer *l)
 static struct lfs_job *background_job(struct lfs_layer *l)
 {
 	struct lfs_job *head = NULL, *tail = NULL;
+	bool complete = false;
 	pthread_mutex_lock(&l->lock);
 	if (l->prefetch_pending > 0 || lfs_now_ms() < l->bg_retry_at)
 		goto out;
@@ -267,6 +331,7 @@ static struct lfs_job *background_job(struct lfs_layer *l)
 		bool all = true;
 		for (uint32_t k = 0; k < l->nchunks && all; k++)
 			all = l->chunk_state[k] & LFS_CHUNK_FETCHED;
+		complete = all;
 		if (all)
 			atomic_store(&l->bg_active, false);
 		else /* some in flight or failed: look again later */
@@ -279,13 +344,15 @@ static struct lfs_job *background_job(struct lfs_layer *l)
 		if (head &&
 		    (!follows(l, i - 1) || l->chunks[i].comp_end - start > BACKGROUND_JOB_BYTES))
 			break;
-		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES) < 0)
+		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES, false) < 0)
 			break;
 		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
 	}
 	l->bg_cursor = i;
 out:
 	pthread_mutex_unlock(&l->lock);
+	if (complete)
+		lfs_layer_complete(l);
 	return head;
 }
 
@@ -716,7 +783,7 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 					   (long long)l->chunks[ids[i]].offset);
 				break;
 			}
-			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES) <
+			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES, false) <
 			    0) {
 				r = rs_err(err, -ENOMEM, "out of memory");
 				break;

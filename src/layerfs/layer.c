@@ -148,22 +148,61 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 	return 0;
 }
 
-/* A layer is read in large sequential pieces: let the kernel read ahead
- * 1 MiB (FUSE's default is 128 KiB). Best effort. */
-static void raise_readahead(const char *mountpoint)
+/* The kernel's readahead on the mount, in KiB. Best effort. */
+static void set_readahead(const struct lfs_layer *l, unsigned kb)
+{
+	if (l->bdi_dev == 0)
+		return;
+	char path[96], val[16];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(l->bdi_dev),
+		 minor(l->bdi_dev));
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	int n = snprintf(val, sizeof(val), "%u", kb);
+	ssize_t w = write(fd, val, (size_t)n);
+	(void)w;
+	close(fd);
+}
+
+/* Whether some chunk before the landmark is marked noPrefetch: the layer
+ * was optimised with files read in part. */
+static bool has_partial_files(const struct lfs_layer *l)
+{
+	bool no_landmark;
+	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
+	for (uint32_t i = 0; i < l->nchunks && l->chunks[i].offset < end; i++)
+		if (l->chunks[i].no_prefetch)
+			return true;
+	return false;
+}
+
+/* A layer is read in large sequential pieces: the kernel reads ahead 1 MiB
+ * (FUSE's default is 128 KiB). A layer with files read in part keeps the
+ * window they were recorded with until it is complete: with 1 MiB, every
+ * fault in a big mapped file would ask for the megabyte around it, most of
+ * which the prefetch rightly left out, and wait for it on the network. */
+static void choose_readahead(struct lfs_layer *l, const char *mountpoint)
 {
 	struct stat st;
 	if (stat(mountpoint, &st) < 0)
 		return;
-	char path[96];
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-		 minor(st.st_dev));
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
+	l->bdi_dev = st.st_dev;
+	l->readahead_low = has_partial_files(l);
+	set_readahead(l, l->readahead_low ? ESGZ_PARTIAL_READAHEAD_KB : LFS_READAHEAD_KB);
+	if (l->readahead_low)
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: readahead %u KiB until complete (files read in "
+				     "part)",
+		       l->digest, (unsigned)ESGZ_PARTIAL_READAHEAD_KB);
+}
+
+void lfs_layer_complete(struct lfs_layer *l)
+{
+	if (!atomic_exchange(&l->readahead_low, false))
 		return;
-	ssize_t w = write(fd, "1024", 4);
-	(void)w;
-	close(fd);
+	set_readahead(l, LFS_READAHEAD_KB);
+	rs_log(RS_LOG_DEBUG, "layerfs: %s: complete; readahead %u KiB", l->digest,
+	       (unsigned)LFS_READAHEAD_KB);
 }
 
 void lfs_layer_fetch_start(struct lfs_layer *l)
@@ -208,7 +247,7 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 		l->se = NULL;
 		return r;
 	}
-	raise_readahead(mountpoint);
+	choose_readahead(l, mountpoint);
 	pthread_mutex_lock(&l->rt->lock);
 	l->mounted = true;
 	pthread_mutex_unlock(&l->rt->lock);

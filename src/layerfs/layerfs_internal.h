@@ -90,6 +90,8 @@ struct lfs_runtime {
 };
 
 #define LFS_STREAMS 8
+/* The kernel readahead of a mount, KiB (but see choose_readahead). */
+#define LFS_READAHEAD_KB 1024u
 
 struct lfs_layer {
 	struct lfs_runtime *rt;
@@ -138,6 +140,8 @@ struct lfs_layer {
 	/* FUSE. */
 	struct fuse_session *se;
 	char *mountpoint;
+	dev_t bdi_dev;              /* the mount's device: its readahead in sysfs */
+	atomic_bool readahead_low; /* ESGZ_PARTIAL_READAHEAD_KB until complete */
 	uint32_t slot;
 	bool mounted;
 };
@@ -146,6 +150,8 @@ struct lfs_layer {
 void lfs_layer_ref(struct lfs_layer *l);
 void lfs_layer_unref(struct lfs_layer *l);
 int64_t lfs_now_ms(void);
+/* Every chunk of l is fetched: a lowered readahead goes back up. */
+void lfs_layer_complete(struct lfs_layer *l);
 
 /* ---- runtime.c ------------------------------------------------------------ */
 /* Adds a mounted session to the event loop. */

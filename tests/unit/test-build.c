@@ -717,12 +717,283 @@ static void test_empty_tar(void **state)
 	rs_buf_free(&blob);
 }
 
+/* ---- touched ranges (stargz optimize) ------------------------------------ */
+
+#define T_SIZE ((1 << 20) + 12345)
+#define T_CHUNK 100000
+static uint8_t tbig[T_SIZE];
+
+/* "big" (T_SIZE bytes), "small" and "hl", a hardlink to big. */
+static void make_touched_tar(struct rs_buf *out)
+{
+	uint32_t x = 12345;
+	for (size_t i = 0; i < sizeof(tbig); i++) {
+		x = x * 1103515245 + 12345;
+		tbig[i] = (uint8_t)(i % 7 ? x >> 24 : i >> 10);
+	}
+	struct archive *a = archive_write_new();
+	archive_write_set_format_pax_restricted(a);
+	assert_int_equal(archive_write_open(a, out, NULL, buf_write, NULL), ARCHIVE_OK);
+	add(a, "big", AE_IFREG, 0644, tbig, sizeof(tbig), NULL, false);
+	add(a, "small", AE_IFREG, 0644, "tiny\n", 5, NULL, false);
+	add(a, "hl", AE_IFREG, 0644, NULL, 0, "big", true);
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+}
+
+/* Opens a built blob kept in memory. */
+static struct esgz_blob *open_built(const struct rs_buf *blob, struct esgz_reader *r)
+{
+	struct rs_error err = {0};
+	struct esgz_blob *b = NULL;
+	struct esgz_open_opts oo = {.keep_toc_json = true};
+	esgz_reader_init_mem(r, blob->data, blob->len);
+	if (esgz_open(r, &oo, &b, &err) != 0)
+		fail_msg("esgz_open: %s", err.msg);
+	return b;
+}
+
+static size_t count_str(const struct rs_buf *b, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+	for (size_t i = 0; i + len <= b->len; i++)
+		n += memcmp(b->data + i, needle, len) == 0;
+	return n;
+}
+
+/* The chunks of "big" are at want[0, n) (file offsets), flagged where flag[i]. */
+static void check_touched_blob(const struct rs_buf *blob, const int64_t *want, const bool *flag,
+			       size_t n)
+{
+	struct esgz_reader r;
+	struct esgz_blob *b = open_built(blob, &r);
+	uint32_t id = esgz_index_lookup(b->index, "big", 3), nc;
+	assert_int_not_equal(id, ESGZ_NONE);
+	const struct esgz_chunk *c = esgz_index_chunks(b->index, id, &nc);
+	assert_int_equal(nc, n);
+	size_t flagged = 0;
+	uint8_t *buf = malloc(T_CHUNK);
+	for (uint32_t i = 0; i < nc; i++) {
+		int64_t end = i + 1 < n ? want[i + 1] : T_SIZE;
+		assert_int_equal(c[i].file_offset, want[i]);
+		assert_int_equal(c[i].size, end - want[i]);
+		assert_true(c[i].size <= T_CHUNK);
+		assert_int_equal(c[i].no_prefetch, flag[i]);
+		flagged += flag[i];
+		struct rs_error err = {0};
+		assert_int_equal(esgz_chunk_read(b, &r, &c[i], buf, &err), 0);
+		assert_memory_equal(buf, tbig + want[i], (size_t)c[i].size);
+	}
+	free(buf);
+	/* other files carry no flag */
+	uint32_t sid = esgz_index_lookup(b->index, "small", 5);
+	assert_int_equal(esgz_index_chunks(b->index, sid, &nc)->no_prefetch, 0);
+	/* the field closes the entries of flagged chunks, and only those */
+	char tail[128];
+	snprintf(tail, sizeof(tail), ",\n\t\t\t\"%s\": true\n\t\t}", ESGZ_TOC_NO_PREFETCH);
+	assert_int_equal(count_str(&b->toc_json, tail), flagged);
+	assert_int_equal(count_str(&b->toc_json, ESGZ_TOC_NO_PREFETCH), flagged);
+	struct esgz_verify_stats st;
+	struct rs_error err = {0};
+	char *listing = NULL, want_list[64];
+	size_t listing_len = 0;
+	FILE *lf = open_memstream(&listing, &listing_len);
+	assert_int_equal(esgz_list(b, lf, true, &err), 0);
+	fclose(lf);
+	snprintf(want_list, sizeof(want_list), "\"chunks\":%zu,\"noPrefetchChunks\":%zu}", n,
+		 flagged);
+	assert_non_null(strstr(listing, want_list));
+	assert_int_equal(count_str(&(struct rs_buf){.data = (uint8_t *)listing, .len = listing_len},
+				   "noPrefetchChunks"),
+			 1);
+	free(listing);
+	if (esgz_verify(b, &r, &st, &err) != 0)
+		fail_msg("verify: %s", err.msg);
+
+	/* extracted, the file is whole */
+	char dir[] = "/tmp/test-build-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct esgz_extract_opts xo = {.no_same_owner = true};
+	if (esgz_extract(b, &r, dir, &xo, &err) != 0)
+		fail_msg("extract: %s", err.msg);
+	char path[64];
+	snprintf(path, sizeof(path), "%s/big", dir);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct rs_buf got = {0};
+	read_fd_all(fd, &got);
+	close(fd);
+	assert_int_equal(got.len, T_SIZE);
+	assert_memory_equal(got.data, tbig, T_SIZE);
+	rs_buf_free(&got);
+	const char *names[] = {"big", "small", "hl", ESGZ_PREFETCH_LANDMARK};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		assert_int_equal(unlink(path), 0);
+	}
+	assert_int_equal(rmdir(dir), 0);
+	esgz_blob_free(b);
+	esgz_reader_close(&r);
+}
+
+static void test_touched_chunks(void **state)
+{
+	(void)state;
+	struct rs_buf tar = {0}, blob = {0};
+	make_touched_tar(&tar);
+	/* [200000, 350000) from two overlapping, unsorted ranges; [700000,
+	 * 725000) from two with a gap under ESGZ_TOUCHED_MIN_GAP; an empty range
+	 * and one past the end dropped; a second item for the same file merged */
+	const int64_t r1[] = {300000, 50000, 2000000, 10, 200000, 120000, 5, 0};
+	const int64_t r2[] = {720000, 5000, 700000, 10000};
+	const struct esgz_touched touched[] = {
+	    {.name = "/big", .ranges = r1, .nranges = 4},
+	    {.name = "./big", .ranges = r2, .nranges = 2},
+	};
+	const char *prio[] = {"./big", "small"};
+	struct esgz_build_opts o = {.chunk_size = T_CHUNK,
+				    .threads = 2,
+				    .prioritized = prio,
+				    .n_prioritized = 2,
+				    .touched = touched,
+				    .n_touched = 2};
+	const int64_t want[] = {0,      100000, 200000, 300000, 350000, 450000, 550000,
+				650000, 700000, 725000, 825000, 925000, 1025000};
+	const bool flag[] = {1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1};
+	struct esgz_build_result res;
+	struct rs_error err = {0};
+	struct tentry ents[16];
+	size_t n;
+	for (int zstd = 0; zstd < 2; zstd++) {
+		o.zstd_chunked = zstd;
+		if (build_mem(&tar, &o, &blob, &res, &err) != 0)
+			fail_msg("build: %s", err.msg);
+		json_t *toc = check_blob(&blob, &res, zstd, ents, &n);
+		json_decref(toc);
+		free_tentries(ents, n);
+		check_touched_blob(&blob, want, flag, sizeof(want) / sizeof(want[0]));
+
+		/* the same whatever the thread count */
+		struct rs_buf b1 = {0};
+		o.threads = 1;
+		assert_int_equal(build_mem(&tar, &o, &b1, &res, &err), 0);
+		o.threads = 2;
+		assert_int_equal(b1.len, blob.len);
+		assert_memory_equal(b1.data, blob.data, blob.len);
+		rs_buf_free(&b1);
+		rs_buf_free(&blob);
+	}
+
+	/* through a hardlink: the data of its target */
+	const int64_t r3[] = {0, 150000};
+	const struct esgz_touched via_link[] = {{.name = "hl", .ranges = r3, .nranges = 1}};
+	const char *prio_hl[] = {"hl"};
+	struct esgz_build_opts oh = {.chunk_size = T_CHUNK,
+				     .prioritized = prio_hl,
+				     .n_prioritized = 1,
+				     .touched = via_link,
+				     .n_touched = 1};
+	assert_int_equal(build_mem(&tar, &oh, &blob, &res, &err), 0);
+	int64_t want_hl[12] = {0, 100000, 150000};
+	bool flag_hl[12] = {0, 0, 1};
+	for (size_t i = 3; i < 12; i++) {
+		want_hl[i] = want_hl[i - 1] + T_CHUNK;
+		flag_hl[i] = 1;
+	}
+	check_touched_blob(&blob, want_hl, flag_hl, 12);
+	rs_buf_free(&blob);
+	rs_buf_free(&tar);
+}
+
+/* Builds tar with and without touched; the blobs must be the same. */
+static void expect_same_blob(const struct rs_buf *tar, struct esgz_build_opts o,
+			     const struct esgz_touched *t, size_t n)
+{
+	struct rs_buf plain = {0}, with = {0};
+	struct esgz_build_result res;
+	struct rs_error err = {0};
+	assert_int_equal(build_mem(tar, &o, &plain, &res, &err), 0);
+	o.touched = t;
+	o.n_touched = n;
+	if (build_mem(tar, &o, &with, &res, &err) != 0)
+		fail_msg("build: %s", err.msg);
+	assert_int_equal(plain.len, with.len);
+	assert_memory_equal(plain.data, with.data, plain.len);
+	rs_buf_free(&plain);
+	rs_buf_free(&with);
+}
+
+static void test_touched_ignored(void **state)
+{
+	(void)state;
+	struct rs_buf tar = {0};
+	make_touched_tar(&tar);
+	const char *prio[] = {"big", "small"};
+	struct esgz_build_opts o = {.chunk_size = T_CHUNK, .prioritized = prio, .n_prioritized = 2};
+
+	/* read whole, once the short gap is closed */
+	const int64_t whole[] = {500000, 30000000, 0, 500000 - ESGZ_TOUCHED_MIN_GAP + 1};
+	const struct esgz_touched t_whole[] = {{.name = "big", .ranges = whole, .nranges = 2}};
+	expect_same_blob(&tar, o, t_whole, 1);
+	for (int zstd = 0; zstd < 2; zstd++) {
+		o.zstd_chunked = zstd;
+		expect_same_blob(&tar, o, t_whole, 1);
+	}
+	o.zstd_chunked = false;
+
+	/* not in the layer, read whole (5 bytes), not prioritized itself (a
+	 * hardlink to a prioritized file), no name */
+	const int64_t part[] = {0, 1000};
+	const struct esgz_touched t_other[] = {
+	    {.name = "no/such/file", .ranges = part, .nranges = 1},
+	    {.name = "small", .ranges = part, .nranges = 1},
+	    {.name = "hl", .ranges = part, .nranges = 1},
+	    {.name = NULL, .ranges = part, .nranges = 1},
+	};
+	expect_same_blob(&tar, o, t_other, 4);
+	const char *prio_small[] = {"small"};
+	o.prioritized = prio_small;
+	o.n_prioritized = 1;
+	const struct esgz_touched t_big[] = {{.name = "big", .ranges = part, .nranges = 1}};
+	expect_same_blob(&tar, o, t_big, 1);
+	rs_buf_free(&tar);
+}
+
+static void test_touched_negative(void **state)
+{
+	(void)state;
+	struct rs_buf tar = {0}, blob = {0};
+	make_touched_tar(&tar);
+	const char *prio[] = {"big"};
+	const int64_t neg_off[] = {0, 10, -1, 10};
+	const int64_t neg_len[] = {10, -5};
+	const struct esgz_touched t[] = {
+	    {.name = "dir/some file", .ranges = neg_off, .nranges = 2},
+	    {.name = "other", .ranges = neg_len, .nranges = 1},
+	};
+	struct esgz_build_opts o = {
+	    .chunk_size = T_CHUNK, .prioritized = prio, .n_prioritized = 1, .touched = t};
+	struct esgz_build_result res;
+	struct rs_error err = {0};
+	for (size_t i = 0; i < 2; i++) {
+		o.touched = &t[i];
+		o.n_touched = 1;
+		rs_error_clear(&err);
+		assert_int_equal(build_mem(&tar, &o, &blob, &res, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, t[i].name));
+		rs_buf_free(&blob);
+	}
+	rs_buf_free(&tar);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_gzip_roundtrip), cmocka_unit_test(test_deterministic_and_pipes),
-	    cmocka_unit_test(test_zstd_chunked),   cmocka_unit_test(test_prioritized),
-	    cmocka_unit_test(test_bad_input),      cmocka_unit_test(test_empty_tar),
+	    cmocka_unit_test(test_gzip_roundtrip),   cmocka_unit_test(test_deterministic_and_pipes),
+	    cmocka_unit_test(test_zstd_chunked),     cmocka_unit_test(test_prioritized),
+	    cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_empty_tar),
+	    cmocka_unit_test(test_touched_chunks),   cmocka_unit_test(test_touched_ignored),
+	    cmocka_unit_test(test_touched_negative),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

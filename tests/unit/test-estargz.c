@@ -518,6 +518,46 @@ static void test_toc_landmarks(void **state)
 	close_opened(&o);
 }
 
+static void test_toc_no_prefetch(void **state)
+{
+	(void)state;
+	struct opened o;
+	open_toc(&o,
+		 "{\"entries\":[{\"name\":\"f\",\"type\":\"reg\",\"size\":10,\"offset\":1,"
+		 "\"chunkSize\":4,\"" ESGZ_TOC_NO_PREFETCH "\":true},"
+		 "{\"name\":\"f\",\"type\":\"chunk\",\"offset\":2,\"chunkOffset\":4,"
+		 "\"chunkSize\":4,\"" ESGZ_TOC_NO_PREFETCH "\":false},"
+		 "{\"name\":\"f\",\"type\":\"chunk\",\"offset\":3,\"chunkOffset\":8,"
+		 "\"" ESGZ_TOC_NO_PREFETCH "\":true,\"chunkDigest\":\"\"},"
+		 "{\"name\":\"g\",\"type\":\"reg\",\"size\":3,\"offset\":4,"
+		 "\"" ESGZ_TOC_NO_PREFETCH "\":null,\"io.github.other\":true}]}",
+		 NULL);
+	if (o.rc != 0)
+		fail_msg("open: %s", o.err.msg);
+	uint32_t n;
+	const struct esgz_chunk *c = esgz_index_chunks(o.b->index, node_of(o.b, "f"), &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(c[0].no_prefetch, 1);
+	assert_int_equal(c[1].no_prefetch, 0);
+	assert_int_equal(c[2].no_prefetch, 1);
+	assert_int_equal(c[2].size, 2);
+	c = esgz_index_chunks(o.b->index, node_of(o.b, "g"), &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(c[0].no_prefetch, 0);
+	close_opened(&o);
+
+	const char *bad[] = {"\"yes\"", "1", "{}", "[true]"};
+	for (size_t i = 0; i < 4; i++) {
+		char toc[256];
+		snprintf(toc, sizeof(toc),
+			 "{\"entries\":[{\"name\":\"f\",\"type\":\"reg\",\"size\":1,\"offset\":1,"
+			 "\"%s\":%s}]}",
+			 ESGZ_TOC_NO_PREFETCH, bad[i]);
+		expect_error(toc, "field '" ESGZ_TOC_NO_PREFETCH "' must be a boolean");
+		expect_error(toc, "'f'");
+	}
+}
+
 /* ---- util ------------------------------------------------------------- */
 
 static void test_path_clean(void **state)
@@ -586,6 +626,7 @@ int main(void)
 	    cmocka_unit_test(test_toc_chunks),
 	    cmocka_unit_test(test_toc_entry_limit),
 	    cmocka_unit_test(test_toc_landmarks),
+	    cmocka_unit_test(test_toc_no_prefetch),
 	    cmocka_unit_test(test_path_clean),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_base64),

@@ -86,6 +86,76 @@ static void assert_strv(char **v, size_t n, const char *const *want, size_t n_wa
 
 /* ---- the record list file ------------------------------------------------------ */
 
+/* The list functions on bare path arrays, as most of these tests use them. */
+static int list_write(const char *file, const char *const *paths, size_t n, struct rs_error *err)
+{
+	struct conv_record_result r = {.paths = (char **)paths, .n_paths = n};
+	return conv_record_list_write(file, &r, err);
+}
+
+static int list_read(const char *file, char ***v, size_t *n, struct rs_error *err)
+{
+	struct conv_record_result r;
+	int rc = conv_record_list_read(file, &r, err);
+	*v = r.paths;
+	*n = r.n_paths;
+	r.paths = NULL;
+	r.n_paths = 0;
+	conv_record_result_free(&r);
+	return rc;
+}
+
+/* A file read in part keeps its ranges through write and read; a tab that
+ * is not followed by ranges belongs to the path. */
+static void test_list_ranges(void **state)
+{
+	(void)state;
+	struct rs_error err = {0};
+	static const int64_t cc1[] = {0, 69632, 1048576, 65536, 33280000, 62568};
+	char *paths[] = {"/usr/bin/gcc", "/usr/lib/gcc/cc1", "/odd\tname"};
+	struct conv_record_result w = {.paths = paths, .n_paths = 3};
+	assert_int_equal(conv_record_touched_add(&w, "/usr/lib/gcc/cc1", cc1, 3), 0);
+	assert_ok(conv_record_list_write(tpath("r.list"), &w, &err), &err);
+	free((char *)w.touched[0].name);
+	free((int64_t *)w.touched[0].ranges);
+	free(w.touched);
+	FILE *f = fopen(tpath("r.list"), "re");
+	assert_non_null(f);
+	char buf[256];
+	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[got] = 0;
+	assert_string_equal(buf, "/usr/bin/gcc\n/usr/lib/gcc/cc1\t0+69632,1048576+65536,"
+				 "33280000+62568\n/odd\tname\n");
+	struct conv_record_result r;
+	assert_ok(conv_record_list_read(tpath("r.list"), &r, &err), &err);
+	assert_strv(r.paths, r.n_paths, (const char *const *)paths, 3);
+	assert_int_equal(r.n_touched, 1);
+	assert_string_equal(r.touched[0].name, "/usr/lib/gcc/cc1");
+	assert_int_equal(r.touched[0].nranges, 3);
+	assert_memory_equal(r.touched[0].ranges, cc1, sizeof(cc1));
+	conv_record_result_free(&r);
+
+	/* malformed ranges are part of the name; a repeated path keeps its first
+	 * line's ranges; ranges on a relative path get the '/' too */
+	write_text("forms", "/a\t1+2,\n/b\t+5\n/c\t1+2\n/c\t7+8\nd\t3+4\n/e\t\n");
+	assert_ok(conv_record_list_read(tpath("forms"), &r, &err), &err);
+	static const char *const want[] = {"/a\t1+2,", "/b\t+5", "/c", "/d", "/e\t"};
+	assert_strv(r.paths, r.n_paths, want, 5);
+	assert_int_equal(r.n_touched, 2);
+	assert_string_equal(r.touched[0].name, "/c");
+	assert_int_equal(r.touched[0].ranges[0], 1);
+	assert_int_equal(r.touched[0].ranges[1], 2);
+	assert_string_equal(r.touched[1].name, "/d");
+	assert_int_equal(r.touched[1].ranges[1], 4);
+	conv_record_result_free(&r);
+
+	/* a line that is only ranges has no path */
+	write_text("bare", "/x\n\t1+2\n");
+	assert_int_equal(conv_record_list_read(tpath("bare"), &r, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "line 2"));
+}
+
 static void test_list_round_trip(void **state)
 {
 	(void)state;
@@ -94,10 +164,10 @@ static void test_list_round_trip(void **state)
 					    "/a b/with space", "/lib/x86_64-linux-gnu/libc.so.6",
 					    "/0"};
 	size_t n_paths = sizeof(paths) / sizeof(paths[0]);
-	assert_ok(conv_record_list_write(tpath("list"), paths, n_paths, &err), &err);
+	assert_ok(list_write(tpath("list"), paths, n_paths, &err), &err);
 	char **v = NULL;
 	size_t n = 0;
-	assert_ok(conv_record_list_read(tpath("list"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("list"), &v, &n, &err), &err);
 	assert_strv(v, n, paths, n_paths);
 	conv_strv_free(v, n);
 
@@ -108,16 +178,16 @@ static void test_list_round_trip(void **state)
 	assert_int_equal(n_entries(tmpdir), 1);
 
 	/* overwriting replaces; an empty list is an empty file */
-	assert_ok(conv_record_list_write(tpath("list"), NULL, 0, &err), &err);
+	assert_ok(list_write(tpath("list"), NULL, 0, &err), &err);
 	assert_int_equal(stat(tpath("list"), &st), 0);
 	assert_int_equal(st.st_size, 0);
-	assert_ok(conv_record_list_read(tpath("list"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("list"), &v, &n, &err), &err);
 	assert_int_equal(n, 0);
 	conv_strv_free(v, n);
 
 	/* a path holding a newline cannot be written (it would read back as two) */
 	static const char *const bad[] = {"/ok", "/two\nlines"};
-	assert_int_equal(conv_record_list_write(tpath("list2"), bad, 2, &err), -EINVAL);
+	assert_int_equal(list_write(tpath("list2"), bad, 2, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "newline"));
 	assert_int_equal(access(tpath("list2"), F_OK), -1);
 }
@@ -131,14 +201,14 @@ static void test_list_read_forms(void **state)
 	write_text("l", "/b\n\n/a\r\nc\n/b\n\r\n\nc\n/a\n/d/../e\n//f\n/last");
 	char **v = NULL;
 	size_t n = 0;
-	assert_ok(conv_record_list_read(tpath("l"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("l"), &v, &n, &err), &err);
 	static const char *const want[] = {"/b", "/a", "/c", "/d/../e", "//f", "/last"};
 	assert_strv(v, n, want, sizeof(want) / sizeof(want[0]));
 	conv_strv_free(v, n);
 
 	/* an empty file is an empty list */
 	write_text("empty", "");
-	assert_ok(conv_record_list_read(tpath("empty"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("empty"), &v, &n, &err), &err);
 	assert_int_equal(n, 0);
 	conv_strv_free(v, n);
 
@@ -148,7 +218,7 @@ static void test_list_read_forms(void **state)
 	for (int i = 0; i < 5000; i++)
 		fprintf(f, "/p/%d\n/p/%d\n", i, i / 2);
 	fclose(f);
-	assert_ok(conv_record_list_read(tpath("many"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("many"), &v, &n, &err), &err);
 	assert_int_equal(n, 5000);
 	for (size_t i = 0; i < n; i++) {
 		char want_i[32];
@@ -168,10 +238,10 @@ static void test_list_landmark(void **state)
 					    CONV_RECORD_LANDMARK, "/usr/lib/libicudata.so.74",
 					    "/var/lib/pg/wal/000000010000000000000001"};
 	size_t n_paths = sizeof(paths) / sizeof(paths[0]);
-	assert_ok(conv_record_list_write(tpath("list"), paths, n_paths, &err), &err);
+	assert_ok(list_write(tpath("list"), paths, n_paths, &err), &err);
 	char **v = NULL;
 	size_t n = 0;
-	assert_ok(conv_record_list_read(tpath("list"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("list"), &v, &n, &err), &err);
 	assert_strv(v, n, paths, n_paths);
 	conv_strv_free(v, n);
 	FILE *f = fopen(tpath("list"), "re");
@@ -186,7 +256,7 @@ static void test_list_landmark(void **state)
 
 	/* written by hand: without its '/', repeated (the first one counts), first */
 	write_text("hand", ".prefetch.landmark\n/big\n/.prefetch.landmark\n/small\n");
-	assert_ok(conv_record_list_read(tpath("hand"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("hand"), &v, &n, &err), &err);
 	static const char *const want[] = {CONV_RECORD_LANDMARK, "/big", "/small"};
 	assert_strv(v, n, want, sizeof(want) / sizeof(want[0]));
 	conv_strv_free(v, n);
@@ -200,7 +270,7 @@ static void test_list_read_errors(void **state)
 	size_t n = 0;
 
 	/* a missing file: the error names it */
-	assert_int_equal(conv_record_list_read(tpath("no-such.list"), &v, &n, &err), -ENOENT);
+	assert_int_equal(list_read(tpath("no-such.list"), &v, &n, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "no-such.list"));
 
 	/* the longest path that fits PATH_MAX reads; one byte more, as the 3rd
@@ -212,7 +282,7 @@ static void test_list_read_errors(void **state)
 	memset(line + 1, 'x', max - 1);
 	line[max] = '\n';
 	write_file("long-ok", line, max + 1);
-	assert_ok(conv_record_list_read(tpath("long-ok"), &v, &n, &err), &err);
+	assert_ok(list_read(tpath("long-ok"), &v, &n, &err), &err);
 	assert_int_equal(n, 1);
 	assert_int_equal(strlen(v[0]), max);
 	conv_strv_free(v, n);
@@ -225,7 +295,7 @@ static void test_list_read_errors(void **state)
 		fputc('y', f);
 	fputs("\n/c\n", f);
 	fclose(f);
-	assert_int_equal(conv_record_list_read(tpath("long"), &v, &n, &err), -EINVAL);
+	assert_int_equal(list_read(tpath("long"), &v, &n, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "long"));
 	assert_non_null(strstr(err.msg, "line 3"));
 
@@ -234,18 +304,18 @@ static void test_list_read_errors(void **state)
 	memset(line, 'z', max);
 	line[max] = '\n';
 	write_file("long-rel", line, max + 1);
-	assert_int_equal(conv_record_list_read(tpath("long-rel"), &v, &n, &err), -EINVAL);
+	assert_int_equal(list_read(tpath("long-rel"), &v, &n, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "line 1"));
 	free(line);
 
 	/* a NUL byte is not part of a path */
 	write_file("nul", "/a\n/b\0c\n", 8);
-	assert_int_equal(conv_record_list_read(tpath("nul"), &v, &n, &err), -EINVAL);
+	assert_int_equal(list_read(tpath("nul"), &v, &n, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "line 2"));
 
 	/* a directory is not a list */
 	assert_int_equal(mkdir(tpath("dir"), 0755), 0);
-	assert_true(conv_record_list_read(tpath("dir"), &v, &n, &err) < 0);
+	assert_true(list_read(tpath("dir"), &v, &n, &err) < 0);
 	assert_non_null(strstr(err.msg, "dir"));
 }
 
@@ -258,21 +328,20 @@ static void test_list_stream(void **state)
 	static const char in[] = "x\n/y\n\n/x\n/z\r\n";
 	FILE *f = fmemopen((void *)in, sizeof(in) - 1, "r");
 	assert_non_null(f);
-	char **v = NULL;
-	size_t n = 0;
-	assert_ok(conv_record_list_parse(f, "<mem>", &v, &n, &err), &err);
+	struct conv_record_result r;
+	assert_ok(conv_record_list_parse(f, "<mem>", &r, &err), &err);
 	fclose(f);
 	static const char *const want[] = {"/x", "/y", "/z"};
-	assert_strv(v, n, want, 3);
+	assert_strv(r.paths, r.n_paths, want, 3);
 	char *buf = NULL;
 	size_t len = 0;
 	f = open_memstream(&buf, &len);
 	assert_non_null(f);
-	assert_int_equal(conv_record_list_print(f, (const char *const *)v, n), 0);
+	assert_int_equal(conv_record_list_print(f, &r), 0);
 	fclose(f);
 	assert_string_equal(buf, "/x\n/y\n/z\n");
 	free(buf);
-	conv_strv_free(v, n);
+	conv_record_result_free(&r);
 }
 
 /* ---- --entrypoint / --args ------------------------------------------------------- */
@@ -598,6 +667,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_list_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_read_forms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_landmark, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_ranges, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_read_errors, setup, teardown),
 	    cmocka_unit_test(test_list_stream),
 	    cmocka_unit_test(test_split_args),
