@@ -20,6 +20,10 @@
 /* Chunks marked noPrefetch between two wanted ones come along when they add
  * this little: fewer ranges in the request. */
 #define PREFETCH_GAP_FILL ((int64_t)8 << 10)
+/* A run of wanted chunks this long is fetched (streamed) on its own. */
+#define PREFETCH_STREAM_MIN ((int64_t)256 << 10)
+/* Shorter runs share multi-range requests of at most this much. */
+#define PREFETCH_MULTI_BYTES ((int64_t)512 << 10)
 #define BACKGROUND_RETRY_MS 2000
 /* The background fetch waits this long after the last on-demand job: a
  * starting container reads one file after another, each read waiting for the
@@ -174,34 +178,21 @@ static struct lfs_job *job_new(struct lfs_layer *l, enum lfs_prio prio)
 	return j;
 }
 
-/* Compressed bytes of a job's runs. */
-static int64_t job_bytes(const struct lfs_layer *l, const struct lfs_job *j)
-{
-	int64_t sum = 0;
-	for (uint32_t k = 0; k < j->nruns; k++) {
-		const struct lfs_run *r = &j->runs[k];
-		sum += l->chunks[r->first + r->count - 1].comp_end - l->chunks[r->first].offset;
-	}
-	return sum;
-}
-
 /* Appends chunk i (already marked in flight) to the job list, merging it
- * into the last run when its bytes follow. A prefetch job keeps to one run
- * (streamed) unless multi: the scattered parts of files read in part. */
+ * into the last run when its bytes follow. */
 static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail, uint32_t i,
-		   enum lfs_prio prio, int64_t max_bytes, bool multi)
+		   enum lfs_prio prio, int64_t max_bytes)
 {
 	struct lfs_job *j = *tail;
 	if (j) {
 		struct lfs_run *r = &j->runs[j->nruns - 1];
 		uint32_t last = r->first + r->count - 1;
 		int64_t bytes = l->chunks[i].comp_end - l->chunks[r->first].offset;
-		bool fits = !multi || job_bytes(l, j) + comp_len(&l->chunks[i]) <= max_bytes;
-		if (last + 1 == i && follows(l, last) && bytes <= max_bytes && fits) {
+		if (last + 1 == i && follows(l, last) && bytes <= max_bytes) {
 			r->count++;
 			return 0;
 		}
-		if (j->nruns < LFS_JOB_MAX_RUNS && (prio != LFS_PRIO_PREFETCH || multi) && fits) {
+		if (j->nruns < LFS_JOB_MAX_RUNS && prio != LFS_PRIO_PREFETCH) {
 			j->runs[j->nruns++] = (struct lfs_run){i, 1};
 			return 0;
 		}
@@ -236,7 +227,7 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 	for (uint32_t i = first; i <= last && i < l->nchunks; i++) {
 		if (busy_or_done(l, i))
 			continue;
-		if (job_add(l, &head, &tail, i, prio, max, false) < 0)
+		if (job_add(l, &head, &tail, i, prio, max) < 0)
 			break;
 		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
 	}
@@ -249,46 +240,103 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 	enqueue(l->rt, head);
 }
 
-/* Whether chunks (a, b) between two wanted ones are a gap worth fetching
+/* Whether chunk i is for the prefetch of a layer with noPrefetch chunks.
+ * Under l->lock. */
+static bool prefetch_wanted(const struct lfs_layer *l, uint32_t i)
+{
+	return !l->chunks[i].no_prefetch && !busy_or_done(l, i);
+}
+
+/* Whether the chunks between wanted chunks a and b are a gap worth fetching
  * along: contiguous, free and small. Under l->lock. */
 static bool gap_fillable(const struct lfs_layer *l, uint32_t a, uint32_t b)
 {
-	if (!follows(l, a) || l->chunks[b].offset - l->chunks[a].comp_end > PREFETCH_GAP_FILL)
+	if (l->chunks[b].offset - l->chunks[a].comp_end > PREFETCH_GAP_FILL)
 		return false;
-	for (uint32_t k = a + 1; k < b; k++)
-		if (busy_or_done(l, k) || !follows(l, k))
+	for (uint32_t k = a; k < b; k++)
+		if (!follows(l, k) || (k > a && busy_or_done(l, k)))
 			return false;
 	return true;
 }
 
+/* Appends a prefetch job of the runs and marks their chunks in flight. */
+static int push_prefetch_job(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail,
+			     const struct lfs_run *runs, uint32_t n)
+{
+	if (n == 0)
+		return 0;
+	struct lfs_job *j = job_new(l, LFS_PRIO_PREFETCH);
+	if (!j)
+		return -ENOMEM;
+	j->prefetch = true;
+	l->prefetch_pending++;
+	for (uint32_t k = 0; k < n; k++) {
+		j->runs[j->nruns++] = runs[k];
+		for (uint32_t i = runs[k].first; i < runs[k].first + runs[k].count; i++)
+			l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
+	}
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+	return 0;
+}
+
 /* The prefetch set of a layer with chunks marked noPrefetch: the other
- * chunks before the landmark (end), several runs a job, each job one
- * multi-range request. */
+ * chunks before the landmark (end), in blob order. A long run is a job of
+ * its own, streamed, so that a reader waiting for its first chunks gets them
+ * as they arrive; short runs share multi-range jobs of at most
+ * PREFETCH_MULTI_BYTES, which land whole. */
 static void queue_partial_prefetch(struct lfs_layer *l, uint32_t end)
 {
 	struct lfs_job *head = NULL, *tail = NULL;
+	struct lfs_run pend[LFS_JOB_MAX_RUNS];
+	uint32_t npend = 0;
+	int64_t pend_bytes = 0;
+	int rc = 0;
 	pthread_mutex_lock(&l->lock);
-	uint32_t prev = UINT32_MAX; /* the last chunk queued */
-	for (uint32_t i = 0; i < end; i++) {
-		if (l->chunks[i].no_prefetch || busy_or_done(l, i))
+	for (uint32_t i = 0; i < end && rc == 0;) {
+		if (!prefetch_wanted(l, i)) {
+			i++;
 			continue;
-		if (prev != UINT32_MAX && prev + 1 < i && gap_fillable(l, prev, i))
-			for (uint32_t k = prev + 1; k < i; k++) {
-				if (job_add(l, &head, &tail, k, LFS_PRIO_PREFETCH,
-					    PREFETCH_JOB_BYTES, true) < 0)
-					goto out;
-				l->chunk_state[k] |= LFS_CHUNK_INFLIGHT;
+		}
+		uint32_t last = i;
+		for (uint32_t k = i + 1; k < end; k++) {
+			if (!prefetch_wanted(l, k))
+				continue;
+			if (!gap_fillable(l, last, k))
+				break;
+			last = k;
+		}
+		int64_t bytes = l->chunks[last].comp_end - l->chunks[i].offset;
+		if (bytes >= PREFETCH_STREAM_MIN) {
+			rc = push_prefetch_job(l, &head, &tail, pend, npend);
+			npend = 0;
+			pend_bytes = 0;
+			/* in pieces of at most PREFETCH_JOB_BYTES */
+			for (uint32_t f = i; f <= last && rc == 0;) {
+				uint32_t t = f;
+				while (t < last && l->chunks[t + 1].comp_end - l->chunks[f].offset <=
+						       PREFETCH_JOB_BYTES)
+					t++;
+				struct lfs_run r = {f, t - f + 1};
+				rc = push_prefetch_job(l, &head, &tail, &r, 1);
+				f = t + 1;
 			}
-		if (job_add(l, &head, &tail, i, LFS_PRIO_PREFETCH, PREFETCH_JOB_BYTES, true) < 0)
-			break;
-		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
-		prev = i;
+		} else {
+			if (npend == LFS_JOB_MAX_RUNS || pend_bytes + bytes > PREFETCH_MULTI_BYTES) {
+				rc = push_prefetch_job(l, &head, &tail, pend, npend);
+				npend = 0;
+				pend_bytes = 0;
+			}
+			pend[npend++] = (struct lfs_run){i, last - i + 1};
+			pend_bytes += bytes;
+		}
+		i = last + 1;
 	}
-out:
-	for (struct lfs_job *j = head; j; j = j->next) {
-		j->prefetch = true;
-		l->prefetch_pending++;
-	}
+	if (rc == 0)
+		push_prefetch_job(l, &head, &tail, pend, npend);
 	pthread_mutex_unlock(&l->lock);
 	enqueue(l->rt, head);
 }
@@ -344,7 +392,7 @@ static struct lfs_job *background_job(struct lfs_layer *l)
 		if (head &&
 		    (!follows(l, i - 1) || l->chunks[i].comp_end - start > BACKGROUND_JOB_BYTES))
 			break;
-		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES, false) < 0)
+		if (job_add(l, &head, &tail, i, LFS_PRIO_BACKGROUND, BACKGROUND_JOB_BYTES) < 0)
 			break;
 		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
 	}
@@ -783,7 +831,7 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 					   (long long)l->chunks[ids[i]].offset);
 				break;
 			}
-			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES, false) <
+			if (job_add(l, &head, &tail, ids[i], LFS_PRIO_ONDEMAND, LFS_JOB_MAX_BYTES) <
 			    0) {
 				r = rs_err(err, -ENOMEM, "out of memory");
 				break;

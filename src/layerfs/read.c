@@ -12,6 +12,10 @@
 #define READAHEAD_CHUNKS 4
 #define STACK_CHUNKS 16
 
+/* The chunks after next of a file read sequentially. Not those marked
+ * noPrefetch while the mount keeps the recorded readahead: the recorded
+ * workload read them not, and the kernel's 64 KiB windows walking through
+ * a mapped file look sequential. */
 static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, uint32_t nc,
 			    uint32_t next)
 {
@@ -20,6 +24,14 @@ static void queue_readahead(struct lfs_layer *l, const struct esgz_chunk *fc, ui
 	uint32_t last = next + READAHEAD_CHUNKS - 1;
 	if (last >= nc)
 		last = nc - 1;
+	if (atomic_load(&l->readahead_low)) {
+		uint32_t k = next;
+		while (k <= last && !fc[k].no_prefetch)
+			k++;
+		if (k == next)
+			return;
+		last = k - 1;
+	}
 	lfs_fetch_queue_range(l, (uint32_t)(&fc[next] - l->chunks),
 			      (uint32_t)(&fc[last] - l->chunks), LFS_PRIO_READAHEAD);
 }
