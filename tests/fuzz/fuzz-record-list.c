@@ -27,9 +27,8 @@ static void check_list(const uint8_t *data, size_t size)
 		return;
 	}
 	struct rs_error err = {0};
-	char **v = NULL;
-	size_t n = 0;
-	int rc = conv_record_list_parse(f, "<fuzz>", &v, &n, &err);
+	struct conv_record_result r;
+	int rc = conv_record_list_parse(f, "<fuzz>", &r, &err);
 	fclose(f);
 	free(copy);
 	if (rc < 0) {
@@ -38,37 +37,51 @@ static void check_list(const uint8_t *data, size_t size)
 		return;
 	}
 	struct conv_strset seen = {0};
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(v[i]);
-		if (v[i][0] != '/' || len >= PATH_MAX || strchr(v[i], '\n') ||
-		    v[i][len - 1] == '\r')
+	for (size_t i = 0; i < r.n_paths; i++) {
+		const char *p = r.paths[i];
+		size_t len = strlen(p);
+		bool ranged = false;
+		for (size_t k = 0; k < r.n_touched; k++)
+			ranged |= strcmp(r.touched[k].name, p) == 0;
+		/* a trailing CR is the line's, unless ranges followed the path */
+		if (p[0] != '/' || len >= PATH_MAX || strchr(p, '\n') ||
+		    (!ranged && p[len - 1] == '\r'))
 			abort();
-		if (conv_strset_add(&seen, strdup(v[i])) == 0)
+		if (conv_strset_add(&seen, strdup(p)) == 0)
 			abort(); /* a repeat */
 	}
 	conv_strset_free(&seen);
+	for (size_t k = 0; k < r.n_touched; k++)
+		if (r.touched[k].nranges == 0)
+			abort();
 
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
-	if (out && conv_record_list_print(out, (const char *const *)v, n) == 0 && len > 0) {
+	if (out && conv_record_list_print(out, &r) == 0 && len > 0) {
 		fclose(out);
 		out = fmemopen(buf, len, "r");
-		char **w = NULL;
-		size_t m = 0;
-		if (out && conv_record_list_parse(out, "<again>", &w, &m, &err) < 0)
+		struct conv_record_result w;
+		if (out && conv_record_list_parse(out, "<again>", &w, &err) < 0)
 			abort(); /* what was read must read back */
-		if (out && m != n)
+		if (out && (w.n_paths != r.n_paths || w.n_touched != r.n_touched))
 			abort();
-		for (size_t i = 0; out && i < n; i++)
-			if (strcmp(v[i], w[i]) != 0)
+		for (size_t i = 0; out && i < r.n_paths; i++)
+			if (strcmp(r.paths[i], w.paths[i]) != 0)
 				abort();
-		conv_strv_free(w, m);
+		for (size_t k = 0; out && k < r.n_touched; k++)
+			if (strcmp(r.touched[k].name, w.touched[k].name) != 0 ||
+			    r.touched[k].nranges != w.touched[k].nranges ||
+			    memcmp(r.touched[k].ranges, w.touched[k].ranges,
+				   2 * r.touched[k].nranges * sizeof(int64_t)) != 0)
+				abort();
+		if (out)
+			conv_record_result_free(&w);
 	}
 	if (out)
 		fclose(out);
 	free(buf);
-	conv_strv_free(v, n);
+	conv_record_result_free(&r);
 }
 
 static void check_split(const uint8_t *data, size_t size)
