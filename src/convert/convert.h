@@ -164,8 +164,8 @@ int conv_record_list_read(const char *file, struct conv_record_result *res, stru
 int conv_record_list_write(const char *file, const struct conv_record_result *res,
 			   struct rs_error *err);
 /* Adds path's ranges (n offset, length pairs, copied) to res->touched. */
-int conv_record_touched_add(struct conv_record_result *res, const char *path,
-			    const int64_t *ranges, size_t n);
+int conv_record_touched_add(struct conv_record_result *res, const char *path, const int64_t *ranges,
+			    size_t n);
 /* An --entrypoint / --args value: a JSON array of strings when it starts with
  * '[', else split on whitespace. */
 int conv_record_split_args(const char *s, char ***out, size_t *n, struct rs_error *err);

@@ -27,9 +27,8 @@ static int run_mkfs(const char *image, struct rs_error *err)
 {
 	/* One inode per 4 KiB: images of many small files fit too. No journal:
 	 * nothing here must survive a crash. */
-	char *argv[] = {"mkfs.ext4", "-q",		  "-F",	   "-O", "^has_journal", "-i",
-			"4096",	     "-m",		  "0",	   "-E", "nodiscard",	 (char *)image,
-			NULL};
+	char *argv[] = {"mkfs.ext4", "-q", "-F", "-O",        "^has_journal", "-i", "4096",
+			"-m",        "0",  "-E", "nodiscard", (char *)image,  NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);

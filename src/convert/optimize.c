@@ -23,8 +23,7 @@ int conv_optimize(const char *src, const char *dst, const struct conv_optimize_o
 		return rc;
 	if (o->on_recorded)
 		o->on_recorded(o->ctx, rec);
-	if (o->record_out &&
-	    (rc = conv_record_list_write(o->record_out, rec, err)) < 0)
+	if (o->record_out && (rc = conv_record_list_write(o->record_out, rec, err)) < 0)
 		return rc;
 	struct conv_options co = o->convert;
 	co.prioritized = (const char *const *)rec->paths;

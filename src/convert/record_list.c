@@ -45,8 +45,8 @@ void conv_record_result_free(struct conv_record_result *res)
 	res->n_touched = 0;
 }
 
-int conv_record_touched_add(struct conv_record_result *res, const char *path,
-			    const int64_t *ranges, size_t n)
+int conv_record_touched_add(struct conv_record_result *res, const char *path, const int64_t *ranges,
+			    size_t n)
 {
 	if (n == 0)
 		return 0;
@@ -209,8 +209,7 @@ bad:
 }
 
 /* One line (its newline gone) into the list: a path, maybe a tab and ranges. */
-static int add_line(struct conv_strset *s, struct conv_record_result *res, char *line,
-		    size_t len)
+static int add_line(struct conv_strset *s, struct conv_record_result *res, char *line, size_t len)
 {
 	int64_t *ranges = NULL;
 	size_t nranges = 0;
@@ -299,8 +298,7 @@ int conv_record_list_read(const char *file, struct conv_record_result *res, stru
 	return rc;
 }
 
-static const struct esgz_touched *touched_of(const struct conv_record_result *res,
-					     const char *path)
+static const struct esgz_touched *touched_of(const struct conv_record_result *res, const char *path)
 {
 	for (size_t i = 0; i < res->n_touched; i++)
 		if (strcmp(res->touched[i].name, path) == 0)

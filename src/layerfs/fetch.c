@@ -22,8 +22,11 @@
 #define PREFETCH_GAP_FILL ((int64_t)8 << 10)
 /* A run of wanted chunks this long is fetched (streamed) on its own. */
 #define PREFETCH_STREAM_MIN ((int64_t)256 << 10)
-/* Shorter runs share multi-range requests of at most this much. */
+/* Shorter runs share multi-range requests of at most this much; the first
+ * request of a layer less: the files a container opens first (passwd, the
+ * loader, libc) are at the front, and such a request lands whole. */
 #define PREFETCH_MULTI_BYTES ((int64_t)512 << 10)
+#define PREFETCH_FIRST_MULTI_BYTES ((int64_t)128 << 10)
 #define BACKGROUND_RETRY_MS 2000
 /* The background fetch waits this long after the last on-demand job: a
  * starting container reads one file after another, each read waiting for the
@@ -317,15 +320,17 @@ static void queue_partial_prefetch(struct lfs_layer *l, uint32_t end)
 			/* in pieces of at most PREFETCH_JOB_BYTES */
 			for (uint32_t f = i; f <= last && rc == 0;) {
 				uint32_t t = f;
-				while (t < last && l->chunks[t + 1].comp_end - l->chunks[f].offset <=
-						       PREFETCH_JOB_BYTES)
+				while (t < last &&
+				       l->chunks[t + 1].comp_end - l->chunks[f].offset <=
+					   PREFETCH_JOB_BYTES)
 					t++;
 				struct lfs_run r = {f, t - f + 1};
 				rc = push_prefetch_job(l, &head, &tail, &r, 1);
 				f = t + 1;
 			}
 		} else {
-			if (npend == LFS_JOB_MAX_RUNS || pend_bytes + bytes > PREFETCH_MULTI_BYTES) {
+			int64_t cap = head ? PREFETCH_MULTI_BYTES : PREFETCH_FIRST_MULTI_BYTES;
+			if (npend == LFS_JOB_MAX_RUNS || (npend > 0 && pend_bytes + bytes > cap)) {
 				rc = push_prefetch_job(l, &head, &tail, pend, npend);
 				npend = 0;
 				pend_bytes = 0;

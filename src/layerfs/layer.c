@@ -191,8 +191,9 @@ static void choose_readahead(struct lfs_layer *l, const char *mountpoint)
 	l->readahead_low = has_partial_files(l);
 	set_readahead(l, l->readahead_low ? ESGZ_PARTIAL_READAHEAD_KB : LFS_READAHEAD_KB);
 	if (l->readahead_low)
-		rs_log(RS_LOG_DEBUG, "layerfs: %s: readahead %u KiB until complete (files read in "
-				     "part)",
+		rs_log(RS_LOG_DEBUG,
+		       "layerfs: %s: readahead %u KiB until complete (files read in "
+		       "part)",
 		       l->digest, (unsigned)ESGZ_PARTIAL_READAHEAD_KB);
 }
 

@@ -140,7 +140,7 @@ struct lfs_layer {
 	/* FUSE. */
 	struct fuse_session *se;
 	char *mountpoint;
-	dev_t bdi_dev;              /* the mount's device: its readahead in sysfs */
+	dev_t bdi_dev;             /* the mount's device: its readahead in sysfs */
 	atomic_bool readahead_low; /* ESGZ_PARTIAL_READAHEAD_KB until complete */
 	uint32_t slot;
 	bool mounted;
