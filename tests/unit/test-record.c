@@ -65,6 +65,18 @@ static void write_text(const char *rel, const char *text)
 	write_file(rel, text, strlen(text));
 }
 
+/* Asserts that the file rel holds exactly want (at most 255 bytes). */
+static void assert_file_text(const char *rel, const char *want)
+{
+	FILE *f = fopen(tpath(rel), "re");
+	assert_non_null(f);
+	char buf[256];
+	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[got] = 0;
+	assert_string_equal(buf, want);
+}
+
 static size_t n_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -119,14 +131,8 @@ static void test_list_ranges(void **state)
 	free((char *)w.touched[0].name);
 	free((int64_t *)w.touched[0].ranges);
 	free(w.touched);
-	FILE *f = fopen(tpath("r.list"), "re");
-	assert_non_null(f);
-	char buf[256];
-	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[got] = 0;
-	assert_string_equal(buf, "/usr/bin/gcc\n/usr/lib/gcc/cc1\t0+69632,1048576+65536,"
-				 "33280000+62568\n/odd\tname\n");
+	assert_file_text("r.list", "/usr/bin/gcc\n/usr/lib/gcc/cc1\t0+69632,1048576+65536,"
+				   "33280000+62568\n/odd\tname\n");
 	struct conv_record_result r;
 	assert_ok(conv_record_list_read(tpath("r.list"), &r, &err), &err);
 	assert_strv(r.paths, r.n_paths, (const char *const *)paths, 3);
@@ -244,13 +250,7 @@ static void test_list_landmark(void **state)
 	assert_ok(list_read(tpath("list"), &v, &n, &err), &err);
 	assert_strv(v, n, paths, n_paths);
 	conv_strv_free(v, n);
-	FILE *f = fopen(tpath("list"), "re");
-	assert_non_null(f);
-	char buf[256];
-	size_t got = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[got] = 0;
-	assert_string_equal(buf, "/usr/bin/python3\n/etc/ld.so.cache\n/.prefetch.landmark\n"
+	assert_file_text("list", "/usr/bin/python3\n/etc/ld.so.cache\n/.prefetch.landmark\n"
 				 "/usr/lib/libicudata.so.74\n"
 				 "/var/lib/pg/wal/000000010000000000000001\n");
 
