@@ -54,6 +54,40 @@ static int subdir(const struct conv_rec_rootfs *r, const char *name, char *out,
 	return 0;
 }
 
+/* Unpacks each layer of the manifest into its own subdir; lower[i] gets its path. */
+static int unpack_layers(const struct conv_rec_rootfs *r, struct conv_image *im, json_t *layers,
+			 char (*lower)[PATH_MAX], struct rs_error *err)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < json_array_size(layers); i++) {
+		const char *mt, *dg;
+		int64_t size;
+		char name[32];
+		snprintf(name, sizeof(name), "%zu", i);
+		rc = conv_desc_get(json_array_get(layers, i), &mt, &dg, &size, "layer", err);
+		if (rc == 0)
+			rc = subdir(r, name, lower[i], err);
+		cleanup_fd int fd = -1;
+		if (rc == 0)
+			rc = conv_image_blob_fd(im, dg, size, &fd, err);
+		if (rc == 0)
+			rc = conv_rec_unpack(fd, lower[i], dg, err);
+	}
+	return rc;
+}
+
+/* Gives the loop filesystem up: unmounted (the kernel detaches the loop
+ * device), its image removed; the layers go in the work dir itself. */
+static void drop_loopfs(struct conv_rec_rootfs *r)
+{
+	conv_rec_loopfs_unmount(r->fs);
+	free(r->fs);
+	r->fs = NULL;
+	char img[PATH_MAX];
+	if ((size_t)snprintf(img, sizeof(img), "%s/fs.img", r->dir) < sizeof(img))
+		unlink(img);
+}
+
 /* overlay with the new mount API: no page-size limit on the lowerdir list
  * (kernel 6.8+: "lowerdir+"). Returns -ENOSYS/-EINVAL when unsupported. */
 static int mount_fsconfig(char (*lower)[PATH_MAX], size_t n, const char *upper, const char *work,
@@ -119,8 +153,9 @@ int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json
 	cleanup_free char(*lower)[PATH_MAX] = calloc(n, PATH_MAX);
 	if (!lower)
 		return rs_err(err, -ENOMEM, "out of memory");
-	/* Room for the layers unpacked (compressed ~8x at most, else the unpack
-	 * fails with ENOSPC) and what the workload writes; sparse. */
+	/* Room for the layers unpacked (compressed ~8x at most) and what the
+	 * workload writes, and at least 16 GiB: 4 Mi inodes at one per 4 KiB,
+	 * twice a TOC's entry limit. Sparse: only what is written takes room. */
 	int64_t room = (int64_t)1 << 30;
 	for (size_t i = 0; i < n; i++) {
 		json_t *sz = json_object_get(json_array_get(layers, i), "size");
@@ -128,6 +163,8 @@ int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json
 		    json_integer_value(sz) < ((int64_t)1 << 40))
 			room += 8 * json_integer_value(sz);
 	}
+	if (room < ((int64_t)16 << 30))
+		room = (int64_t)16 << 30;
 	struct rs_error lerr = {0};
 	if (conv_rec_loopfs_mount(r->dir, room, &r->fs, &lerr) < 0)
 		rs_log(RS_LOG_WARN,
@@ -135,20 +172,14 @@ int conv_rec_rootfs_build(struct conv_rec_rootfs *r, struct conv_image *im, json
 		       "the workload reads cannot be told, so every recorded file is prefetched "
 		       "whole",
 		       lerr.msg);
-	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const char *mt, *dg;
-		int64_t size;
-		char name[32];
-		snprintf(name, sizeof(name), "%zu", i);
-		rc = conv_desc_get(json_array_get(layers, i), &mt, &dg, &size, "layer", err);
-		if (rc == 0)
-			rc = subdir(r, name, lower[i], err);
-		cleanup_fd int fd = -1;
-		if (rc == 0)
-			rc = conv_image_blob_fd(im, dg, size, &fd, err);
-		if (rc == 0)
-			rc = conv_rec_unpack(fd, lower[i], dg, err);
+	int rc = unpack_layers(r, im, layers, lower, err);
+	if (rc == -ENOSPC && r->fs) {
+		rs_log(RS_LOG_WARN,
+		       "optimize: the loop filesystem is full (%s); unpacking again without it: "
+		       "every recorded file is prefetched whole",
+		       err->msg);
+		drop_loopfs(r);
+		rc = unpack_layers(r, im, layers, lower, err);
 	}
 	char upper[PATH_MAX], work[PATH_MAX];
 	if (rc == 0)
@@ -195,12 +226,9 @@ void conv_rec_rootfs_cleanup(struct conv_rec_rootfs *r)
 		else
 			r->mounted = false;
 	}
-	if (r->fs && !r->mounted) {
-		conv_rec_loopfs_unmount(r->fs);
-		free(r->fs);
-		r->fs = NULL;
-	}
-	if (r->dir && !r->mounted && !r->fs && conv_rec_rmtree(r->dir) < 0)
+	if (r->fs && !r->mounted)
+		drop_loopfs(r);
+	if (r->dir && !r->mounted && conv_rec_rmtree(r->dir) < 0)
 		rs_log(RS_LOG_WARN, "cannot remove %s entirely", r->dir);
 	free(r->dir);
 	free(r->merged);

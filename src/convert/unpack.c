@@ -139,6 +139,14 @@ struct unpacker {
 	char *clean, *path; /* PATH_MAX each */
 };
 
+/* A write error's code: -ENOSPC when the disk is full (the caller may retry
+ * elsewhere), else dflt. */
+static int write_code(const struct unpacker *u, int dflt)
+{
+	int e = archive_errno(u->w);
+	return e == ENOSPC || e == EDQUOT ? -ENOSPC : dflt;
+}
+
 static int copy_data(struct unpacker *u, struct rs_error *err)
 {
 	const void *buf;
@@ -147,8 +155,8 @@ static int copy_data(struct unpacker *u, struct rs_error *err)
 	int r;
 	while ((r = archive_read_data_block(u->r, &buf, &size, &off)) == ARCHIVE_OK) {
 		if (archive_write_data_block(u->w, buf, size, off) < ARCHIVE_WARN)
-			return rs_err(err, -EIO, "layer %s: %s: %s", u->digest, u->clean,
-				      archive_error_string(u->w));
+			return rs_err(err, write_code(u, -EIO), "layer %s: %s: %s", u->digest,
+				      u->clean, archive_error_string(u->w));
 	}
 	if (r != ARCHIVE_EOF)
 		return rs_err(err, -EINVAL, "layer %s: %s: %s", u->digest, u->clean,
@@ -186,7 +194,7 @@ static int one_entry(struct unpacker *u, struct archive_entry *e, struct rs_erro
 		return rs_err(err, -ENOMEM, "out of memory");
 	int r = archive_write_header(u->w, e);
 	if (r < ARCHIVE_WARN)
-		return rs_err(err, -EINVAL, "layer %s: %s: %s", u->digest, u->clean,
+		return rs_err(err, write_code(u, -EINVAL), "layer %s: %s: %s", u->digest, u->clean,
 			      archive_error_string(u->w));
 	if (archive_entry_size(e) > 0 || archive_entry_sparse_count(e) > 0) {
 		int rc = copy_data(u, err);
@@ -194,7 +202,7 @@ static int one_entry(struct unpacker *u, struct archive_entry *e, struct rs_erro
 			return rc;
 	}
 	if (archive_write_finish_entry(u->w) < ARCHIVE_WARN)
-		return rs_err(err, -EIO, "layer %s: %s: %s", u->digest, u->clean,
+		return rs_err(err, write_code(u, -EIO), "layer %s: %s: %s", u->digest, u->clean,
 			      archive_error_string(u->w));
 	return 0;
 }

@@ -15,8 +15,9 @@
 # chunks at their edges and has every other chunk marked noPrefetch; a lazy
 # mount of the image from a registry prefetches only what was read (at 64 KiB
 # readahead, raised to 1 MiB once the layer is complete) and the workload's
-# reads need nothing more. A /.prefetch.landmark line in a hand-made list puts
-# the files after it behind the layer's landmark.
+# reads need nothing more; without a working mkfs.ext4 a warning and whole
+# files. A /.prefetch.landmark line in a hand-made list puts the files after
+# it behind the layer's landmark.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
 . "$(dirname "$0")/mount-lib.sh"
@@ -411,6 +412,21 @@ expect_rc "--record-in the list with ranges" 0 bigre
 [ "$(jq -r .digest "$T/bigre.out")" = "$(jq -r .digest "$T/big.out")" ] &&
 	pass "--record-in: the same digest as the recorded run" ||
 	fail "--record-in: $(jq -r .digest "$T/bigre.out"), recorded $(jq -r .digest "$T/big.out")"
+# without mkfs.ext4 (one that fails): a warning, whole files, no ranges
+mkdir -p "$T/nomkfs"
+printf '#!/bin/sh\nexit 1\n' >"$T/nomkfs/mkfs.ext4"
+chmod +x "$T/nomkfs/mkfs.ext4"
+PATH="$T/nomkfs:$PATH" optimize bignofs --entrypoint "[\"/bin/sh\",\"-c\",\"$BIG_RUN\"]" \
+	--record-out "$T/bignofs.list" "oci:$BIG:v1" "oci:$T/out:bignofs"
+expect_rc "optimize without a working mkfs.ext4" 0 bignofs
+if grep -q "no loop filesystem" "$T/bignofs.err" && ! grep -q "$(printf '\t')" "$T/bignofs.list" &&
+	grep -qx /data/big-part "$T/bignofs.list" && [ "$(jq -r .readInPart "$T/bignofs.out")" = 0 ]; then
+	pass "without a loop filesystem: a warning, every file whole (no ranges, readInPart 0)"
+else
+	fail "without a loop filesystem"
+	show_file "$T/bignofs.err"
+	show_file "$T/bignofs.list"
+fi
 # big_layer_check DIR TAG DESC FIRST NEXT: layer 2 of DIR:TAG holds data/FIRST
 # (and dirs) before .prefetch.landmark, and data/NEXT right after it.
 big_layer_check() {
