@@ -102,8 +102,6 @@ int conv_rec_touched(const char *merged, struct conv_record_result *res, struct 
 		return rs_err(err, -errno, "%s: %s", merged, strerror(errno));
 	for (size_t i = 0; i < res->n_paths; i++) {
 		const char *p = res->paths[i];
-		if (p[0] != '/' || strcmp(p, CONV_RECORD_LANDMARK) == 0)
-			continue;
 		int64_t *ranges;
 		size_t n;
 		int rc = resident_ranges(root, p, &ranges, &n);

@@ -181,6 +181,15 @@ static struct lfs_job *job_new(struct lfs_layer *l, enum lfs_prio prio)
 	return j;
 }
 
+static void job_append(struct lfs_job **head, struct lfs_job **tail, struct lfs_job *j)
+{
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+}
+
 /* Appends chunk i (already marked in flight) to the job list, merging it
  * into the last run when its bytes follow. */
 static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail, uint32_t i,
@@ -204,11 +213,7 @@ static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **
 	if (!j)
 		return -ENOMEM;
 	j->runs[j->nruns++] = (struct lfs_run){i, 1};
-	if (*tail)
-		(*tail)->next = j;
-	else
-		*head = j;
-	*tail = j;
+	job_append(head, tail, j);
 	return 0;
 }
 
@@ -278,11 +283,7 @@ static int push_prefetch_job(struct lfs_layer *l, struct lfs_job **head, struct 
 		for (uint32_t i = runs[k].first; i < runs[k].first + runs[k].count; i++)
 			l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
 	}
-	if (*tail)
-		(*tail)->next = j;
-	else
-		*head = j;
-	*tail = j;
+	job_append(head, tail, j);
 	return 0;
 }
 
@@ -348,18 +349,10 @@ static void queue_partial_prefetch(struct lfs_layer *l, uint32_t end)
 
 void lfs_fetch_layer_start(struct lfs_layer *l)
 {
-	bool no_landmark;
-	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
-	if (!l->no_prefetch && end > 0 && l->nchunks > 0) {
-		uint32_t last = 0;
-		bool partial = false;
-		while (last < l->nchunks && l->chunks[last].offset < end)
-			partial |= l->chunks[last++].no_prefetch;
-		if (partial)
-			queue_partial_prefetch(l, last);
-		else if (last > 0)
-			lfs_fetch_queue_range(l, 0, last - 1, LFS_PRIO_PREFETCH);
-	}
+	if (!l->no_prefetch && l->partial)
+		queue_partial_prefetch(l, l->prefetch_chunks);
+	else if (!l->no_prefetch && l->prefetch_chunks > 0)
+		lfs_fetch_queue_range(l, 0, l->prefetch_chunks - 1, LFS_PRIO_PREFETCH);
 	if (!l->no_background && l->nchunks > 0) {
 		atomic_store(&l->bg_active, true);
 		pthread_mutex_lock(&l->rt->lock);

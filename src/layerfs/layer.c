@@ -44,6 +44,18 @@ void lfs_layer_unref(struct lfs_layer *l)
 	free(l);
 }
 
+/* The chunks before the landmark, and whether some of them are marked
+ * noPrefetch (the layer was optimised with files read in part). */
+static void find_prefetch_set(struct lfs_layer *l)
+{
+	bool no_landmark;
+	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
+	uint32_t n = 0;
+	while (n < l->nchunks && l->chunks[n].offset < end)
+		l->partial |= l->chunks[n++].no_prefetch;
+	l->prefetch_chunks = end > 0 ? n : 0;
+}
+
 static void count_bytes(struct lfs_layer *l)
 {
 	for (uint32_t i = 0; i < l->nchunks; i++)
@@ -121,6 +133,7 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 		goto fail;
 	}
 	count_bytes(l);
+	find_prefetch_set(l);
 	pthread_mutex_lock(&rt->lock);
 	l->next = rt->layers;
 	rt->layers = l;
@@ -165,18 +178,6 @@ static void set_readahead(const struct lfs_layer *l, unsigned kb)
 	close(fd);
 }
 
-/* Whether some chunk before the landmark is marked noPrefetch: the layer
- * was optimised with files read in part. */
-static bool has_partial_files(const struct lfs_layer *l)
-{
-	bool no_landmark;
-	int64_t end = esgz_index_prefetch_end(l->idx, &no_landmark);
-	for (uint32_t i = 0; i < l->nchunks && l->chunks[i].offset < end; i++)
-		if (l->chunks[i].no_prefetch)
-			return true;
-	return false;
-}
-
 /* A layer is read in large sequential pieces: the kernel reads ahead 1 MiB
  * (FUSE's default is 128 KiB). A layer with files read in part keeps the
  * window they were recorded with until it is complete: with 1 MiB, every
@@ -188,7 +189,7 @@ static void choose_readahead(struct lfs_layer *l, const char *mountpoint)
 	if (stat(mountpoint, &st) < 0)
 		return;
 	l->bdi_dev = st.st_dev;
-	l->readahead_low = has_partial_files(l);
+	l->readahead_low = l->partial;
 	set_readahead(l, l->readahead_low ? ESGZ_PARTIAL_READAHEAD_KB : LFS_READAHEAD_KB);
 	if (l->readahead_low)
 		rs_log(RS_LOG_DEBUG,

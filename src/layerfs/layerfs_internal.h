@@ -111,6 +111,8 @@ struct lfs_layer {
 	uint32_t nnodes;
 	uint32_t nchunks;
 	const struct esgz_chunk *chunks;
+	uint32_t prefetch_chunks;         /* chunks before the landmark: the prefetch set */
+	bool partial;                     /* some of them are marked noPrefetch */
 	int64_t data_bytes;               /* compressed bytes of all chunk data */
 	int64_t total_bytes;              /* uncompressed file bytes (statfs) */
 	uint8_t layer_key[RS_SHA256_LEN]; /* seeds cache keys of chunks without a digest */
