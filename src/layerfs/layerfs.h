@@ -11,6 +11,7 @@
 #ifndef LFS_LAYERFS_H
 #define LFS_LAYERFS_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -48,6 +49,9 @@ struct lfs_layer_opts {
 	const char *digest;        /* the layer blob's digest */
 	int64_t size;              /* blob size; 0: asked with HEAD */
 	const char *toc_digest;    /* expected sha256 of the TOC JSON; NULL: not checked */
+	bool allow_unverified;     /* mount a layer without toc_digest, or whose TOC has
+				    * regular-file chunks without chunkDigest; else
+				    * lfs_layer_open fails with LFS_EUNVERIFIED */
 	int64_t toc_tail;          /* hint: bytes from the TOC's start to the blob's end,
 				    * the first request's length; 0 (or implausible): 256 KiB */
 	bool no_prefetch;          /* skip the prefetch of the landmarked files */
@@ -58,6 +62,9 @@ struct lfs_layer_opts {
 };
 
 struct lfs_layer;
+
+/* lfs_layer_open's answer to a layer it cannot verify (see allow_unverified). */
+#define LFS_EUNVERIFIED (-EPERM)
 
 /* Reads the footer and TOC (at most two range requests), checks the TOC
  * digest when one is given and builds the inode table. Not mounted yet. */
