@@ -235,6 +235,31 @@ static int auth_failed(const char *host, const struct rs_buf *body, long status,
 		      host, status);
 }
 
+/* Credentials go to a realm over HTTPS, or over plain HTTP only to the host
+ * name of h when h itself is configured plain HTTP (the credentials cross
+ * that network in clear anyway); anonymous requests go anywhere. */
+static int realm_allowed(const struct reg_host *h, const char *domain, const char *realm,
+			 bool anonymous, struct rs_error *err)
+{
+	struct reg_origin ro, ho;
+	if (reg_origin_parse(realm, &ro) < 0 ||
+	    (strcmp(ro.scheme, "https") != 0 && strcmp(ro.scheme, "http") != 0))
+		return rs_err(err, -EACCES,
+			      "authentication for %s: the token realm '%.200s' is not an http(s) "
+			      "URL",
+			      h->host, realm);
+	if (anonymous || strcmp(ro.scheme, "https") == 0)
+		return 0;
+	if (reg_host_origin(h, &ho) == 0 && strcmp(ho.scheme, "http") == 0 &&
+	    reg_origin_same_host(&ro, &ho))
+		return 0;
+	return rs_err(err, -EACCES,
+		      "authentication for %s: the token realm %s:%ld is plain HTTP; credentials "
+		      "for %s are sent only over HTTPS, or to the host name of a registry "
+		      "configured plain HTTP",
+		      h->host, ro.host, ro.port, creds_host(h, domain));
+}
+
 /* Fetches a token for scope (maybe several, space-separated) and caches it
  * under cache_scope. */
 static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const char *domain,
@@ -246,6 +271,12 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 	if (r < 0)
 		return rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
 
+	bool anonymous = !cr.user && !cr.identity_token;
+	r = realm_allowed(h, domain, ch->realm, anonymous, err);
+	if (r < 0) {
+		reg_creds_free(&cr);
+		return r;
+	}
 	struct rs_buf q = {0}, url = {0}, body = {0};
 	char *auth_hdr = NULL;
 	const char *method = "GET";
@@ -268,14 +299,25 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 					  strchr(ch->realm, '?') ? "&" : "?",
 					  q.len ? (char *)q.data : "");
 	}
-	bool anonymous = !cr.user && !cr.identity_token;
 	reg_creds_free(&cr);
 	if (r < 0) {
+		if (q.data)
+			explicit_bzero(q.data, q.len);
 		rs_buf_free(&q);
 		rs_buf_free(&url);
-		free(auth_hdr);
+		if (auth_hdr) {
+			explicit_bzero(auth_hdr, strlen(auth_hdr));
+			free(auth_hdr);
+		}
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
+	/* The realm is another server: the default TLS checks plus the CA
+	 * configured for h, never h's skip_verify or its client certificate. */
+	struct reg_host realm_tls = {
+	    .skip_verify = -1,
+	    .dial_timeout_ms = h->dial_timeout_ms,
+	    .ca_blob = h->ca_blob,
+	};
 	long status = 0;
 	struct reg_simple_req sr = {
 	    .method = method,
@@ -284,7 +326,7 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 	    .form = strcmp(method, "POST") == 0 ? (char *)q.data : NULL,
 	    .max_body = TOKEN_REPLY_MAX,
 	};
-	r = reg_http_simple(c, h, &sr, &status, &body, err);
+	r = reg_http_simple(c, &realm_tls, &sr, &status, &body, err);
 	if (q.data)
 		explicit_bzero(q.data, q.len);
 	rs_buf_free(&q);
@@ -318,6 +360,8 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 	char *value = NULL;
 	time_t expires = 0;
 	r = token_from_reply(&body, &value, &expires);
+	if (body.data)
+		explicit_bzero(body.data, body.len);
 	rs_buf_free(&body);
 	if (r < 0)
 		return rs_err(

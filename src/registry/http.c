@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http_easy.h"
 
@@ -186,27 +185,36 @@ static struct curl_slist *make_headers(const struct attempt_ctx *a, const char *
 	return l;
 }
 
-static void free_headers(struct curl_slist *l)
+/* Whether url points at h itself (scheme, host and port): only then may it
+ * carry h's credentials or have its 401 answered with them. */
+static bool at_host(const struct reg_origin *home, const char *url)
 {
-	for (struct curl_slist *p = l; p; p = p->next)
-		if (strncasecmp(p->data, "Authorization:", 14) == 0)
-			explicit_bzero(p->data, strlen(p->data));
-	curl_slist_free_all(l);
+	struct reg_origin o;
+	return url && reg_origin_parse(url, &o) == 0 && reg_origin_equal(home, &o);
 }
 
-static bool same_host(const char *url, const char *host)
+/* A 401 from somewhere h sent us (object storage, an upload Location on
+ * another host) is not answered: its realm would get h's credentials. */
+static int foreign_401(const struct attempt_ctx *a, const char *url, struct rs_error *err)
 {
-	const char *p = strstr(url, "://");
-	p = p ? p + 3 : url;
-	size_t n = strcspn(p, "/?#");
-	return strlen(host) == n && strncasecmp(p, host, n) == 0;
+	const char *where = a->x->resp->final_url ? a->x->resp->final_url : url;
+	struct reg_origin o;
+	char host[300];
+	if (reg_origin_parse(where, &o) == 0)
+		snprintf(host, sizeof(host), "%s:%ld", o.host, o.port);
+	else
+		snprintf(host, sizeof(host), "%s", "an unparsable URL");
+	return rs_err(err, -EACCES,
+		      "authentication failed for %s: %s, where %s sent the request, asked for "
+		      "credentials (HTTP 401); credentials for %s go to %s only",
+		      a->h->host, host, a->h->host, a->h->host, a->h->host);
 }
 
 static int once(const struct attempt_ctx *a, const char *url, const char *auth)
 {
 	struct curl_slist *hdrs = make_headers(a, auth);
 	int rc = reg_xfer_perform(a->c, a->x, a->h, a->req->method, url, hdrs);
-	free_headers(hdrs);
+	reg_headers_free(hdrs);
 	return rc;
 }
 
@@ -238,9 +246,13 @@ static int on_host(const struct attempt_ctx *a, struct rs_error *err)
 		return rs_err(err, -EIO, "reading %s from %s: the transfer broke off", a->req->path,
 			      a->h->host);
 
+	struct reg_origin home;
+	if (reg_host_origin(a->h, &home) < 0)
+		return rs_err(err, -EINVAL, "registry host '%.200s' is not a valid URL host",
+			      a->h->host);
 	/* Credentials go to the namespace's host only, never to a foreign
 	 * absolute URL (an upload Location may point anywhere). */
-	bool ours = !is_absolute_url(url) || same_host(url, a->h->host);
+	bool ours = at_host(&home, url);
 	char *auth = ours ? reg_auth_cached(c, a->h->host, a->scope) : NULL;
 	if (ours && !auth) {
 		int r = reg_auth_prepare(c, a->h, a->domain, a->scope, err);
@@ -270,7 +282,11 @@ static int on_host(const struct attempt_ctx *a, struct rs_error *err)
 			break;
 		}
 		long st = a->x->resp->status;
-		if (st == 401 && ours) {
+		if (st == 401 && (!ours || !at_host(&home, a->x->resp->final_url))) {
+			ret = foreign_401(a, url, err);
+			break;
+		}
+		if (st == 401) {
 			if (answered) {
 				reg_auth_forget(c, a->h->host, a->scope);
 				cleanup_free char *msg =

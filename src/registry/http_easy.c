@@ -172,6 +172,9 @@ static void common_options(struct reg_client *c, CURL *e, const struct reg_host 
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	/* curl drops Authorization (ours and custom ones alike) when a
+	 * redirect leaves the host, port or scheme; keep it that way. */
+	curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)MAX_REDIRECTS);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -288,6 +291,8 @@ int reg_xfer_perform(struct reg_client *c, struct reg_xfer *x, const struct reg_
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	if (x->no_redirects)
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0 ||
@@ -316,6 +321,14 @@ int reg_xfer_perform(struct reg_client *c, struct reg_xfer *x, const struct reg_
 	return (int)rc;
 }
 
+void reg_headers_free(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p; p = p->next)
+		if (strncasecmp(p->data, "Authorization:", 14) == 0)
+			explicit_bzero(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
 int reg_http_simple(struct reg_client *c, const struct reg_host *h, const struct reg_simple_req *r,
 		    long *status, struct rs_buf *body, struct rs_error *err)
 {
@@ -324,33 +337,48 @@ int reg_http_simple(struct reg_client *c, const struct reg_host *h, const struct
 	x.easy = reg_client_easy_get(c);
 	if (!x.easy)
 		return rs_err(err, -ENOMEM, "out of memory");
-	struct curl_slist *hdrs = NULL;
-	char *auth_line = NULL;
+	/* A 307 would send a POST's form (a refresh token) on to wherever the
+	 * token server points. */
+	x.no_redirects = r->form != NULL;
+	struct curl_slist *hdrs = NULL, *t;
+	int ret = 0;
 	if (r->authorization) {
 		size_t n = strlen(r->authorization) + 16;
-		auth_line = malloc(n);
-		if (auth_line) {
-			snprintf(auth_line, n, "Authorization: %s", r->authorization);
-			hdrs = curl_slist_append(hdrs, auth_line);
+		char *line = malloc(n);
+		if (!line)
+			ret = -ENOMEM;
+		else {
+			snprintf(line, n, "Authorization: %s", r->authorization);
+			t = curl_slist_append(hdrs, line);
+			explicit_bzero(line, n);
+			free(line);
+			if (t)
+				hdrs = t;
+			else
+				ret = -ENOMEM;
 		}
 	}
-	if (r->form) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
+	if (r->form && ret == 0) {
+		t = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
+		if (t)
+			hdrs = t;
+		else
+			ret = -ENOMEM;
 		x.body = r->form;
 		x.body_len = strlen(r->form);
 	}
+	if (ret < 0) {
+		reg_headers_free(hdrs);
+		reg_client_easy_put(c, x.easy);
+		return rs_err(err, ret, "out of memory");
+	}
 	int rc = reg_xfer_perform(c, &x, h, r->method, r->url, hdrs);
-	int ret = 0;
 	if (rc != CURLE_OK) {
 		char host[300];
 		url_host(r->url, host, sizeof(host));
 		ret = reg_curl_error(&x, rc, host, err);
 	}
-	curl_slist_free_all(hdrs);
-	if (auth_line) {
-		explicit_bzero(auth_line, strlen(auth_line));
-		free(auth_line);
-	}
+	reg_headers_free(hdrs);
 	reg_client_easy_put(c, x.easy);
 	*status = resp.status;
 	*body = resp.body;

@@ -23,6 +23,7 @@ struct reg_xfer {
 	int64_t body_off;
 	size_t body_len;
 	size_t up_pos;
+	bool no_redirects; /* a redirect is an answer, not followed */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -33,5 +34,8 @@ int reg_xfer_perform(struct reg_client *c, struct reg_xfer *x, const struct reg_
 bool reg_curl_retryable(int code);
 /* An error for a failed transfer, naming the host and curl's reason. */
 int reg_curl_error(struct reg_xfer *x, int code, const char *fallback_host, struct rs_error *err);
+
+/* Frees a header list, wiping Authorization lines first. */
+void reg_headers_free(struct curl_slist *l);
 
 #endif

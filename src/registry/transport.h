@@ -63,6 +63,23 @@ void reg_host_free(struct reg_host *h);
 int reg_hosts_toml_parse(const char *file, const char *text, size_t len, struct reg_host **hosts,
 			 size_t *n, struct rs_error *err);
 
+/* ---- origins (origin.c) --------------------------------------------------- */
+
+/* Credentials belong to one origin: the host that challenged for them. */
+struct reg_origin {
+	char scheme[8]; /* "https", "http" */
+	char host[256]; /* as curl parses it: "127.0.0.1", "[::1]", "example.com" */
+	long port;      /* the scheme's default when the URL names none */
+};
+
+/* -EINVAL for anything that is not an absolute http(s) URL with a host. */
+int reg_origin_parse(const char *url, struct reg_origin *o);
+/* The origin of h's scheme://host. */
+int reg_host_origin(const struct reg_host *h, struct reg_origin *o);
+bool reg_origin_equal(const struct reg_origin *a, const struct reg_origin *b);
+/* Same host name, whatever the scheme and port. */
+bool reg_origin_same_host(const struct reg_origin *a, const struct reg_origin *b);
+
 /* ---- credentials (creds.c) ---------------------------------------------- */
 
 struct reg_creds {
