@@ -27,10 +27,23 @@ static const char usage[] =
     "  --hosts-dir DIR        registry hosts (certs.d layout)\n"
     "  --no-prefetch          do not prefetch landmarked files\n"
     "  --no-background-fetch  do not fetch whole layers in the background\n"
+    "  --allow-unverified     mount layers lazily without a TOC digest, from every registry\n"
     "  --version              print the version\n"
     "  -h, --help             show this help\n";
 
-enum { O_CONFIG = 256, O_ROOT, O_ADDR, O_LEVEL, O_FORMAT, O_PLAIN, O_HOSTS, O_NOPF, O_NOBG, O_VER };
+enum {
+	O_CONFIG = 256,
+	O_ROOT,
+	O_ADDR,
+	O_LEVEL,
+	O_FORMAT,
+	O_PLAIN,
+	O_HOSTS,
+	O_NOPF,
+	O_NOBG,
+	O_UNVER,
+	O_VER
+};
 
 static int replace(char **dst, const char *v)
 {
@@ -51,6 +64,7 @@ int main(int argc, char **argv)
 	    {"hosts-dir", required_argument, NULL, O_HOSTS},
 	    {"no-prefetch", no_argument, NULL, O_NOPF},
 	    {"no-background-fetch", no_argument, NULL, O_NOBG},
+	    {"allow-unverified", no_argument, NULL, O_UNVER},
 	    {"version", no_argument, NULL, O_VER},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -113,6 +127,12 @@ int main(int argc, char **argv)
 			break;
 		case O_NOBG:
 			cfg.background_fetch = false;
+			break;
+		case O_UNVER:
+			/* Every host: the flag is over the file's host tables too. */
+			cfg.allow_unverified = true;
+			for (size_t i = 0; i < cfg.n_verify_hosts; i++)
+				cfg.verify_hosts[i].allow_unverified = true;
 			break;
 		}
 	}

@@ -55,6 +55,14 @@ int daemon_config_finish(struct daemon_config *c, struct rs_error *err)
 	return 0;
 }
 
+bool daemon_config_allow_unverified(const struct daemon_config *c, const char *host)
+{
+	for (size_t i = 0; host && i < c->n_verify_hosts; i++)
+		if (strcmp(c->verify_hosts[i].host, host) == 0)
+			return c->verify_hosts[i].allow_unverified;
+	return c->allow_unverified;
+}
+
 void daemon_config_free(struct daemon_config *c)
 {
 	free(c->root);
@@ -64,5 +72,8 @@ void daemon_config_free(struct daemon_config *c)
 	free(c->cache_dir);
 	free(c->hosts_dir);
 	free(c->docker_config);
+	for (size_t i = 0; i < c->n_verify_hosts; i++)
+		free(c->verify_hosts[i].host);
+	free(c->verify_hosts);
 	memset(c, 0, sizeof(*c));
 }

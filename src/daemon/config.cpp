@@ -72,7 +72,7 @@ void load_top(daemon_config *c, const char *file, const toml::table &t)
 			set_string(&c->log_format, file, v, key);
 		else if (key == "api_threads")
 			set_int(&c->api_threads, file, v, key, 1, 256);
-		else if (key == "cache" || key == "fetch" || key == "registry") {
+		else if (key == "cache" || key == "fetch" || key == "registry" || key == "verify") {
 			if (!v.is_table())
 				fail(file, v, "\"" + key + "\" must be a table");
 		} else
@@ -131,6 +131,60 @@ void load_registry(daemon_config *c, const char *file, const toml::table &t)
 	}
 }
 
+void add_verify_host(daemon_config *c, const char *file, const std::string &host,
+		     const toml::table &t)
+{
+	if (host.empty())
+		fail(file, t, "verify.hosts: a host must not be empty");
+	for (size_t i = 0; i < c->n_verify_hosts; i++)
+		if (host == c->verify_hosts[i].host)
+			fail(file, t, "verify.hosts.\"" + host + "\" given twice");
+	bool allow = c->allow_unverified;
+	bool seen = false;
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key != "allow_unverified")
+			fail(file, v, "unknown key \"verify.hosts.\"" + host + "\"." + key + "\"");
+		set_bool(&allow, file, v, key);
+		seen = true;
+	}
+	if (!seen)
+		fail(file, t, "verify.hosts.\"" + host + "\": allow_unverified is missing");
+	auto *nv = static_cast<daemon_verify_host *>(
+	    realloc(c->verify_hosts, (c->n_verify_hosts + 1) * sizeof(*c->verify_hosts)));
+	if (!nv)
+		throw std::bad_alloc();
+	c->verify_hosts = nv;
+	char *h = strdup(host.c_str());
+	if (!h)
+		throw std::bad_alloc();
+	c->verify_hosts[c->n_verify_hosts++] = {h, allow};
+}
+
+void load_verify(daemon_config *c, const char *file, const toml::table &t)
+{
+	/* allow_unverified first: it is the default of every host table. */
+	if (auto v = t.get("allow_unverified"))
+		set_bool(&c->allow_unverified, file, *v, "allow_unverified");
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "allow_unverified")
+			continue;
+		if (key != "hosts")
+			fail(file, v, "unknown key \"verify." + key + "\"");
+		auto hosts = v.as_table();
+		if (!hosts)
+			fail(file, v, "\"verify.hosts\" must be a table");
+		for (auto &&[hk, hv] : *hosts) {
+			auto ht = hv.as_table();
+			if (!ht)
+				fail(file, hv,
+				     "\"verify.hosts." + std::string(hk.str()) + "\" must be a table");
+			add_verify_host(c, file, std::string(hk.str()), *ht);
+		}
+	}
+}
+
 } // namespace
 
 extern "C" int daemon_config_load(struct daemon_config *c, const char *path, struct rs_error *err)
@@ -144,6 +198,8 @@ extern "C" int daemon_config_load(struct daemon_config *c, const char *path, str
 			load_fetch(c, path, *s);
 		if (auto s = t["registry"].as_table())
 			load_registry(c, path, *s);
+		if (auto s = t["verify"].as_table())
+			load_verify(c, path, *s);
 	} catch (const toml::parse_error &e) {
 		return rs_err(err, -EINVAL, "%s:%u: %s", path, (unsigned)e.source().begin.line,
 			      std::string(e.description()).c_str());

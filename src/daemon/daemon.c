@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
-#include "daemon.h"
+#include "daemon_internal.h"
 
 static int mkdir_p(const char *path, mode_t mode, struct rs_error *err)
 {
@@ -82,6 +82,7 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	    .no_prefetch = !c->prefetch,
 	    .no_background = !c->background_fetch,
 	    .read_timeout_ms = c->read_timeout_sec * 1000,
+	    .cfg = c,
 	};
 	rc = daemon_remote_new(&dro, &remote, err);
 	if (rc < 0)
@@ -115,9 +116,11 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 		;
 	rs_log(RS_LOG_INFO, "remote-snapshotter: %s, shutting down", strsignal(sig));
 out:
-	api_server_stop(api);
-	/* Fetches stuck on a dead registry end now, not at their timeouts. */
+	/* First, so that calls in progress (a Prepare reading a TOC from a dead
+	 * registry) end now, not at their timeouts, and the server's stop does
+	 * not wait for them. */
 	reg_client_cancel(client);
+	api_server_stop(api);
 	snap_close(snap);
 	daemon_remote_free(remote);
 	lfs_runtime_free(rt);

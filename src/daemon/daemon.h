@@ -1,17 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* daemon: the remote-snapshotter process wired together. The configuration
- * (flags over a TOML file over defaults), the remote-layer hook that mounts
- * eStargz layers with src/layerfs for src/snapshot, and the run loop that
- * serves containerd's snapshots API until SIGINT or SIGTERM. */
+ * (flags over a TOML file over defaults) and the run loop that serves
+ * containerd's snapshots API until SIGINT or SIGTERM; the remote-layer hook
+ * is in daemon_internal.h. */
 #ifndef DAEMON_DAEMON_H
 #define DAEMON_DAEMON_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "layerfs/layerfs.h"
-#include "registry/registry.h"
-#include "snapshot/snapshot.h"
 #include "util/util.h"
 
 #define DAEMON_DEFAULT_ROOT "/var/lib/remote-snapshotter"
@@ -43,7 +40,23 @@ struct daemon_config {
 	bool plain_http;          /* plain_http */
 	char *docker_config;      /* docker_config: credentials file */
 	long request_timeout_sec; /* request_timeout_sec */
+
+	/* [verify] */
+	bool allow_unverified; /* allow_unverified: mount layers with no TOC digest */
+	/* [verify.hosts."HOST"] allow_unverified: per registry host, over the above */
+	struct daemon_verify_host *verify_hosts;
+	size_t n_verify_hosts;
 };
+
+/* One [verify.hosts."HOST"] table. */
+struct daemon_verify_host {
+	char *host; /* a reference's domain: "127.0.0.1:5000", "docker.io" */
+	bool allow_unverified;
+};
+
+/* Whether layers from the registry at host (a reference's domain) may be
+ * mounted lazily without verification. */
+bool daemon_config_allow_unverified(const struct daemon_config *c, const char *host);
 
 void daemon_config_defaults(struct daemon_config *c);
 /* Reads a TOML file over c; unknown keys and wrong types are errors naming
@@ -52,24 +65,6 @@ int daemon_config_load(struct daemon_config *c, const char *path, struct rs_erro
 /* Fills what still has no value from root (cache dir). */
 int daemon_config_finish(struct daemon_config *c, struct rs_error *err);
 void daemon_config_free(struct daemon_config *c);
-
-/* ---- the remote-layer hook ---------------------------------------------- */
-
-struct daemon_remote;
-
-struct daemon_remote_opts {
-	struct lfs_runtime *rt;
-	struct reg_client *client;
-	bool no_prefetch, no_background;
-	long read_timeout_ms;
-};
-
-int daemon_remote_new(const struct daemon_remote_opts *o, struct daemon_remote **out,
-		      struct rs_error *err);
-/* The hook for snap_opts.remote (valid while r lives). */
-const struct snap_remote_ops *daemon_remote_ops(struct daemon_remote *r);
-/* Unmounts every layer still mounted. */
-void daemon_remote_free(struct daemon_remote *r);
 
 /* ---- running ---------------------------------------------------------------- */
 

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon.h"
+#include "daemon_internal.h"
 
 #define L_REF "containerd.io/snapshot/remote/stargz.reference"
 #define L_DIGEST "containerd.io/snapshot/remote/stargz.digest"
@@ -114,6 +114,20 @@ static const char *label(const struct snap_label *l, size_t n, const char *a, co
 	return v && *v ? v : NULL;
 }
 
+/* The policy for layers read through ref: [verify] and its host tables. */
+static bool allow_unverified(const struct daemon_remote *r, const char *ref)
+{
+	if (!r->o.cfg)
+		return false;
+	struct reg_ref rr;
+	struct rs_error e = {0};
+	if (reg_ref_parse(ref, &rr, &e) < 0)
+		return false;
+	bool allow = daemon_config_allow_unverified(r->o.cfg, rr.domain);
+	reg_ref_free(&rr);
+	return allow;
+}
+
 static void *open_ahead(void *arg)
 {
 	struct ahead *a = arg;
@@ -122,6 +136,7 @@ static void *open_ahead(void *arg)
 	    .client = r->o.client,
 	    .ref = a->ref,
 	    .digest = a->digest,
+	    .allow_unverified = allow_unverified(r, a->ref),
 	    .toc_tail = a->toc_tail,
 	    .defer_fetch = true,
 	    .no_prefetch = r->o.no_prefetch,
@@ -255,8 +270,8 @@ static struct mounted *find_mounted(struct daemon_remote *r, const char *fs_dir)
 	return NULL;
 }
 
-static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *labels, size_t n,
-			struct rs_error *err)
+static int remote_mount(void *ctx, const char *fs_dir, const char *parent,
+			const struct snap_label *labels, size_t n, struct rs_error *err)
 {
 	struct daemon_remote *r = ctx;
 	const char *ref = label(labels, n, L_REF, L_CRI_REF);
@@ -266,6 +281,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 	const char *layers = label(labels, n, L_LAYERS, L_CRI_LAYERS);
 	const char *toc = snap_label_get(labels, n, L_TOC);
 	const char *tails = snap_label_get(labels, n, L_TOC_TAILS);
+	bool allow = allow_unverified(r, ref);
 
 	pthread_mutex_lock(&r->lock);
 	if (find_mounted(r, fs_dir)) {
@@ -277,6 +293,15 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 	struct lfs_layer *l = take_ahead(r, ref, digest);
 	pthread_mutex_unlock(&r->lock);
 
+	if (!toc && !allow) {
+		/* Nothing to check the TOC against: refused before any request. */
+		if (l)
+			lfs_layer_close(l);
+		return rs_err(err, LFS_EUNVERIFIED,
+			      "layer %s: no TOC digest annotation (%s) and unverified layers are "
+			      "not allowed ([verify] allow_unverified)",
+			      digest, L_TOC);
+	}
 	int rc = 0;
 	if (!l) {
 		struct lfs_layer_opts lo = {
@@ -284,6 +309,7 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 		    .ref = ref,
 		    .digest = digest,
 		    .toc_digest = toc,
+		    .allow_unverified = allow,
 		    .toc_tail = toc_tail_of(tails, digest),
 		    .defer_fetch = true,
 		    .no_prefetch = r->o.no_prefetch,
@@ -300,6 +326,14 @@ static int remote_mount(void *ctx, const char *fs_dir, const struct snap_label *
 			lfs_layer_close(l);
 			return err->code;
 		}
+	}
+	/* containerd names a layer's snapshot by its chain ID: the layer's
+	 * diffID, once the blob is in, must give it. */
+	rc = lfs_layer_expect_diff_id(l, NULL, snap_label_get(labels, n, SNAP_LABEL_TARGET), parent,
+				      err);
+	if (rc < 0) {
+		lfs_layer_close(l);
+		return rc;
 	}
 	rc = lfs_layer_mount(l, fs_dir, err);
 	if (rc < 0) {

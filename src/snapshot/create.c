@@ -5,6 +5,7 @@
  * hook mounts becomes a committed snapshot named by the target and the
  * Prepare answers ALREADY_EXISTS. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,11 +85,63 @@ static void id_name(int64_t id, char out[32])
 	snprintf(out, 32, "%lld", (long long)id);
 }
 
+/* Appends v as a JSON string (quoted, escaped). */
+static void json_str(FILE *f, const char *v)
+{
+	if (!v) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+/* ROOT/snapshots/<id>/status.json of a snapshot made because its layer could
+ * not be mounted lazily: what a user or a test reads to learn why the layer
+ * was downloaded (the log says it too, but is not an interface). Beside fs/,
+ * so that nothing of it reaches the container. */
+static int write_fallback_status(struct snapshotter *s, int64_t id, const struct snap_fallback *fb,
+				 struct rs_error *err)
+{
+	cleanup_free char *dir = snap_id_dir(s, id);
+	cleanup_free char *path = NULL;
+	if (!dir || asprintf(&path, "%s/" SNAP_STATUS_FILE, dir) < 0)
+		return rs_err(err, -ENOMEM, "out of memory");
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return rs_err(err, -errno, "create %s: %s", path, strerror(errno));
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		return rs_err(err, -e, "create %s: %s", path, strerror(e));
+	}
+	fputs("{\"lazy\": false, \"digest\": ", f);
+	json_str(f, fb->digest);
+	fputs(", \"target\": ", f);
+	json_str(f, fb->target);
+	fputs(", \"reason\": ", f);
+	json_str(f, fb->reason);
+	fputs("}\n", f);
+	if (ferror(f) | (fclose(f) != 0))
+		return rs_err(err, -EIO, "write %s: %s", path, strerror(errno));
+	return 0;
+}
+
 /* Makes the row and directories of an active or view snapshot. Caller holds
  * the lock. */
 static int create_locked(struct snapshotter *s, enum snap_kind kind, const char *key,
-			 const char *parent, const struct snap_label *labels, size_t n, int64_t *id,
-			 int64_t **chain, size_t *nchain, struct rs_error *err)
+			 const char *parent, const struct snap_label *labels, size_t n,
+			 const struct snap_fallback *fb, int64_t *id, int64_t **chain,
+			 size_t *nchain, struct rs_error *err)
 {
 	int64_t pid = 0;
 	bool made = false;
@@ -110,6 +163,8 @@ static int create_locked(struct snapshotter *s, enum snap_kind kind, const char 
 			r = snap_dir_create(s, *id, kind == SNAP_KIND_ACTIVE, owner, err);
 		made = r == 0;
 	}
+	if (r == 0 && fb)
+		r = write_fallback_status(s, *id, fb, err);
 	if (r == 0) {
 		int64_t now = snap_now_ns();
 		struct snap_row row = {.id = *id,
@@ -139,7 +194,8 @@ static int create_locked(struct snapshotter *s, enum snap_kind kind, const char 
 
 static int create_snapshot(struct snapshotter *s, enum snap_kind kind, const char *key,
 			   const char *parent, const struct snap_label *labels, size_t n,
-			   struct snap_mounts *out, struct rs_error *err)
+			   const struct snap_fallback *fb, struct snap_mounts *out,
+			   struct rs_error *err)
 {
 	int r = check_parent_health(s, key, parent, err);
 	if (r < 0)
@@ -148,7 +204,7 @@ static int create_snapshot(struct snapshotter *s, enum snap_kind kind, const cha
 	cleanup_free int64_t *chain = NULL;
 	size_t nchain = 0;
 	pthread_mutex_lock(&s->lock);
-	r = create_locked(s, kind, key, parent, labels, n, &id, &chain, &nchain, err);
+	r = create_locked(s, kind, key, parent, labels, n, fb, &id, &chain, &nchain, err);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;
@@ -264,11 +320,12 @@ static void abandon_remote(struct snapshotter *s, int64_t id, const char *fs, bo
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* The remote path of Prepare. 1: not taken, go on with an ordinary Prepare;
- * otherwise the answer (-EEXIST when the layer is there). */
+/* The remote path of Prepare. 1: not taken, go on with an ordinary Prepare
+ * (why: the hook's reason when it refused a layer, else empty); otherwise the
+ * answer (-EEXIST when the layer is there). */
 static int prepare_remote(struct snapshotter *s, const char *key, const char *parent,
 			  const char *target, const struct snap_label *labels, size_t n,
-			  struct rs_error *err)
+			  struct rs_error *why_out, struct rs_error *err)
 {
 	int64_t id = 0;
 	pthread_mutex_lock(&s->lock);
@@ -282,16 +339,18 @@ static int prepare_remote(struct snapshotter *s, const char *key, const char *pa
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
 	struct rs_error merr = {0};
-	r = s->remote.mount(s->remote.ctx, fs, labels, n, &merr);
+	r = s->remote.mount(s->remote.ctx, fs, parent && *parent ? parent : NULL, labels, n, &merr);
 	if (r < 0) {
 		const char *why = merr.msg[0] ? merr.msg : strerror(-r);
 		if (r == -ENOTSUP)
 			rs_log(RS_LOG_DEBUG, "snapshot: %s: not a remote layer: %s", target, why);
-		else
+		else {
 			rs_log(RS_LOG_WARN,
 			       "snapshot: remote snapshot %s (key %s) not prepared, falling back "
 			       "to download: %s",
 			       target, key, why);
+			rs_err(why_out, r, "%s", why);
+		}
 		abandon_remote(s, id, fs, false);
 		return 1;
 	}
@@ -319,13 +378,19 @@ int snap_prepare(struct snapshotter *s, const char *key, const char *parent,
 	if (r < 0)
 		return r;
 	const char *target = snap_label_get(labels, nlabels, SNAP_LABEL_TARGET);
+	struct rs_error why = {0};
 	if (s->has_remote && s->remote.mount && target && *target) {
-		r = prepare_remote(s, key, parent, target, labels, nlabels, err);
+		r = prepare_remote(s, key, parent, target, labels, nlabels, &why, err);
 		if (r != 1)
 			return r;
 		rs_error_clear(err);
 	}
-	return create_snapshot(s, SNAP_KIND_ACTIVE, key, parent, labels, nlabels, out, err);
+	const char *digest = snap_label_get(labels, nlabels, SNAP_LABEL_LAYER_DIGEST);
+	if (!digest)
+		digest = snap_label_get(labels, nlabels, SNAP_LABEL_CRI_LAYER_DIGEST);
+	struct snap_fallback fb = {.digest = digest, .target = target, .reason = why.msg};
+	return create_snapshot(s, SNAP_KIND_ACTIVE, key, parent, labels, nlabels,
+			       why.code ? &fb : NULL, out, err);
 }
 
 int snap_view(struct snapshotter *s, const char *key, const char *parent,
@@ -335,7 +400,7 @@ int snap_view(struct snapshotter *s, const char *key, const char *parent,
 	int r = check_args(key, labels, nlabels, err);
 	if (r < 0)
 		return r;
-	return create_snapshot(s, SNAP_KIND_VIEW, key, parent, labels, nlabels, out, err);
+	return create_snapshot(s, SNAP_KIND_VIEW, key, parent, labels, nlabels, NULL, out, err);
 }
 
 /* The checks of Commit, in containerd's order: key missing, name taken,

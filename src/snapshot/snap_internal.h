@@ -15,6 +15,18 @@
 #define SNAP_REMOTE_VALUE "remote snapshot"
 /* containerd's labels.Validate: key and value together at most 4096 bytes. */
 #define SNAP_LABEL_MAX 4096
+/* The layer digest labels of a remote Prepare (default set, CRI's). */
+#define SNAP_LABEL_LAYER_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+#define SNAP_LABEL_CRI_LAYER_DIGEST "containerd.io/snapshot/cri.layer-digest"
+
+/* A snapshot made because the hook refused to mount its layer lazily:
+ * written to ROOT/snapshots/<id>/SNAP_STATUS_FILE (docs/daemon.md). */
+#define SNAP_STATUS_FILE "status.json"
+struct snap_fallback {
+	const char *digest; /* the layer's, from the labels; NULL: none */
+	const char *target; /* the snapshot the layer would have been */
+	const char *reason; /* the hook's error message */
+};
 
 /* A directory whose snapshot id is not (or no longer) in the database but is
  * being worked on outside the lock: a remote layer being mounted under a

@@ -191,15 +191,19 @@ check "100 MB image pulled lazily" grep -q ' lazy' "$T/p100.out"
 # A Prepare with remote labels naming a layer behind a proxy that refuses
 # connections: the daemon gives up on the lazy mount (bounded by its timeouts)
 # and answers with an ordinary active snapshot, logging why.
-APICLI=$REPO/build/tests/api/api-test-client
+APICLI=${API_TEST_CLIENT:-$REPO/build/tests/api/api-test-client}
 if [ -x "$APICLI" ]; then
 	# The CRI label set (containerd's CRI plugin) mounts a layer lazily too.
 	one=$(echo "$layers" | head -1)
+	# containerd passes the layer's annotations as labels: the TOC digest too.
+	one_toc=$(skopeo inspect --raw --tls-verify=false "docker://$REF" |
+		jq -r --arg d "$one" '.layers[] | select(.digest == $d) | .annotations["containerd.io/snapshot/stargz/toc.digest"]')
 	run criprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
 		-l "containerd.io/snapshot.ref=rs-cri-target" \
 		-l "containerd.io/snapshot/cri.image-ref=$REF" \
 		-l "containerd.io/snapshot/cri.layer-digest=$one" \
 		-l "containerd.io/snapshot/cri.image-layers=$one" \
+		-l "containerd.io/snapshot/stargz/toc.digest=$one_toc" \
 		-l "containerd.io/snapshot/cri.manifest-digest=sha256:$(printf '%064d' 0)" rs-cri-key
 	check "Prepare with the CRI labels: ALREADY_EXISTS" grep -q '"code": *6' "$T/criprep.out"
 	run cristat "$APICLI" "$RS_SOCK" stat rs-cri-target
@@ -214,7 +218,8 @@ if [ -x "$APICLI" ]; then
 	run downprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
 		-l "containerd.io/snapshot.ref=rs-down-target" \
 		-l "containerd.io/snapshot/remote/stargz.reference=$PX/rs/busybox:esgz" \
-		-l "containerd.io/snapshot/remote/stargz.digest=$one" rs-down-key
+		-l "containerd.io/snapshot/remote/stargz.digest=$one" \
+		-l "containerd.io/snapshot/stargz/toc.digest=$one_toc" rs-down-key
 	t1=$(date +%s)
 	expect_rc "Prepare with the registry refusing falls back to an ordinary snapshot" 0 downprep
 	check "and does not hang ($((t1 - t0)) s)" [ $((t1 - t0)) -lt 100 ]
@@ -222,6 +227,9 @@ if [ -x "$APICLI" ]; then
 		grep -qi "rs-down-target\|$one" "$RS_LOG"
 	run downstat "$APICLI" "$RS_SOCK" stat rs-down-key
 	check "the fallback snapshot is active" grep -q '"kind": *2\|ACTIVE\|"kind": *"active"' "$T/downstat.out"
+	down_status=$(grep -l '"target": "rs-down-target"' "$RS_ROOT"/snapshots/*/status.json 2>/dev/null | head -1)
+	check "its status.json says the layer is not lazy, and why (${down_status:-none})" \
+		jq -e --arg d "$one" '.lazy == false and .digest == $d and (.reason | length > 0)' "${down_status:-/dev/null}"
 	"$APICLI" "$RS_SOCK" remove rs-down-key >/dev/null 2>&1
 else
 	fail "api-test-client not built: registry-down-at-Prepare not checked"
