@@ -781,6 +781,11 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 {
 	struct lfs_runtime *rt = l->rt;
 	uint32_t missing = 0;
+	if (lfs_layer_failed(l)) {
+		for (uint32_t i = 0; i < n; i++)
+			out[i] = NULL;
+		return rs_err(err, -EIO, "the layer failed its diffID check");
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t key[RS_SHA256_LEN];
 		out[i] = NULL;

@@ -37,6 +37,9 @@ void lfs_layer_unref(struct lfs_layer *l)
 		return;
 	esgz_blob_free(l->blob);
 	reg_ref_free(&l->ref);
+	free(l->expect_diff_id);
+	free(l->expect_chain_id);
+	free(l->expect_chain_parent);
 	free(l->chunk_state);
 	free(l->mountpoint);
 	pthread_cond_destroy(&l->cond);
@@ -86,6 +89,7 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	l->no_background = o->no_background;
 	l->defer_fetch = o->defer_fetch;
 	atomic_init(&l->fetch_started, false);
+	atomic_init(&l->diffid_state, LFS_DIFFID_OFF);
 	l->registry_ok = true;
 	snprintf(l->digest, sizeof(l->digest), "%s", o->digest);
 	rs_sha256(l->digest, strlen(l->digest), l->layer_key);
@@ -200,11 +204,12 @@ static void choose_readahead(struct lfs_layer *l, const char *mountpoint)
 
 void lfs_layer_complete(struct lfs_layer *l)
 {
-	if (!atomic_exchange(&l->readahead_low, false))
-		return;
-	set_readahead(l, LFS_READAHEAD_KB);
-	rs_log(RS_LOG_DEBUG, "layerfs: %s: complete; readahead %u KiB", l->digest,
-	       (unsigned)LFS_READAHEAD_KB);
+	if (atomic_exchange(&l->readahead_low, false)) {
+		set_readahead(l, LFS_READAHEAD_KB);
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: complete; readahead %u KiB", l->digest,
+		       (unsigned)LFS_READAHEAD_KB);
+	}
+	lfs_diffid_check(l);
 }
 
 void lfs_layer_fetch_start(struct lfs_layer *l)
@@ -304,6 +309,8 @@ const char *lfs_state_name(enum lfs_state s)
 		return "lazy";
 	case LFS_STATE_COMPLETE:
 		return "complete";
+	case LFS_STATE_FAILED:
+		return "failed";
 	}
 	return "unknown";
 }
@@ -324,7 +331,13 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	pthread_mutex_unlock(&l->lock);
 	out->percent =
 	    l->data_bytes > 0 ? 100.0 * (double)out->fetched_bytes / (double)l->data_bytes : 100.0;
-	if (out->fetched_bytes >= l->data_bytes)
+	int check = atomic_load(&l->diffid_state);
+	out->diff_id_check = lfs_diffid_state_name(check);
+	if (check == LFS_DIFFID_OK || check == LFS_DIFFID_MISMATCH)
+		rs_digest_format(l->diff_id, out->diff_id);
+	if (check == LFS_DIFFID_MISMATCH)
+		out->state = LFS_STATE_FAILED;
+	else if (out->fetched_bytes >= l->data_bytes)
 		out->state = LFS_STATE_COMPLETE;
 	else if (prefetching)
 		out->state = LFS_STATE_PREFETCHING;
@@ -341,10 +354,12 @@ int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
 			     "{\"digest\":\"%s\",\"size\":%lld,\"data_bytes\":%lld,"
 			     "\"fetched_bytes\":%lld,\"percent\":%.2f,\"state\":\"%s\","
 			     "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
-			     "\"verify_errors\":%llu,\"entries\":%llu}\n",
+			     "\"verify_errors\":%llu,\"entries\":%llu,\"diff_id_check\":\"%s\","
+			     "\"diff_id\":\"%s\"}\n",
 			     s->digest, (long long)s->size, (long long)s->data_bytes,
 			     (long long)s->fetched_bytes, s->percent, lfs_state_name(s->state),
 			     s->mounted ? "true" : "false", s->registry_ok ? "true" : "false",
 			     (unsigned long long)s->fetch_errors,
-			     (unsigned long long)s->verify_errors, (unsigned long long)s->entries);
+			     (unsigned long long)s->verify_errors, (unsigned long long)s->entries,
+			     s->diff_id_check ? s->diff_id_check : "off", s->diff_id);
 }

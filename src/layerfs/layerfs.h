@@ -73,6 +73,16 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 /* -EBADMSG (ESGZ_EDIGEST) unless the layer's TOC JSON has digest
  * ("sha256:<hex>"), for a layer opened before its expected digest was known. */
 int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct rs_error *err);
+/* Asks for the whole-layer check once every chunk is in (the background
+ * fetch then reads the blob once more, uncompressed and hashed): the
+ * layer's diffID must be diff_id ("sha256:..."), or, without it, give
+ * containerd's chain ID of its snapshot: chain_id = sha256(chain_parent + " "
+ * + diffID), or the diffID itself without a parent. A layer that fails is
+ * marked failed (state "failed") and every read gets EIO. A chain ID or
+ * parent that is not a digest (a snapshot named by hand) is not checked.
+ * Before lfs_layer_mount; -EINVAL for a diff_id that is not a digest. */
+int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const char *chain_id,
+			     const char *chain_parent, struct rs_error *err);
 /* Mounts the layer at mountpoint (an existing directory) and starts its
  * prefetch and background fetch. */
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
@@ -87,6 +97,7 @@ enum lfs_state {
 	LFS_STATE_FETCHING,    /* background fetch of the rest */
 	LFS_STATE_LAZY,        /* nothing running: data comes on demand */
 	LFS_STATE_COMPLETE,    /* every chunk fetched once */
+	LFS_STATE_FAILED,      /* the diffID check failed: reads get EIO */
 };
 
 struct lfs_status {
@@ -100,7 +111,9 @@ struct lfs_status {
 	bool registry_ok;      /* the last request to the registry succeeded */
 	uint64_t fetch_errors; /* failed requests and chunks that failed verification */
 	uint64_t verify_errors;
-	uint64_t entries; /* nodes of the inode table */
+	uint64_t entries;                /* nodes of the inode table */
+	const char *diff_id_check;       /* off, pending, ok, mismatch */
+	char diff_id[RS_DIGEST_STR_LEN]; /* the blob's, once hashed; "" before */
 };
 
 void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out);

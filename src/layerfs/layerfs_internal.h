@@ -146,6 +146,12 @@ struct lfs_layer {
 	atomic_bool readahead_low; /* ESGZ_PARTIAL_READAHEAD_KB until complete */
 	uint32_t slot;
 	bool mounted;
+
+	/* diffid.c: what the whole-layer check expects (set at open, then
+	 * read-only) and its result. */
+	char *expect_diff_id, *expect_chain_id, *expect_chain_parent;
+	atomic_int diffid_state;        /* enum lfs_diffid_state */
+	uint8_t diff_id[RS_SHA256_LEN]; /* valid once diffid_state is OK or MISMATCH */
 };
 
 /* ---- layer.c -------------------------------------------------------------- */
@@ -240,5 +246,18 @@ void lfs_fill_status_stat(const struct lfs_layer *l, fuse_ino_t ino, struct stat
 
 /* ---- read.c --------------------------------------------------------------- */
 void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off);
+
+/* ---- diffid.c ------------------------------------------------------------- */
+enum lfs_diffid_state {
+	LFS_DIFFID_OFF,     /* nothing to check against */
+	LFS_DIFFID_PENDING, /* checked once the layer is complete */
+	LFS_DIFFID_OK,
+	LFS_DIFFID_MISMATCH, /* the layer failed: reads get EIO */
+};
+/* Runs a pending check of a complete layer (blocking: the blob is streamed).
+ * A registry failure leaves it pending and re-arms the background fetch. */
+void lfs_diffid_check(struct lfs_layer *l);
+bool lfs_layer_failed(struct lfs_layer *l);
+const char *lfs_diffid_state_name(int s);
 
 #endif

@@ -14,6 +14,7 @@
 struct task {
 	int64_t id;
 	char *name;
+	char *parent; /* NULL: none */
 	struct snap_label *labels;
 	size_t nlabels;
 };
@@ -30,6 +31,7 @@ static void tasks_free(struct tasks *t)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		free(t->v[i].name);
+		free(t->v[i].parent);
 		snap_labels_free(t->v[i].labels, t->v[i].nlabels);
 	}
 	free(t->v);
@@ -46,8 +48,10 @@ static int collect(void *ctx, const struct snap_row *r, const struct snap_label 
 	memset(k, 0, sizeof(*k));
 	k->id = r->id;
 	k->name = strdup(r->key);
-	if (!k->name || snap_labels_dup(l, nl, &k->labels) < 0) {
+	k->parent = r->parent ? strdup(r->parent) : NULL;
+	if (!k->name || (r->parent && !k->parent) || snap_labels_dup(l, nl, &k->labels) < 0) {
 		free(k->name);
+		free(k->parent);
 		return -ENOMEM;
 	}
 	k->nlabels = nl;
@@ -91,7 +95,7 @@ static bool restore_one(struct snapshotter *s, const struct task *t)
 		return false;
 	}
 	struct rs_error e = {0};
-	int r = s->remote.mount(s->remote.ctx, fs, t->labels, t->nlabels, &e);
+	int r = s->remote.mount(s->remote.ctx, fs, t->parent, t->labels, t->nlabels, &e);
 	if (r < 0) {
 		rs_log(RS_LOG_ERROR, "snapshot: restore remote snapshot %s at %s: %s", t->name, fs,
 		       e.msg[0] ? e.msg : strerror(-r));

@@ -79,14 +79,15 @@ void snap_mounts_free(struct snap_mounts *m);
 /* The remote-layer hook (implemented by the daemon with src/layerfs). */
 struct snap_remote_ops {
 	void *ctx;
-	/* Mounts the layer the labels name at fs_dir (an empty directory).
+	/* Mounts the layer the labels name at fs_dir (an empty directory), as
+	 * the snapshot whose parent is the snapshot named parent (NULL: none).
 	 * 0: mounted. -ENOTSUP: the labels name no remote layer, or the layer is
 	 * not lazily mountable (say, plain gzip): an ordinary snapshot follows.
 	 * Other errors: logged with err's reason, then an ordinary snapshot
 	 * follows. Called for a Prepare, and at start for every stored remote
 	 * snapshot (restore). May block on the network; calls run in parallel. */
-	int (*mount)(void *ctx, const char *fs_dir, const struct snap_label *labels, size_t n,
-		     struct rs_error *err);
+	int (*mount)(void *ctx, const char *fs_dir, const char *parent,
+		     const struct snap_label *labels, size_t n, struct rs_error *err);
 	/* Unmounts fs_dir (Remove, Cleanup, shutdown). */
 	void (*unmount)(void *ctx, const char *fs_dir);
 	/* 0 when the layer at fs_dir can serve reads: its FUSE mount answers and its

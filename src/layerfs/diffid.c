@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The whole-layer check: once every chunk of a layer is in, the blob is read
+ * once more from start to end, uncompressed as a stream and hashed, and the
+ * result must be the layer's diffID (or give containerd's chain ID of the
+ * snapshot). Chunk digests vouch for file data only; the diffID also covers
+ * the tar headers (names, modes, owners, links) and proves that the snapshot
+ * holds the layer its chain ID names, so two images cannot share a snapshot
+ * with different content. A layer that fails is marked failed: every read
+ * gets EIO. A check that passed leaves a marker in the chunk cache, so a
+ * restarted daemon with the same disk cache does not read the blob again. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "layerfs_internal.h"
+
+#define OUT_BUF ((size_t)256 << 10)
+/* How long the stream waits, per piece, while on-demand reads are queued:
+ * short, since a receiver that stops reading for long trips the transfer's
+ * low-speed limit. */
+#define YIELD_MS 200
+#define RETRY_MS 5000
+
+struct hash_stream {
+	struct lfs_layer *l;
+	enum esgz_format fmt;
+	z_stream z;
+	bool z_ready, in_member;
+	ZSTD_DStream *zs;
+	size_t zs_hint; /* ZSTD_decompressStream's last answer: 0 at a frame boundary */
+	struct rs_sha256 sha;
+	uint8_t *out;
+	uint64_t raw_bytes;
+	struct rs_error err;
+};
+
+static bool ondemand_waiting(struct lfs_runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+	bool busy = rt->queue_head[LFS_PRIO_ONDEMAND] || rt->queue_head[LFS_PRIO_READAHEAD];
+	pthread_mutex_unlock(&rt->lock);
+	return busy;
+}
+
+static bool stopping(struct lfs_layer *l)
+{
+	pthread_mutex_lock(&l->lock);
+	bool closing = l->closing;
+	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_lock(&l->rt->lock);
+	closing |= l->rt->stopping;
+	pthread_mutex_unlock(&l->rt->lock);
+	return closing;
+}
+
+static int feed_gzip(struct hash_stream *h, const uint8_t *data, size_t n)
+{
+	h->z.next_in = (Bytef *)data;
+	h->z.avail_in = (uInt)n;
+	while (h->z.avail_in > 0) {
+		if (!h->in_member) {
+			if (inflateReset2(&h->z, 16 + MAX_WBITS) != Z_OK)
+				return rs_err(&h->err, -EIO, "inflate reset failed");
+			h->in_member = true;
+		}
+		h->z.next_out = h->out;
+		h->z.avail_out = (uInt)OUT_BUF;
+		int zr = inflate(&h->z, Z_NO_FLUSH);
+		size_t got = OUT_BUF - h->z.avail_out;
+		rs_sha256_update(&h->sha, h->out, got);
+		h->raw_bytes += got;
+		if (zr == Z_STREAM_END)
+			h->in_member = false;
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return rs_err(&h->err, -EBADMSG, "the blob is not a valid gzip stream: %s",
+				      h->z.msg ? h->z.msg : "inflate error");
+	}
+	return 0;
+}
+
+static int feed_zstd(struct hash_stream *h, const uint8_t *data, size_t n)
+{
+	ZSTD_inBuffer in = {data, n, 0};
+	while (in.pos < in.size) {
+		ZSTD_outBuffer out = {h->out, OUT_BUF, 0};
+		size_t zr = ZSTD_decompressStream(h->zs, &out, &in);
+		if (ZSTD_isError(zr))
+			return rs_err(&h->err, -EBADMSG, "the blob is not a valid zstd stream: %s",
+				      ZSTD_getErrorName(zr));
+		h->zs_hint = zr;
+		rs_sha256_update(&h->sha, h->out, out.pos);
+		h->raw_bytes += out.pos;
+	}
+	return 0;
+}
+
+static int on_blob_bytes(void *ctx, const void *data, size_t n)
+{
+	struct hash_stream *h = ctx;
+	if (stopping(h->l))
+		return rs_err(&h->err, -ECANCELED, "the layer is being closed");
+	for (int waited = 0; waited < YIELD_MS && ondemand_waiting(h->l->rt); waited += 20)
+		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
+	return h->fmt == ESGZ_FORMAT_ZSTD_CHUNKED ? feed_zstd(h, data, n) : feed_gzip(h, data, n);
+}
+
+/* The sha256 of the blob's uncompressed bytes. */
+static int hash_blob(struct lfs_layer *l, uint8_t sum[RS_SHA256_LEN], struct rs_error *err)
+{
+	struct hash_stream h = {.l = l, .fmt = l->blob->footer.format};
+	int r = 0;
+	h.out = malloc(OUT_BUF);
+	if (!h.out || rs_sha256_init(&h.sha) < 0) {
+		free(h.out);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	if (h.fmt == ESGZ_FORMAT_ZSTD_CHUNKED) {
+		h.zs = ZSTD_createDStream();
+		if (!h.zs)
+			r = rs_err(err, -ENOMEM, "out of memory");
+	} else if (inflateInit2(&h.z, 16 + MAX_WBITS) != Z_OK) {
+		r = rs_err(err, -ENOMEM, "out of memory");
+	} else {
+		h.z_ready = true;
+		h.in_member = true;
+	}
+	if (r == 0) {
+		r = reg_blob_read_stream(l->client, &l->ref, l->digest, 0, (size_t)l->blob->size,
+					 on_blob_bytes, &h, err);
+		if (r < 0 && h.err.code < 0)
+			*err = h.err;
+	}
+	if (r == 0 && ((h.z_ready && h.in_member) || (h.zs && h.zs_hint != 0)))
+		r = rs_err(err, -EBADMSG, "the blob ends inside a compressed member");
+	if (h.z_ready)
+		inflateEnd(&h.z);
+	ZSTD_freeDStream(h.zs);
+	rs_sha256_final(&h.sha, sum);
+	rs_sha256_free(&h.sha);
+	free(h.out);
+	if (r == 0)
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: %llu uncompressed bytes hashed", l->digest,
+		       (unsigned long long)h.raw_bytes);
+	return r;
+}
+
+/* The statement a passed check proves, as the content of its cache marker
+ * (keyed by its own sha256, so the disk tier's check on load holds). */
+static int marker(const struct lfs_layer *l, struct rs_buf *out)
+{
+	if (l->expect_diff_id)
+		return rs_buf_printf(out,
+				     "remote-snapshotter diffID check passed: layer %s diffID %s",
+				     l->digest, l->expect_diff_id);
+	return rs_buf_printf(
+	    out, "remote-snapshotter diffID check passed: layer %s chain %s parent %s", l->digest,
+	    l->expect_chain_id, l->expect_chain_parent ? l->expect_chain_parent : "");
+}
+
+static bool marker_cached(struct lfs_layer *l, const struct rs_buf *m, uint8_t key[RS_SHA256_LEN])
+{
+	rs_sha256(m->data, m->len, key);
+	struct cache_buf *b = NULL;
+	if (cache_get(l->rt->cache, key, &b, NULL) < 0)
+		return false;
+	bool same = cache_buf_len(b) == m->len && memcmp(cache_buf_data(b), m->data, m->len) == 0;
+	cache_buf_unref(b);
+	return same;
+}
+
+static void marker_store(struct lfs_layer *l, const struct rs_buf *m,
+			 const uint8_t key[RS_SHA256_LEN])
+{
+	struct cache_buf *b = NULL;
+	if (cache_buf_new(m->len, &b) < 0)
+		return;
+	memcpy(cache_buf_wdata(b), m->data, m->len);
+	struct rs_error err = {0};
+	if (cache_put(l->rt->cache, key, b, CACHE_PUT_WRITEBACK, &err) < 0)
+		rs_log(RS_LOG_WARN, "layerfs: %s: disk cache: %s", l->digest, err.msg);
+	cache_buf_unref(b);
+}
+
+/* Whether sum, the layer's diffID, is what was expected. */
+static bool diffid_matches(const struct lfs_layer *l, const uint8_t sum[RS_SHA256_LEN])
+{
+	char diff_id[RS_DIGEST_STR_LEN];
+	rs_digest_format(sum, diff_id);
+	if (l->expect_diff_id)
+		return strcmp(diff_id, l->expect_diff_id) == 0;
+	if (!l->expect_chain_parent || !*l->expect_chain_parent)
+		return strcmp(diff_id, l->expect_chain_id) == 0;
+	char line[2 * RS_DIGEST_STR_LEN + 2];
+	int n = snprintf(line, sizeof(line), "%s %s", l->expect_chain_parent, diff_id);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return false;
+	uint8_t chain[RS_SHA256_LEN];
+	char chain_id[RS_DIGEST_STR_LEN];
+	rs_sha256(line, (size_t)n, chain);
+	rs_digest_format(chain, chain_id);
+	return strcmp(chain_id, l->expect_chain_id) == 0;
+}
+
+int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const char *chain_id,
+			     const char *chain_parent, struct rs_error *err)
+{
+	uint8_t tmp[RS_SHA256_LEN];
+	const char *d = diff_id && *diff_id ? diff_id : NULL;
+	const char *c = !d && chain_id && *chain_id ? chain_id : NULL;
+	const char *p = c && chain_parent && *chain_parent ? chain_parent : NULL;
+	if (l->se)
+		return rs_err(err, -EBUSY, "layer %s is mounted already", l->digest);
+	free(l->expect_diff_id);
+	free(l->expect_chain_id);
+	free(l->expect_chain_parent);
+	l->expect_diff_id = l->expect_chain_id = l->expect_chain_parent = NULL;
+	atomic_store(&l->diffid_state, LFS_DIFFID_OFF);
+	if (!d && !c)
+		return 0;
+	/* Names that are not digests (a snapshot named by hand) say nothing
+	 * about the content: no check rather than a false failure. */
+	const char *bad = d && rs_digest_parse(d, strlen(d), tmp) < 0   ? d
+			  : c && rs_digest_parse(c, strlen(c), tmp) < 0 ? c
+			  : p && rs_digest_parse(p, strlen(p), tmp) < 0 ? p
+									: NULL;
+	if (bad) {
+		if (d)
+			return rs_err(err, -EINVAL, "diffID '%s' is not sha256:<64 hex digits>", d);
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: no diffID check: '%s' is not a chain ID",
+		       l->digest, bad);
+		return 0;
+	}
+	l->expect_diff_id = d ? strdup(d) : NULL;
+	l->expect_chain_id = c ? strdup(c) : NULL;
+	l->expect_chain_parent = p ? strdup(p) : NULL;
+	if ((d && !l->expect_diff_id) || (c && !l->expect_chain_id) ||
+	    (p && !l->expect_chain_parent))
+		return rs_err(err, -ENOMEM, "out of memory");
+	atomic_store(&l->diffid_state, LFS_DIFFID_PENDING);
+	return 0;
+}
+
+void lfs_diffid_check(struct lfs_layer *l)
+{
+	if (atomic_load(&l->diffid_state) != LFS_DIFFID_PENDING)
+		return;
+	struct rs_buf m = {0};
+	uint8_t key[RS_SHA256_LEN];
+	if (marker(l, &m) == 0 && marker_cached(l, &m, key)) {
+		atomic_store(&l->diffid_state, LFS_DIFFID_OK);
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: diffID checked before (cache)", l->digest);
+		rs_buf_free(&m);
+		return;
+	}
+	int64_t t0 = lfs_now_ms();
+	uint8_t sum[RS_SHA256_LEN];
+	struct rs_error err = {0};
+	int r = hash_blob(l, sum, &err);
+	if (r == -ECANCELED) {
+		rs_buf_free(&m);
+		return;
+	}
+	if (r < 0 && r != -EBADMSG) {
+		/* The registry, not the layer: the background fetch asks again. */
+		rs_log(RS_LOG_WARN, "layerfs: %s: diffID check postponed: %s", l->digest, err.msg);
+		pthread_mutex_lock(&l->lock);
+		l->bg_retry_at = lfs_now_ms() + RETRY_MS;
+		l->fetch_errors++;
+		pthread_mutex_unlock(&l->lock);
+		atomic_store(&l->bg_active, true);
+		rs_buf_free(&m);
+		return;
+	}
+	char got[RS_DIGEST_STR_LEN] = "";
+	if (r == 0)
+		rs_digest_format(sum, got);
+	if (r == 0 && diffid_matches(l, sum)) {
+		memcpy(l->diff_id, sum, RS_SHA256_LEN);
+		atomic_store(&l->diffid_state, LFS_DIFFID_OK);
+		if (m.len)
+			marker_store(l, &m, key);
+		rs_log(RS_LOG_INFO, "layerfs: %s: diffID %s checked (%lld ms)", l->digest, got,
+		       (long long)(lfs_now_ms() - t0));
+	} else {
+		if (r == 0)
+			memcpy(l->diff_id, sum, RS_SHA256_LEN);
+		atomic_store(&l->diffid_state, LFS_DIFFID_MISMATCH);
+		pthread_mutex_lock(&l->lock);
+		l->verify_errors++;
+		pthread_mutex_unlock(&l->lock);
+		if (r < 0)
+			rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: %s", l->digest, err.msg);
+		else if (l->expect_diff_id)
+			rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: diffID is %s, expected %s",
+			       l->digest, got, l->expect_diff_id);
+		else
+			rs_log(RS_LOG_ERROR,
+			       "layerfs: %s: layer failed: diffID %s does not give chain ID %s "
+			       "(parent %s)",
+			       l->digest, got, l->expect_chain_id,
+			       l->expect_chain_parent ? l->expect_chain_parent : "none");
+	}
+	rs_buf_free(&m);
+}
+
+bool lfs_layer_failed(struct lfs_layer *l)
+{
+	return atomic_load(&l->diffid_state) == LFS_DIFFID_MISMATCH;
+}
+
+const char *lfs_diffid_state_name(int s)
+{
+	switch (s) {
+	case LFS_DIFFID_PENDING:
+		return "pending";
+	case LFS_DIFFID_OK:
+		return "ok";
+	case LFS_DIFFID_MISMATCH:
+		return "mismatch";
+	}
+	return "off";
+}
