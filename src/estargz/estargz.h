@@ -215,8 +215,6 @@ const struct esgz_xattr *esgz_index_xattrs(const struct esgz_index *idx, uint32_
 int64_t esgz_index_prefetch_end(const struct esgz_index *idx, bool *no_prefetch);
 /* Count of entries in the TOC (including chunk entries). */
 uint64_t esgz_index_toc_entries(const struct esgz_index *idx);
-/* Approximate heap bytes the index holds. */
-size_t esgz_index_memory(const struct esgz_index *idx);
 
 static inline const char *esgz_node_name(const struct esgz_index *idx, const struct esgz_node *n)
 {

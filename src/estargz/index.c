@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "index_internal.h"
 
@@ -670,6 +672,98 @@ static int check_chunks(struct esgz_index *idx, int64_t payload_end, struct rs_e
 	return 0;
 }
 
+/* Chunks are cached by chunkDigest (or, without one, by blob offset and
+ * inner offset): two chunks under one key with different sizes would let a
+ * cached value of one length be read as the other. */
+static bool same_chunk_key(const struct esgz_chunk *a, const struct esgz_chunk *b)
+{
+	if (a->has_digest != b->has_digest)
+		return false;
+	if (a->has_digest)
+		return memcmp(a->digest, b->digest, RS_SHA256_LEN) == 0;
+	return a->offset == b->offset && a->inner_offset == b->inner_offset;
+}
+
+/* Seeded per call: the keys are the TOC author's choice, and a fixed hash
+ * would let them make every key collide. */
+static uint64_t chunk_key_hash(const struct esgz_chunk *c, uint64_t seed)
+{
+	uint64_t w[4] = {0};
+	if (c->has_digest) {
+		memcpy(w, c->digest, sizeof(w));
+	} else {
+		w[0] = (uint64_t)c->offset;
+		w[1] = (uint64_t)c->inner_offset;
+		w[2] = 1;
+	}
+	uint64_t h = seed;
+	for (int i = 0; i < 4; i++) {
+		h = (h ^ w[i]) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	h *= 0xbf58476d1ce4e5b9ull;
+	return h ^ (h >> 32);
+}
+
+static int chunk_size_conflict(const struct esgz_index *idx, const struct esgz_chunk *a,
+			       const struct esgz_chunk *b, struct rs_error *err)
+{
+	const char *na = idx->strs + idx->nodes[a->node].name;
+	const char *nb = idx->strs + idx->nodes[b->node].name;
+	if (a->has_digest) {
+		char d[RS_DIGEST_STR_LEN];
+		rs_digest_format(a->digest, d);
+		return rs_err(err, -EINVAL,
+			      "TOC entries '%.150s' and '%.150s': chunk %s has sizes %lld and %lld",
+			      na, nb, d, (long long)a->size, (long long)b->size);
+	}
+	return rs_err(err, -EINVAL,
+		      "TOC entries '%.150s' and '%.150s': chunks at blob offset %lld (inner offset "
+		      "%lld) have sizes %lld and %lld",
+		      na, nb, (long long)a->offset, (long long)a->inner_offset, (long long)a->size,
+		      (long long)b->size);
+}
+
+/* One size per cache key (see same_chunk_key): a hash set of chunk ids,
+ * linear in the chunks, freed before the index is done. */
+static int check_chunk_keys(struct esgz_index *idx, struct rs_error *err)
+{
+	if (idx->nchunks < 2)
+		return 0;
+	uint64_t size = 4;
+	while (size < (uint64_t)idx->nchunks * 2)
+		size *= 2;
+	uint32_t *set = malloc((size_t)size * sizeof(*set));
+	if (!set)
+		return rs_err(err, -ENOMEM, "out of memory");
+	memset(set, 0xff, (size_t)size * sizeof(*set));
+	uint64_t seed;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)set;
+	}
+	uint64_t mask = size - 1;
+	int r = 0;
+	for (uint32_t i = 0; i < idx->nchunks && r == 0; i++) {
+		const struct esgz_chunk *c = &idx->chunks[i];
+		for (uint64_t j = chunk_key_hash(c, seed) & mask;; j = (j + 1) & mask) {
+			if (set[j] == UINT32_MAX) {
+				set[j] = i;
+				break;
+			}
+			const struct esgz_chunk *o = &idx->chunks[set[j]];
+			if (!same_chunk_key(o, c))
+				continue;
+			if (o->size != c->size)
+				r = chunk_size_conflict(idx, o, c, err);
+			break;
+		}
+	}
+	free(set);
+	return r;
+}
+
 /* Sorts non-negative offsets, 11 bits a pass and only as many passes as the
  * largest needs: qsort's comparator calls cost more than the whole sort. */
 static int radix_sort(int64_t *v, uint32_t n)
@@ -763,6 +857,8 @@ int esgz_index_finish(struct esgz_index *idx, int64_t payload_end, struct rs_err
 	if (r == 0)
 		r = check_chunks(idx, payload_end, err);
 	if (r == 0)
+		r = check_chunk_keys(idx, err);
+	if (r == 0)
 		r = set_extents(idx, payload_end, err);
 	if (r < 0)
 		return r;
@@ -791,13 +887,4 @@ void esgz_index_free(struct esgz_index *idx)
 	free(idx->table);
 	free(extra(idx)->clean);
 	free(idx);
-}
-
-size_t esgz_index_memory(const struct esgz_index *idx)
-{
-	return sizeof(struct index_builder) + (size_t)idx->nodes_cap * sizeof(*idx->nodes) +
-	       (size_t)idx->chunks_cap * sizeof(*idx->chunks) +
-	       (size_t)idx->xattrs_cap * sizeof(*idx->xattrs) +
-	       (size_t)idx->nnodes * sizeof(uint32_t) + idx->strs_cap +
-	       ((size_t)idx->table_mask + 1) * sizeof(uint64_t);
 }
