@@ -490,8 +490,10 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 	int rc = make_parent_dirs(o->socket, err);
 	if (rc == 0)
 		rc = clear_stale_socket(o->socket, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "api");
+	if (rc < 0) {
+		rs_error_prefix(err, "api");
+		return rc;
+	}
 
 	struct api_server *srv = calloc(1, sizeof(*srv));
 	if (!srv)

@@ -98,16 +98,6 @@ int cache_buf_new(size_t len, struct cache_buf **out)
 	return 0;
 }
 
-int cache_buf_from(const void *data, size_t len, struct cache_buf **out)
-{
-	int rc = cache_buf_new(len, out);
-	if (rc < 0)
-		return rc;
-	if (len)
-		memcpy((*out)->data, data, len);
-	return 0;
-}
-
 uint8_t *cache_buf_wdata(struct cache_buf *b)
 {
 	return b->data;

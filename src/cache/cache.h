@@ -25,8 +25,6 @@ struct cache_buf;
 /* A new buffer of len bytes (refcount 1) to fill through cache_buf_wdata()
  * before it is shared. -ENOMEM or -EFBIG (len > CACHE_MAX_VALUE). */
 int cache_buf_new(size_t len, struct cache_buf **out);
-/* A new buffer holding a copy of data. */
-int cache_buf_from(const void *data, size_t len, struct cache_buf **out);
 uint8_t *cache_buf_wdata(struct cache_buf *b);
 const uint8_t *cache_buf_data(const struct cache_buf *b);
 size_t cache_buf_len(const struct cache_buf *b);

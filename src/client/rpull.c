@@ -79,8 +79,10 @@ static int relabel_existing(struct pull *p, const char *digest, struct ctrd_labe
 {
 	struct ctrd_content_info info;
 	int rc = ctrd_content_info(p->c, digest, &info, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "content %s", digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "content %s", digest);
+		return rc;
+	}
 	cleanup_free char *v =
 	    ctrd_merge_sources(ctrd_kv_get(info.labels, info.n_labels, p->dist_key), p->ref.path);
 	ctrd_content_info_free(&info);
@@ -89,8 +91,10 @@ static int relabel_existing(struct pull *p, const char *digest, struct ctrd_labe
 	if (ctrd_label_fits(p->dist_key, strlen(v)) && ctrd_labels_set(l, p->dist_key, v) < 0)
 		return rs_err(err, -ENOMEM, "out of memory");
 	rc = ctrd_content_update_labels(p->c, digest, l->v, l->n, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "labelling content %s", digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "labelling content %s", digest);
+		return rc;
+	}
 	return 0;
 }
 
@@ -106,8 +110,10 @@ static int put_blob(struct pull *p, const char *kind, const char *digest, const 
 	int rc = ctrd_content_write(p->c, ingest, digest, data, len, l->v, l->n, err);
 	if (rc == -EEXIST)
 		return relabel_existing(p, digest, l, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "storing the %s %s", kind, digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "storing the %s %s", kind, digest);
+		return rc;
+	}
 	return 0;
 }
 
@@ -277,8 +283,10 @@ static int ensure_layer_blob(struct pull *p, size_t i, int64_t *fetched, struct 
 		ctrd_labels_free(&l);
 		return rc;
 	}
-	if (rc < 0)
-		return rs_error_prefix(err, "storing layer %s", d->digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "storing layer %s", d->digest);
+		return rc;
+	}
 	rc = stream_blob(p, d, w, err);
 	*fetched = ctrd_writer_offset(w);
 	if (rc == 0) {
@@ -446,8 +454,10 @@ static int unpack_layer(struct pull *p, size_t i, const char *key, const struct 
 	/* containerd's unpacker: set once Apply has verified the diffID. */
 	struct ctrd_kv u = {(char *)CTRD_LABEL_UNCOMPRESSED, p->diff_ids[i]};
 	rc = ctrd_content_update_labels(p->c, d->digest, &u, 1, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "labelling layer %s", d->digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "labelling layer %s", d->digest);
+		return rc;
+	}
 	out->action = out->fetched > 0 ? CTRD_LAYER_DOWNLOADED : CTRD_LAYER_APPLIED;
 	return 0;
 }
@@ -463,8 +473,10 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 		out->action = CTRD_LAYER_EXISTS;
 		return 0;
 	}
-	if (rc != -ENOENT)
-		return rs_error_prefix(err, "snapshotter %s", p->sn);
+	if (rc != -ENOENT) {
+		rs_error_prefix(err, "snapshotter %s", p->sn);
+		return rc;
+	}
 	p->chain_absent = true;
 
 	struct ctrd_labels l = {0};
@@ -490,7 +502,8 @@ static int do_layer(struct pull *p, size_t i, struct ctrd_rpull_layer *out, stru
 	}
 	if (rc < 0) {
 		ctrd_labels_free(&l);
-		return rs_error_prefix(err, "snapshotter %s: preparing %s", p->sn, chain);
+		rs_error_prefix(err, "snapshotter %s: preparing %s", p->sn, chain);
+		return rc;
 	}
 	rc = unpack_layer(p, i, key, &m, &l, out, err);
 	ctrd_mounts_free(&m);
@@ -558,8 +571,10 @@ static int resolve(struct pull *p, struct rs_error *err)
 	if (!p->manifest_json)
 		return rs_err(err, -EBADMSG, "manifest %s: %s", p->manifest.digest, jerr.text);
 	rc = fetch_small(p, &p->manifest.config, CONFIG_MAX, &p->config, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "config");
+	if (rc < 0) {
+		rs_error_prefix(err, "config");
+		return rc;
+	}
 	return parse_diff_ids(p, err);
 }
 
@@ -639,8 +654,10 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 	const char *top = p->chain[m->n_layers - 1];
 	struct ctrd_kv gc = {key, (char *)top};
 	rc = ctrd_content_update_labels(p->c, m->config.digest, &gc, 1, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "labelling config %s", m->config.digest);
+	if (rc < 0) {
+		rs_error_prefix(err, "labelling config %s", m->config.digest);
+		return rc;
+	}
 
 	bool from_index = p->index.digest && p->index.raw.len;
 	const struct reg_manifest *t = from_index ? &p->index : m;
@@ -651,8 +668,10 @@ static int pull_into(struct pull *p, struct ctrd_rpull_result *out, struct rs_er
 		       .size = (int64_t)t->raw.len},
 	};
 	rc = ctrd_image_put(p->c, &img, &out->image_created, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "image %s", p->name);
+	if (rc < 0) {
+		rs_error_prefix(err, "image %s", p->name);
+		return rc;
+	}
 	rs_log(RS_LOG_DEBUG, "rpull: image record written (%.1f ms)", (now_s() - t0) * 1e3);
 	snprintf(out->target_digest, sizeof(out->target_digest), "%s", t->digest);
 	snprintf(out->chain_id, sizeof(out->chain_id), "%s", top);

@@ -154,8 +154,10 @@ static int write_tagged(struct conv_ctx *cx, const char *mt, const char *digest,
 			const struct rs_buf *raw, struct rs_error *err)
 {
 	int rc = conv_image_put_manifest(cx->dst, mt, digest, raw->data, raw->len, true, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "%s", cx->dst->name);
+	if (rc < 0) {
+		rs_error_prefix(err, "%s", cx->dst->name);
+		return rc;
+	}
 	if (cx->res) {
 		snprintf(cx->res->digest, sizeof(cx->res->digest), "%s", digest);
 		snprintf(cx->res->media_type, sizeof(cx->res->media_type), "%s", mt);

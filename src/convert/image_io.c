@@ -83,8 +83,10 @@ int conv_image_manifest(struct conv_image *im, const char *digest, const char *m
 		cleanup_fd int fd = -1;
 		if ((rc = conv_layout_blob_open(im->layout, digest, -1, &fd, err)) < 0)
 			return rc;
-		if ((rc = conv_fd_read_all(fd, CONV_MAX_MANIFEST, &out->raw, err)) < 0)
-			return rs_error_prefix(err, "%s", what);
+		if ((rc = conv_fd_read_all(fd, CONV_MAX_MANIFEST, &out->raw, err)) < 0) {
+			rs_error_prefix(err, "%s", what);
+			return rc;
+		}
 		snprintf(out->digest, sizeof(out->digest), "%s", digest);
 		return conv_doc_parse(out, mt_hint, what, err);
 	}
@@ -124,8 +126,10 @@ int conv_image_blob_mem(struct conv_image *im, const char *digest, int64_t size,
 	int rc = conv_image_blob_fd(im, digest, size, &fd, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = conv_fd_read_all(fd, max, out, err)) < 0)
-		return rs_error_prefix(err, "%s: blob %s", im->name, digest);
+	if ((rc = conv_fd_read_all(fd, max, out, err)) < 0) {
+		rs_error_prefix(err, "%s: blob %s", im->name, digest);
+		return rc;
+	}
 	return 0;
 }
 

@@ -84,8 +84,10 @@ static int inspect_image(struct conv_image *im, struct conv_doc *m, json_t *out,
 	int64_t csize;
 	int rc =
 	    conv_desc_get(json_object_get(m->json, "config"), NULL, &cdg, &csize, "config", err);
-	if (rc < 0)
-		return rs_error_prefix(err, "%s", im->name);
+	if (rc < 0) {
+		rs_error_prefix(err, "%s", im->name);
+		return rc;
+	}
 	struct rs_buf raw = {0};
 	if ((rc = conv_image_blob_mem(im, cdg, csize, CONV_MAX_CONFIG, &raw, err)) < 0)
 		return rc;

@@ -237,8 +237,10 @@ static int rebuild_layer(struct conv_ctx *cx, json_t *src_desc, const char *dg, 
 			return rc;
 		rc = zstd_annotate(&r, d, err);
 		esgz_reader_close(&r);
-		if (rc < 0)
-			return rs_error_prefix(err, "built layer");
+		if (rc < 0) {
+			rs_error_prefix(err, "built layer");
+			return rc;
+		}
 	}
 	snprintf(lo->diff_id, sizeof(lo->diff_id), "%s", res.diff_id);
 	snprintf(lo->digest, sizeof(lo->digest), "%s", res.digest);
@@ -330,7 +332,8 @@ int conv_layer(struct conv_ctx *cx, json_t *src_desc, const char *diff_id, size_
 		rc = rebuild_layer(cx, src_desc, dg, size, &lo, err);
 	if (rc < 0) {
 		json_decref(lo.desc);
-		return rs_error_prefix(err, "layer %s", dg);
+		rs_error_prefix(err, "layer %s", dg);
+		return rc;
 	}
 	enum conv_layer_action action = keep ? CONV_LAYER_KEPT : CONV_LAYER_CONVERTED;
 	if (remember(cx, dg, &lo, action) < 0) {

@@ -65,8 +65,10 @@ static int read_small(int dirfd, const char *dir, const char *name, size_t max, 
 	if (fd < 0)
 		return rs_err(err, -errno, "%s/%s: %s", dir, name, strerror(errno));
 	int rc = conv_fd_read_all(fd, max, out, err);
-	if (rc < 0)
-		return rs_error_prefix(err, "%s/%s", dir, name);
+	if (rc < 0) {
+		rs_error_prefix(err, "%s/%s", dir, name);
+		return rc;
+	}
 	return 0;
 }
 
@@ -87,7 +89,8 @@ static int write_atomic(struct conv_layout *l, const char *name, const void *dat
 		rc = rs_err(err, -errno, "rename: %s", strerror(errno));
 	if (rc < 0) {
 		unlink(tmp);
-		return rs_error_prefix(err, "%s/%s", l->dir, name);
+		rs_error_prefix(err, "%s/%s", l->dir, name);
+		return rc;
 	}
 	return 0;
 }
@@ -213,8 +216,10 @@ int conv_layout_blob_open(struct conv_layout *l, const char *digest, int64_t siz
 		return rc;
 	char got[RS_DIGEST_STR_LEN];
 	int64_t n;
-	if ((rc = conv_fd_digest(f, got, &n, err)) < 0)
-		return rs_error_prefix(err, "%s/blobs/sha256/%s", l->dir, digest + 7);
+	if ((rc = conv_fd_digest(f, got, &n, err)) < 0) {
+		rs_error_prefix(err, "%s/blobs/sha256/%s", l->dir, digest + 7);
+		return rc;
+	}
 	if (strcmp(got, digest) != 0)
 		return rs_err(err, ESGZ_EDIGEST, "%s: blob %s: content has digest %s", l->dir,
 			      digest, got);
@@ -310,7 +315,8 @@ int conv_layout_blob_put(struct conv_layout *l, const char *digest, int fd, int6
 		rc = rs_err(err, -errno, "rename: %s", strerror(errno));
 	if (rc < 0) {
 		unlink(tmp);
-		return rs_error_prefix(err, "%s/%s", l->dir, name);
+		rs_error_prefix(err, "%s/%s", l->dir, name);
+		return rc;
 	}
 	return 0;
 }
@@ -368,21 +374,27 @@ static int read_entry(struct conv_layout *l, json_t *e, struct conv_doc *out, st
 	const char *mt, *dg;
 	int64_t size;
 	int rc = conv_desc_get(e, &mt, &dg, &size, "index.json entry", err);
-	if (rc < 0)
-		return rs_error_prefix(err, "%s", l->dir);
+	if (rc < 0) {
+		rs_error_prefix(err, "%s", l->dir);
+		return rc;
+	}
 	if (size > CONV_MAX_MANIFEST)
 		return rs_err(err, -EFBIG, "%s: manifest %s: %lld bytes is too large", l->dir, dg,
 			      (long long)size);
 	cleanup_fd int fd = -1;
 	if ((rc = conv_layout_blob_open(l, dg, size, &fd, err)) < 0)
 		return rc;
-	if ((rc = conv_fd_read_all(fd, CONV_MAX_MANIFEST, &out->raw, err)) < 0)
-		return rs_error_prefix(err, "%s: manifest %s", l->dir, dg);
+	if ((rc = conv_fd_read_all(fd, CONV_MAX_MANIFEST, &out->raw, err)) < 0) {
+		rs_error_prefix(err, "%s: manifest %s", l->dir, dg);
+		return rc;
+	}
 	snprintf(out->digest, sizeof(out->digest), "%s", dg);
 	char what[128];
 	snprintf(what, sizeof(what), "manifest %s", dg);
-	if ((rc = conv_doc_parse(out, mt, what, err)) < 0)
-		return rs_error_prefix(err, "%s", l->dir);
+	if ((rc = conv_doc_parse(out, mt, what, err)) < 0) {
+		rs_error_prefix(err, "%s", l->dir);
+		return rc;
+	}
 	return 0;
 }
 

@@ -111,7 +111,8 @@ int conv_index_select(const char *name, struct conv_doc *idx, const struct conv_
 		int rc = conv_desc_get(e, &mt, NULL, NULL, "index entry", err);
 		if (rc < 0) {
 			json_decref(sel);
-			return rs_error_prefix(err, "%s", name);
+			rs_error_prefix(err, "%s", name);
+			return rc;
 		}
 		json_t *p = json_object_get(e, "platform");
 		char ps[128];

@@ -375,19 +375,21 @@ static void remote_unmount(void *ctx, const char *fs_dir)
 static int remote_check(void *ctx, const char *fs_dir, struct rs_error *err)
 {
 	struct daemon_remote *r = ctx;
+	/* The status is read under r->lock: an unmount (Remove, Cleanup) takes
+	 * the layer out of r->v under it and frees it right after. */
 	pthread_mutex_lock(&r->lock);
 	struct mounted *m = find_mounted(r, fs_dir);
-	struct lfs_layer *l = m ? m->layer : NULL;
 	char ref[1024], digest[RS_DIGEST_STR_LEN];
+	struct lfs_status st;
+	bool found = m != NULL;
 	if (m) {
 		snprintf(ref, sizeof(ref), "%s", m->ref);
 		snprintf(digest, sizeof(digest), "%s", m->digest);
+		lfs_layer_status(m->layer, &st);
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (!l)
+	if (!found)
 		return rs_err(err, -ENOTCONN, "no layer is mounted at %s", fs_dir);
-	struct lfs_status st;
-	lfs_layer_status(l, &st);
 	if (!st.mounted)
 		return rs_err(err, -ENOTCONN, "the FUSE mount of %s at %s is gone", digest, fs_dir);
 	if (st.state == LFS_STATE_COMPLETE || st.registry_ok)

@@ -457,8 +457,10 @@ static int layout_entry(struct out_state *st, const struct esgz_b_tar *t, struct
 			return err->code;
 		if (is_landmark)
 			memcpy(p, landmark_byte, 1);
-		else if ((r = esgz_b_spool_read(&t->spool, p, n, e->data_off + off, err)) < 0)
-			return rs_error_prefix(err, "entry '%s'", e->name);
+		else if ((r = esgz_b_spool_read(&t->spool, p, n, e->data_off + off, err)) < 0) {
+			rs_error_prefix(err, "entry '%s'", e->name);
+			return r;
+		}
 	}
 	return member_append(st, zeros, esgz_b_tar_pad(e->size), err);
 }

@@ -117,7 +117,8 @@ static int hash_chunks(const struct esgz_b_tar *t, const struct esgz_b_entry *e,
 			int r = esgz_b_spool_read(&t->spool, buf, len, e->data_off + off, err);
 			if (r < 0) {
 				rs_sha256_free(&h);
-				return rs_error_prefix(err, "entry '%s'", e->name);
+				rs_error_prefix(err, "entry '%s'", e->name);
+				return r;
 			}
 			rs_sha256_update(&h, buf, len);
 			off += (int64_t)len;

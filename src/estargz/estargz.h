@@ -108,12 +108,6 @@ void esgz_footer_gzip(int64_t toc_offset, uint8_t out[ESGZ_FOOTER_SIZE]);
 void esgz_footer_zstd(int64_t toc_offset, int64_t toc_compressed_size, int64_t toc_raw_size,
 		      uint8_t out[ESGZ_ZSTD_FOOTER_FRAME]);
 
-/* Turns the TOC bytes [toc_offset, toc_offset+toc_size) into the TOC JSON:
- * inflates the gzip member and takes the stargz.index.json tar entry, or
- * decompresses the zstd frame. Output is bounded by max_size. */
-int esgz_toc_decompress(const struct esgz_footer *f, const uint8_t *data, size_t len,
-			uint64_t max_size, struct rs_buf *json, struct rs_error *err);
-
 /* ---- index ------------------------------------------------------------- */
 
 enum esgz_type {

@@ -330,9 +330,3 @@ int esgz_toc_inflate(const struct esgz_footer *f, const uint8_t *data, size_t le
 		memset((uint8_t *)out->json + out->len, 0, ESGZ_JSON_PADDING);
 	return r;
 }
-
-int esgz_toc_decompress(const struct esgz_footer *f, const uint8_t *data, size_t len,
-			uint64_t max_size, struct rs_buf *json, struct rs_error *err)
-{
-	return esgz_toc_stream(f, data, len, max_size, append_sink, json, err);
-}

@@ -268,8 +268,10 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 {
 	struct reg_creds cr = {0};
 	int r = reg_creds_load(c->docker_config, creds_host(h, domain), &cr, err);
-	if (r < 0)
-		return rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
+	if (r < 0) {
+		rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
+		return r;
+	}
 
 	bool anonymous = !cr.user && !cr.identity_token;
 	r = realm_allowed(h, domain, ch->realm, anonymous, err);
@@ -337,7 +339,8 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 	}
 	if (r < 0) {
 		rs_buf_free(&body);
-		return rs_error_prefix(err, "authentication for %s: token server", h->host);
+		rs_error_prefix(err, "authentication for %s: token server", h->host);
+		return r;
 	}
 	if (status == 401 || status == 403) {
 		r = auth_failed(h->host, &body, status, err);
@@ -435,8 +438,10 @@ static int use_basic(struct reg_client *c, const struct reg_host *h, const char 
 {
 	struct reg_creds cr = {0};
 	int r = reg_creds_load(c->docker_config, creds_host(h, domain), &cr, err);
-	if (r < 0)
-		return rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
+	if (r < 0) {
+		rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
+		return r;
+	}
 	if (!cr.user || !cr.secret) {
 		reg_creds_free(&cr);
 		return rs_err(err, -EACCES,

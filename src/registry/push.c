@@ -153,8 +153,10 @@ int reg_blob_push(struct reg_client *c, const struct reg_ref *ref, const char *d
 	if ((r = upload_start(c, ref, digest, mount_from, &location, &done, err)) < 0 || done)
 		return r;
 	bool chunked = size > MONOLITHIC_MAX;
-	if (chunked && (r = upload_chunks(c, ref, fd, size, &location, err)) < 0)
-		return rs_error_prefix(err, "pushing blob %s", digest);
+	if (chunked && (r = upload_chunks(c, ref, fd, size, &location, err)) < 0) {
+		rs_error_prefix(err, "pushing blob %s", digest);
+		return r;
+	}
 	cleanup_free char *url = reg_url_add_query(location, "digest", digest);
 	if (!url)
 		return rs_err(err, -ENOMEM, "out of memory");
@@ -168,8 +170,10 @@ int reg_blob_push(struct reg_client *c, const struct reg_ref *ref, const char *d
 				   .push = true,
 				   .max_body = UPLOAD_REPLY_MAX};
 	cleanup_resp struct reg_http_resp resp = {0};
-	if ((r = reg_http_do(c, &req, &resp, err)) < 0)
-		return rs_error_prefix(err, "pushing blob %s", digest);
+	if ((r = reg_http_do(c, &req, &resp, err)) < 0) {
+		rs_error_prefix(err, "pushing blob %s", digest);
+		return r;
+	}
 	if (resp.status != 201)
 		return reg_http_status_error(&req, &resp, "finishing blob upload", err);
 	if (resp.docker_content_digest && strcmp(resp.docker_content_digest, digest) != 0)

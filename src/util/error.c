@@ -17,17 +17,17 @@ int rs_err(struct rs_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
-int rs_error_prefix(struct rs_error *err, const char *fmt, ...)
+void rs_error_prefix(struct rs_error *err, const char *fmt, ...)
 {
 	if (!err)
-		return -EINVAL;
+		return;
 	char prefix[RS_ERROR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return err->code;
+		return;
 	/* Build "prefix: old" in place; whatever does not fit is cut. */
 	char joined[RS_ERROR_MSG_MAX];
 	size_t pl = strnlen(prefix, sizeof(joined) - 3);
@@ -38,7 +38,6 @@ int rs_error_prefix(struct rs_error *err, const char *fmt, ...)
 	memcpy(joined + pl + 2, err->msg, ol);
 	joined[pl + 2 + ol] = '\0';
 	memcpy(err->msg, joined, sizeof(joined));
-	return err->code;
 }
 
 void rs_error_clear(struct rs_error *err)

@@ -24,8 +24,10 @@ struct rs_error {
 /* Fills err (if non-NULL) and returns code, so callers can `return rs_err(...)`. */
 int rs_err(struct rs_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Prepends "context: " to an existing message; returns err->code. */
-int rs_error_prefix(struct rs_error *err, const char *fmt, ...)
+/* Prepends "context: " to an existing message. Returns nothing, so that a
+ * caller returns the code it holds: err may be NULL (the caller does not want
+ * messages), and then there is nothing to prefix and no code to give back. */
+void rs_error_prefix(struct rs_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void rs_error_clear(struct rs_error *err);
 
