@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@ static const char usage_main[] =
     "Options:\n"
     "  -h, --help     show this help (or `stargz COMMAND --help`)\n"
     "      --version  show the version\n"
+    "\n"
+    "Environment: STARGZ_LOG_LEVEL=debug logs every level on stderr.\n"
     "\n"
     "Exit status: 0 ok, 1 a digest did not match, 2 usage error, 3 I/O or format error.\n";
 
@@ -745,6 +748,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	rs_log_set_level(RS_LOG_WARN);
+	/* Every level, for tests that check what even debug lines may hold. */
+	const char *lvl = getenv("STARGZ_LOG_LEVEL");
+	if (lvl && strcmp(lvl, "debug") == 0)
+		rs_log_set_level(RS_LOG_DEBUG);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(cmd, cmds[i].name) == 0) {
 			reset_getopt();

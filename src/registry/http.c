@@ -205,9 +205,9 @@ static int foreign_401(const struct attempt_ctx *a, const char *url, struct rs_e
 	else
 		snprintf(host, sizeof(host), "%s", "an unparsable URL");
 	return rs_err(err, -EACCES,
-		      "authentication failed for %s: %s, where %s sent the request, asked for "
-		      "credentials (HTTP 401); credentials for %s go to %s only",
-		      a->h->host, host, a->h->host, a->h->host, a->h->host);
+		      "authentication failed for %s: it sent the request on to %s, which asked "
+		      "for credentials (HTTP 401); those of %s are sent to %s only",
+		      a->h->host, host, a->h->host, a->h->host);
 }
 
 static int once(const struct attempt_ctx *a, const char *url, const char *auth)

@@ -24,8 +24,18 @@ requests and Authorization pass through, faults are applied on the way back):
   --redirect-blobs        blob GETs are answered 307 to /_storage/<token>,
                           which serves the blob (object storage; not a fault)
   --redirect-loop         (with --upstream) manifests pass, blob GETs loop
+  --redirect-to URL       with --redirect-blobs: the storage is at URL (another
+                          server, e.g. a --challenge one) instead of here
+Credential traps (standalone):
+  --challenge REALM       every request gets 401 with `WWW-Authenticate:
+                          Bearer realm="REALM",service="fake"` (storage or a
+                          registry that wants a token from REALM)
+  --token-realm           every request gets 200 {"token": FAKE_TOKEN}: a token
+                          server that only records who asked
+  --tls CERT:KEY          serve HTTPS with that certificate
 
-Each request is logged to --log as a JSON line {method, path, range, status}.
+Each request is logged to --log as a JSON line {method, path, range, status,
+authorization} (authorization: the Authorization header received, or null).
 """
 
 import argparse
@@ -45,6 +55,7 @@ LOCK = threading.Lock()
 # rewritten manifest digest -> upstream digest (so GET by the new digest works)
 REWRITTEN = {}
 STORAGE = {}  # token -> upstream blob path
+FAKE_TOKEN = "fake-realm-token-0b5e7c1d"
 
 HTML = (b"<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n"
         b"<body><h1>Welcome to nginx!</h1><p>If you see this page, the web server is "
@@ -71,7 +82,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # --- helpers -------------------------------------------------------------
     def _log(self, status, **kw):
         e = {"method": self.command, "path": self.path, "range": self.headers.get("Range"),
-             "status": status}
+             "status": status, "authorization": self.headers.get("Authorization")}
         e.update(kw)
         log(e)
 
@@ -140,6 +151,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         path = urllib.parse.urlparse(self.path).path
         head = self.command == "HEAD"
+        if A.challenge:
+            return self.send(401, json.dumps({"errors": [{"code": "UNAUTHORIZED",
+                                                          "message": "authentication required"}]}
+                                             ).encode(),
+                             {"Content-Type": "application/json",
+                              "WWW-Authenticate": 'Bearer realm="%s",service="fake"' % A.challenge},
+                             head=head)
+        if A.token_realm:
+            return self.send(200, json.dumps({"token": FAKE_TOKEN, "expires_in": 300}).encode(),
+                             {"Content-Type": "application/json"}, head=head)
         if A.html:
             return self.send(200, HTML, {"Content-Type": "text/html; charset=utf-8"}, head=head)
         if path == "/v2/" or path == "/v2":
@@ -171,7 +192,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if m_blob and self.command == "GET" and A.redirect_blobs:
             tok = hashlib.sha256(os.urandom(16)).hexdigest()[:24]
             STORAGE[tok] = self.path
-            return self.send(307, b"", {"Location": "http://127.0.0.1:%d/_storage/%s" % (A.port, tok)})
+            base = A.redirect_to.rstrip("/") if A.redirect_to else "http://127.0.0.1:%d" % A.port
+            return self.send(307, b"", {"Location": "%s/_storage/%s" % (base, tok)})
         if m_man and self.command in ("GET", "HEAD"):
             return self.manifest(m_man.group(1), m_man.group(2), head)
         if m_blob and self.command == "GET":
@@ -261,11 +283,21 @@ def main():
     ap.add_argument("--manifest-media-type")
     ap.add_argument("--layer-media-type")
     ap.add_argument("--ignore-range", action="store_true")
+    ap.add_argument("--redirect-to")
+    ap.add_argument("--challenge")
+    ap.add_argument("--token-realm", action="store_true")
+    ap.add_argument("--tls")
     A = ap.parse_args()
     if A.upstream and not A.upstream.startswith("http://127.0.0.1:"):
         ap.error("--upstream must be http://127.0.0.1:PORT")
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", A.port), Handler)
     srv.daemon_threads = True
+    if A.tls:
+        import ssl
+        cert, _, key = A.tls.partition(":")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=srv.shutdown).start())
     if A.ready:
         with open(A.ready + ".tmp", "w") as f:

@@ -34,7 +34,7 @@
 #       registry started before podman_setup is marked insecure)
 # Misbehaving registries:
 #   fake_registry_start VAR ARGS...  fake_registry.py ARGS; VAR="127.0.0.1:PORT",
-#       VAR_LOG its request log
+#       VAR_LOG its request log (--tls CERT:KEY: https)
 #   token_requests [CODE]   token requests logged (with that result)
 # Everything started here is stopped at exit, by pid.
 
@@ -598,10 +598,12 @@ podman_pull_run() {
 # --- misbehaving registries ----------------------------------------------------------
 
 # fake_registry_start VAR ARGS...: fake_registry.py ARGS on a free port; sets
-# VAR="127.0.0.1:PORT" and VAR_LOG (its request log).
+# VAR="127.0.0.1:PORT" and VAR_LOG (its request log); with --tls CERT:KEY it
+# is waited for over https.
 fake_registry_start() {
-	local var=$1 port pid
+	local var=$1 port pid scheme=http a
 	shift
+	for a in "$@"; do [ "$a" = --tls ] && scheme=https; done
 	local lg=$RIG/fake-$var.log
 	: >"$lg"
 	for _ in 1 2 3 4 5; do
@@ -610,12 +612,12 @@ fake_registry_start() {
 			>"$RIG/fake-$var.out" 2>&1 &
 		pid=$!
 		_RIG_PIDS+=("$pid")
-		if rig_wait_http "http://127.0.0.1:$port/_ready" "$pid" >/dev/null; then
+		if rig_wait_http "$scheme://127.0.0.1:$port/_ready" "$pid" -k >/dev/null; then
 			: >"$lg"
 			printf -v "$var" '%s' "127.0.0.1:$port"
 			printf -v "${var}_LOG" '%s' "$lg"
 			printf -v "${var}_PID" '%s' "$pid"
-			rig_log "fake registry $var (pid $pid) on http://127.0.0.1:$port: $*"
+			rig_log "fake registry $var (pid $pid) on $scheme://127.0.0.1:$port: $*"
 			return 0
 		fi
 		rig_stop "$pid"

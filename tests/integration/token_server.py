@@ -21,7 +21,8 @@ up there.  --x5c puts the signing certificate in an `x5c` header instead (the
 registry then verifies it against the bundle as a chain).
 
 Every request is logged to --log as one JSON line: {"method", "path",
-"service", "scope", "user", "result"[, "access"]}.  Listens on 127.0.0.1 only.  Stops on SIGTERM.
+"service", "scope", "user", "result"[, "access"]}; --token-log FILE gets each
+token issued, one a line (for tests that grep for leaks).  Listens on 127.0.0.1 only.  Stops on SIGTERM.
 """
 
 import argparse
@@ -176,6 +177,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry["result"] = 200
         entry["access"] = access
         log(entry)
+        if S.token_log:
+            with LOCK:
+                with open(S.token_log, "a") as f:
+                    f.write(tok + "\n")
         reply = {"token": tok, "access_token": tok, "expires_in": S.expires,
                  "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
         if oauth and user:
@@ -197,6 +202,8 @@ def main():
     ap.add_argument("--expires", type=int, default=300)
     ap.add_argument("--log")
     ap.add_argument("--x5c", action="store_true")
+    ap.add_argument("--token-log", help="append every token issued to this file (tests grep "
+                    "for leaks)")
     ap.add_argument("--fail-first", type=int, default=0, help="answer 503 to the first N requests")
     ap.add_argument("--ready", help="write this file once listening")
     a = ap.parse_args()
@@ -225,6 +232,7 @@ def main():
     S.expires = a.expires
     S.log = a.log
     S.x5c = a.x5c
+    S.token_log = a.token_log
     S.fail_next = a.fail_first
     S.refresh = {}
 
