@@ -24,6 +24,12 @@ static const char usage_mount[] =
     "and exits on SIGINT or SIGTERM. MOUNTPOINT/.remote-snapshotter/status.json\n"
     "tells how much of the layer is fetched.\n"
     "\n"
+    "A layer is mounted only when it can be verified: its TOC against a TOC digest\n"
+    "(--toc-digest, or with --all the layer's annotation\n"
+    "containerd.io/snapshot/stargz/toc.digest) and every chunk of file data against\n"
+    "its chunkDigest. Otherwise stargz mount exits with status 1, unless\n"
+    "--allow-unverified.\n"
+    "\n"
     "  --plain-http          talk plain HTTP to registries\n"
     "  --hosts-dir DIR       registry host configuration (certs.d layout)\n"
     "  --no-prefetch         do not prefetch the files before .prefetch.landmark\n"
@@ -33,6 +39,7 @@ static const char usage_mount[] =
     "  --mem-cache MIB       memory for decompressed chunks (default 512)\n"
     "  --timeout SECONDS     a read not served by then fails with EIO (default 30)\n"
     "  --toc-digest DIGEST   expected sha256 of the layer's TOC (single layer)\n"
+    "  --allow-unverified    mount layers without a TOC digest or chunk digests\n"
     "  --workers N           FUSE worker threads (default 16)\n"
     "  --fetchers N          fetch threads (default 4)\n"
     "  --verbose             log what happens (fetch errors are always logged)\n"
@@ -51,6 +58,7 @@ enum {
 	M_ALL,
 	M_WORKERS,
 	M_FETCHERS,
+	M_ALLOW_UNVERIFIED,
 };
 
 struct mount_args {
@@ -73,6 +81,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 	    {"mem-cache", required_argument, NULL, M_MEM},
 	    {"timeout", required_argument, NULL, M_TIMEOUT},
 	    {"toc-digest", required_argument, NULL, M_TOC_DIGEST},
+	    {"allow-unverified", no_argument, NULL, M_ALLOW_UNVERIFIED},
 	    {"all", no_argument, NULL, M_ALL},
 	    {"workers", required_argument, NULL, M_WORKERS},
 	    {"fetchers", required_argument, NULL, M_FETCHERS},
@@ -129,6 +138,9 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 			break;
 		case M_ALL:
 			a->all = true;
+			break;
+		case M_ALLOW_UNVERIFIED:
+			a->layer.allow_unverified = true;
 			break;
 		case M_WORKERS:
 		case M_FETCHERS:
@@ -259,6 +271,9 @@ int cmd_mount(int argc, char **argv)
 	int ret = 0;
 	if (rc < 0) {
 		ret = fail("mount", &err);
+		/* Refused as unverifiable: a verification failure like a digest's. */
+		if (rc == LFS_EUNVERIFIED)
+			ret = EXIT_DIGEST;
 	} else {
 		printf("ready\n");
 		fflush(stdout);

@@ -80,23 +80,6 @@ void lfs_chunk_key(const struct lfs_layer *l, uint32_t i, uint8_t key[RS_SHA256_
 
 /* ---- queues (under rt->lock) ------------------------------------------------ */
 
-static void push_locked(struct lfs_runtime *rt, struct lfs_job *j, bool front)
-{
-	if (front) {
-		j->next = rt->queue_head[j->prio];
-		rt->queue_head[j->prio] = j;
-		if (!rt->queue_tail[j->prio])
-			rt->queue_tail[j->prio] = j;
-		return;
-	}
-	j->next = NULL;
-	if (rt->queue_tail[j->prio])
-		rt->queue_tail[j->prio]->next = j;
-	else
-		rt->queue_head[j->prio] = j;
-	rt->queue_tail[j->prio] = j;
-}
-
 /* Prefetch and background jobs leave one fetcher to on-demand reads: a
  * read must not queue behind megabytes it did not ask for. */
 static bool low_prio_allowed(const struct lfs_runtime *rt)
@@ -104,43 +87,29 @@ static bool low_prio_allowed(const struct lfs_runtime *rt)
 	return rt->fetch_pool < 2 || rt->low_running < rt->fetch_pool - 1;
 }
 
-static struct lfs_job *pop_locked(struct lfs_runtime *rt)
-{
-	for (int p = 0; p < LFS_NPRIO; p++) {
-		struct lfs_job *j = rt->queue_head[p];
-		if (!j)
-			continue;
-		if (p >= LFS_PRIO_PREFETCH && !low_prio_allowed(rt))
-			return NULL;
-		rt->queue_head[p] = j->next;
-		if (!j->next)
-			rt->queue_tail[p] = NULL;
-		j->next = NULL;
-		return j;
-	}
-	return NULL;
-}
+static void jobs_free(struct lfs_job *j);
 
-static void enqueue(struct lfs_runtime *rt, struct lfs_job *jobs)
+void lfs_fetch_enqueue(struct lfs_runtime *rt, struct lfs_job *jobs)
 {
 	if (!jobs)
 		return;
+	struct lfs_job *dropped = NULL;
 	pthread_mutex_lock(&rt->lock);
 	while (jobs) {
 		struct lfs_job *next = jobs->next;
-		push_locked(rt, jobs, false);
+		/* A reader or readahead racing lfs_layer_close: nothing more
+		 * is fetched for a closed layer. */
+		if (jobs->layer->closed) {
+			jobs->next = dropped;
+			dropped = jobs;
+		} else {
+			lfs_queue_push(rt->queue_head, rt->queue_tail, jobs, false);
+		}
 		jobs = next;
 	}
 	pthread_cond_broadcast(&rt->queue_cond);
 	pthread_mutex_unlock(&rt->lock);
-}
-
-static bool job_has(const struct lfs_job *j, uint32_t chunk)
-{
-	for (uint32_t r = 0; r < j->nruns; r++)
-		if (chunk >= j->runs[r].first && chunk < j->runs[r].first + j->runs[r].count)
-			return true;
-	return false;
+	jobs_free(dropped);
 }
 
 /* A reader waits for chunk: if its job still sits in a lower queue, it moves
@@ -148,23 +117,7 @@ static bool job_has(const struct lfs_job *j, uint32_t chunk)
 static void promote(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t chunk)
 {
 	pthread_mutex_lock(&rt->lock);
-	for (int p = LFS_PRIO_READAHEAD; p < LFS_NPRIO; p++) {
-		struct lfs_job *prev = NULL;
-		for (struct lfs_job *j = rt->queue_head[p]; j; prev = j, j = j->next) {
-			if (j->layer != l || !job_has(j, chunk))
-				continue;
-			if (prev)
-				prev->next = j->next;
-			else
-				rt->queue_head[p] = j->next;
-			if (rt->queue_tail[p] == j)
-				rt->queue_tail[p] = prev;
-			j->prio = LFS_PRIO_ONDEMAND;
-			push_locked(rt, j, true);
-			pthread_mutex_unlock(&rt->lock);
-			return;
-		}
-	}
+	lfs_queue_promote(rt->queue_head, rt->queue_tail, l, chunk);
 	pthread_mutex_unlock(&rt->lock);
 }
 
@@ -190,8 +143,20 @@ static void job_append(struct lfs_job **head, struct lfs_job **tail, struct lfs_
 	*tail = j;
 }
 
+/* The compressed bytes a job's request reads. */
+static int64_t job_bytes(const struct lfs_layer *l, const struct lfs_job *j)
+{
+	int64_t sum = 0;
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *r = &j->runs[k];
+		sum += l->chunks[r->first + r->count - 1].comp_end - l->chunks[r->first].offset;
+	}
+	return sum;
+}
+
 /* Appends chunk i (already marked in flight) to the job list, merging it
- * into the last run when its bytes follow. */
+ * into the last run when its bytes follow; a job past max_bytes takes no
+ * more runs. */
 static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **tail, uint32_t i,
 		   enum lfs_prio prio, int64_t max_bytes)
 {
@@ -204,7 +169,8 @@ static int job_add(struct lfs_layer *l, struct lfs_job **head, struct lfs_job **
 			r->count++;
 			return 0;
 		}
-		if (j->nruns < LFS_JOB_MAX_RUNS && prio != LFS_PRIO_PREFETCH) {
+		if (j->nruns < LFS_JOB_MAX_RUNS && prio != LFS_PRIO_PREFETCH &&
+		    job_bytes(l, j) + comp_len(&l->chunks[i]) <= max_bytes) {
 			j->runs[j->nruns++] = (struct lfs_run){i, 1};
 			return 0;
 		}
@@ -245,7 +211,7 @@ void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, e
 			l->prefetch_pending++;
 		}
 	pthread_mutex_unlock(&l->lock);
-	enqueue(l->rt, head);
+	lfs_fetch_enqueue(l->rt, head);
 }
 
 /* Whether chunk i is for the prefetch of a layer with noPrefetch chunks.
@@ -344,7 +310,7 @@ static void queue_partial_prefetch(struct lfs_layer *l, uint32_t end)
 	if (rc == 0)
 		push_prefetch_job(l, &head, &tail, pend, npend);
 	pthread_mutex_unlock(&l->lock);
-	enqueue(l->rt, head);
+	lfs_fetch_enqueue(l->rt, head);
 }
 
 void lfs_fetch_layer_start(struct lfs_layer *l)
@@ -472,22 +438,26 @@ static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i
 	return 1;
 }
 
-/* Under l->lock: chunk i is no longer in flight; res as land_chunk's. */
-static void settle_chunk_locked(struct lfs_layer *l, uint32_t i, int8_t res)
+/* Under l->lock: chunk i is no longer in flight; res as land_chunk's. True
+ * when it was the last chunk its file's digest check waited for: the caller
+ * runs lfs_file_check once it has let go of the lock. */
+static bool settle_chunk_locked(struct lfs_layer *l, uint32_t i, int8_t res)
 {
 	uint8_t *st = &l->chunk_state[i];
 	*st &= (uint8_t) ~(LFS_CHUNK_INFLIGHT | LFS_CHUNK_FAILED | LFS_CHUNK_BADDATA);
 	if (res > 0) {
-		if (!(*st & LFS_CHUNK_FETCHED))
+		bool first = !(*st & LFS_CHUNK_FETCHED);
+		if (first)
 			l->fetched_bytes += lfs_chunk_bytes(l, i);
 		*st |= LFS_CHUNK_FETCHED;
-		return;
+		return first && lfs_file_chunk_in_locked(l, i);
 	}
 	*st |= LFS_CHUNK_FAILED;
 	if (res < 0) {
 		*st |= LFS_CHUNK_BADDATA;
 		l->verify_errors++;
 	}
+	return false;
 }
 
 void lfs_chunk_land_settle(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
@@ -495,9 +465,11 @@ void lfs_chunk_land_settle(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t
 {
 	int8_t res = land_chunk(rt, l, i, comp, prio);
 	pthread_mutex_lock(&l->lock);
-	settle_chunk_locked(l, i, res);
+	bool check = settle_chunk_locked(l, i, res);
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
+	if (check)
+		lfs_file_check(l, i);
 }
 
 /* A run of several chunks streamed: each goes to the decode pool, and so to
@@ -610,8 +582,9 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 	for (uint32_t k = 0; k < j->nruns; k++) {
 		const struct lfs_run *run = &j->runs[k];
 		for (uint32_t i = run->first; i < run->first + run->count; i++, at++)
-			if (!(streamed && i < from))
-				settle_chunk_locked(l, i, result ? result[at] : 0);
+			if (!(streamed && i < from) &&
+			    settle_chunk_locked(l, i, result ? result[at] : 0))
+				result[at] = 2; /* the file's last chunk: check it below */
 	}
 	if (r < 0) {
 		l->fetch_errors++;
@@ -623,6 +596,13 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 		l->prefetch_pending--;
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->lock);
+	at = 0;
+	for (uint32_t k = 0; k < j->nruns && result; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		for (uint32_t i = run->first; i < run->first + run->count; i++, at++)
+			if (result[at] == 2)
+				lfs_file_check(l, i);
+	}
 	free(result);
 }
 
@@ -631,7 +611,8 @@ static void *fetcher_main(void *arg)
 	struct lfs_runtime *rt = arg;
 	pthread_mutex_lock(&rt->lock);
 	while (!rt->stopping) {
-		struct lfs_job *j = pop_locked(rt);
+		struct lfs_job *j =
+		    lfs_queue_pop(rt->queue_head, rt->queue_tail, low_prio_allowed(rt));
 		bool bg = false;
 		/* Counted before the pick drops the lock: another fetcher must not
 		 * take the last free slot meanwhile. */
@@ -648,6 +629,16 @@ static void *fetcher_main(void *arg)
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_sec += 1;
 			pthread_cond_timedwait(&rt->queue_cond, &rt->lock, &ts);
+			continue;
+		}
+		if (j->layer->closed) { /* a background job built while it closed */
+			if (bg)
+				rt->bg_busy = false;
+			if (counted)
+				rt->low_running--;
+			pthread_mutex_unlock(&rt->lock);
+			jobs_free(j);
+			pthread_mutex_lock(&rt->lock);
 			continue;
 		}
 		enum lfs_prio prio = j->prio;
@@ -713,23 +704,9 @@ void lfs_fetch_stop(struct lfs_runtime *rt)
 
 void lfs_fetch_cancel(struct lfs_runtime *rt, struct lfs_layer *l)
 {
-	struct lfs_job *dropped = NULL;
 	pthread_mutex_lock(&rt->lock);
-	for (int p = 0; p < LFS_NPRIO; p++) {
-		struct lfs_job **pp = &rt->queue_head[p], *last = NULL;
-		while (*pp) {
-			struct lfs_job *j = *pp;
-			if (j->layer == l) {
-				*pp = j->next;
-				j->next = dropped;
-				dropped = j;
-			} else {
-				last = j;
-				pp = &j->next;
-			}
-		}
-		rt->queue_tail[p] = last;
-	}
+	l->closed = true;
+	struct lfs_job *dropped = lfs_queue_take_layer(rt->queue_head, rt->queue_tail, l);
 	pthread_mutex_unlock(&rt->lock);
 	/* Their chunks stay marked in flight: the layer is going away. */
 	jobs_free(dropped);
@@ -751,10 +728,12 @@ static int wait_deadline(struct lfs_layer *l, int64_t deadline_ms)
 	return r == ETIMEDOUT ? -ETIMEDOUT : 0;
 }
 
-/* Under l->lock: adds the small chunks that follow run ends to the job. */
+/* Under l->lock: adds the small chunks that follow run ends to the job,
+ * within LFS_JOB_MAX_BYTES for the whole job. */
 static void add_neighbours(struct lfs_layer *l, struct lfs_job *head)
 {
 	for (struct lfs_job *j = head; j; j = j->next) {
+		int64_t total = job_bytes(l, j);
 		for (uint32_t k = 0; k < j->nruns; k++) {
 			struct lfs_run *run = &j->runs[k];
 			int64_t added = 0;
@@ -766,36 +745,56 @@ static void add_neighbours(struct lfs_layer *l, struct lfs_job *head)
 				if (k + 1 < j->nruns && next >= j->runs[k + 1].first)
 					break;
 				int64_t len = comp_len(&l->chunks[next]);
-				if (len > NEIGHBOUR_MAX || added + len > NEIGHBOURS_MAX_BYTES)
+				if (len > NEIGHBOUR_MAX || added + len > NEIGHBOURS_MAX_BYTES ||
+				    total + len > LFS_JOB_MAX_BYTES)
 					break;
 				l->chunk_state[next] |= LFS_CHUNK_INFLIGHT;
 				run->count++;
 				added += len;
+				total += len;
 			}
 		}
 	}
 }
 
+/* The cached bytes of chunk i, or NULL. A key names content, not a size:
+ * a value of another length (another layer's TOC gave the same chunkDigest
+ * a different size, or a legacy key's place held other bytes) is a miss,
+ * else a read would copy past it or serve bytes the chunk never had. */
+struct cache_buf *lfs_chunk_cached(struct lfs_layer *l, uint32_t i)
+{
+	uint8_t key[RS_SHA256_LEN];
+	struct cache_buf *b = NULL;
+	lfs_chunk_key(l, i, key);
+	if (cache_get(l->rt->cache, key, &b, NULL) < 0)
+		return NULL;
+	if ((uint64_t)cache_buf_len(b) == (uint64_t)l->chunks[i].size)
+		return b;
+	cache_buf_unref(b);
+	pthread_mutex_lock(&l->lock);
+	l->cache_size_mismatches++;
+	pthread_mutex_unlock(&l->lock);
+	rs_log(RS_LOG_WARN,
+	       "layerfs: %s: cached chunk at blob offset %lld has another size than its %lld "
+	       "bytes; fetching it again",
+	       l->digest, (long long)l->chunks[i].offset, (long long)l->chunks[i].size);
+	return NULL;
+}
+
 int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct cache_buf **out,
 		   int64_t deadline_ms, struct rs_error *err)
 {
-	struct lfs_runtime *rt = l->rt;
 	uint32_t missing = 0;
-	if (lfs_layer_failed(l)) {
-		for (uint32_t i = 0; i < n; i++)
-			out[i] = NULL;
-		return rs_err(err, -EIO, "the layer failed its diffID check");
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint8_t key[RS_SHA256_LEN];
+	for (uint32_t i = 0; i < n; i++)
 		out[i] = NULL;
+	if (lfs_layer_failed(l))
+		return rs_err(err, -EIO, "the layer failed its diffID check");
+	for (uint32_t i = 0; i < n; i++) {
 		if (l->chunks[ids[i]].size == 0)
 			continue;
-		lfs_chunk_key(l, ids[i], key);
-		if (cache_get(rt->cache, key, &out[i], NULL) < 0) {
-			out[i] = NULL;
+		out[i] = lfs_chunk_cached(l, ids[i]);
+		if (!out[i])
 			missing++;
-		}
 	}
 	if (missing == 0)
 		return 0;
@@ -845,11 +844,11 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 		if (r == 0 && head)
 			add_neighbours(l, head);
 		pthread_mutex_unlock(&l->lock);
-		enqueue(rt, head);
+		lfs_fetch_enqueue(l->rt, head);
 		if (r < 0 || !any_missing)
 			break;
 		if (waiting_for != UINT32_MAX)
-			promote(rt, l, waiting_for);
+			promote(l->rt, l, waiting_for);
 
 		/* Wait until one of ours is no longer in flight. */
 		pthread_mutex_lock(&l->lock);
@@ -875,14 +874,9 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 		pthread_mutex_unlock(&l->lock);
 		if (r < 0)
 			break;
-		for (uint32_t i = 0; i < n; i++) {
-			if (out[i] || l->chunks[ids[i]].size == 0)
-				continue;
-			uint8_t key[RS_SHA256_LEN];
-			lfs_chunk_key(l, ids[i], key);
-			if (cache_get(rt->cache, key, &out[i], NULL) < 0)
-				out[i] = NULL;
-		}
+		for (uint32_t i = 0; i < n; i++)
+			if (!out[i] && l->chunks[ids[i]].size != 0)
+				out[i] = lfs_chunk_cached(l, ids[i]);
 	}
 	free(tries);
 	if (r < 0)

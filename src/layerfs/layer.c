@@ -41,6 +41,8 @@ void lfs_layer_unref(struct lfs_layer *l)
 	free(l->expect_chain_id);
 	free(l->expect_chain_parent);
 	free(l->chunk_state);
+	free(l->file_left);
+	free(l->file_state);
 	free(l->mountpoint);
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->lock);
@@ -70,6 +72,30 @@ static void count_bytes(struct lfs_layer *l)
 	}
 }
 
+/* The verification policy of lfs_layer_opts.allow_unverified, for a TOC
+ * just read. */
+static int check_verifiable(struct lfs_layer *l, const struct lfs_layer_opts *o,
+			    struct rs_error *err)
+{
+	if (o->allow_unverified)
+		return 0;
+	for (uint32_t i = 0; i < l->nchunks; i++) {
+		const struct esgz_chunk *c = &l->chunks[i];
+		if (c->size > 0 && !c->has_digest)
+			return rs_err(
+			    err, LFS_EUNVERIFIED,
+			    "TOC entry '%.200s' has a chunk without chunkDigest (a legacy "
+			    "stargz layer?): its bytes cannot be verified; refused "
+			    "unless allow_unverified",
+			    esgz_node_name(l->idx, esgz_index_node(l->idx, c->node)));
+	}
+	if (!o->toc_digest && !o->toc_digest_later)
+		return rs_err(err, LFS_EUNVERIFIED,
+			      "no TOC digest (annotation " ESGZ_ANNOTATION_TOC_DIGEST
+			      ") to check the TOC against: refused unless allow_unverified");
+	return 0;
+}
+
 int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
 		   struct rs_error *err)
 {
@@ -88,6 +114,8 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	l->no_prefetch = o->no_prefetch;
 	l->no_background = o->no_background;
 	l->defer_fetch = o->defer_fetch;
+	l->allow_unverified = o->allow_unverified;
+	atomic_init(&l->toc_unchecked, !o->toc_digest && !o->allow_unverified);
 	atomic_init(&l->fetch_started, false);
 	atomic_init(&l->diffid_state, LFS_DIFFID_OFF);
 	l->registry_ok = true;
@@ -136,6 +164,13 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 		r = rs_err(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	r = check_verifiable(l, o, err);
+	if (r < 0)
+		goto fail;
+	if (lfs_file_checks_init(l) < 0) {
+		r = rs_err(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	count_bytes(l);
 	find_prefetch_set(l);
 	pthread_mutex_lock(&rt->lock);
@@ -162,6 +197,7 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 		return rs_err(err, ESGZ_EDIGEST, "layer %s: TOC digest is %s, expected %s",
 			      l->digest, got, digest);
 	}
+	atomic_store(&l->toc_unchecked, false);
 	return 0;
 }
 
@@ -224,6 +260,12 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 {
 	if (l->se)
 		return rs_err(err, -EBUSY, "layer %s is mounted already", l->digest);
+	if (atomic_load(&l->toc_unchecked))
+		return rs_err(err, LFS_EUNVERIFIED,
+			      "layer %s: its TOC digest was never checked (no "
+			      "annotation " ESGZ_ANNOTATION_TOC_DIGEST
+			      "): refused unless allow_unverified",
+			      l->digest);
 	struct stat st;
 	if (stat(mountpoint, &st) < 0)
 		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
@@ -327,6 +369,7 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	out->registry_ok = l->registry_ok;
 	out->fetch_errors = l->fetch_errors;
 	out->verify_errors = l->verify_errors;
+	out->cache_size_mismatches = l->cache_size_mismatches;
 	bool prefetching = l->prefetch_pending > 0;
 	pthread_mutex_unlock(&l->lock);
 	out->percent =
@@ -350,16 +393,17 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 
 int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
 {
-	return rs_buf_printf(out,
-			     "{\"digest\":\"%s\",\"size\":%lld,\"data_bytes\":%lld,"
-			     "\"fetched_bytes\":%lld,\"percent\":%.2f,\"state\":\"%s\","
-			     "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
-			     "\"verify_errors\":%llu,\"entries\":%llu,\"diff_id_check\":\"%s\","
-			     "\"diff_id\":\"%s\"}\n",
-			     s->digest, (long long)s->size, (long long)s->data_bytes,
-			     (long long)s->fetched_bytes, s->percent, lfs_state_name(s->state),
-			     s->mounted ? "true" : "false", s->registry_ok ? "true" : "false",
-			     (unsigned long long)s->fetch_errors,
-			     (unsigned long long)s->verify_errors, (unsigned long long)s->entries,
-			     s->diff_id_check ? s->diff_id_check : "off", s->diff_id);
+	return rs_buf_printf(
+	    out,
+	    "{\"digest\":\"%s\",\"size\":%lld,\"data_bytes\":%lld,"
+	    "\"fetched_bytes\":%lld,\"percent\":%.2f,\"state\":\"%s\","
+	    "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
+	    "\"verify_errors\":%llu,\"cache_size_mismatches\":%llu,"
+	    "\"entries\":%llu,\"diff_id_check\":\"%s\",\"diff_id\":\"%s\"}\n",
+	    s->digest, (long long)s->size, (long long)s->data_bytes, (long long)s->fetched_bytes,
+	    s->percent, lfs_state_name(s->state), s->mounted ? "true" : "false",
+	    s->registry_ok ? "true" : "false", (unsigned long long)s->fetch_errors,
+	    (unsigned long long)s->verify_errors, (unsigned long long)s->cache_size_mismatches,
+	    (unsigned long long)s->entries, s->diff_id_check ? s->diff_id_check : "off",
+	    s->diff_id);
 }

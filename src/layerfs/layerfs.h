@@ -15,7 +15,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cache/cache.h"
 #include "registry/registry.h"
 #include "util/util.h"
 
@@ -39,7 +38,6 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 		    struct rs_error *err);
 /* Unmounts and closes every layer still open, then stops all threads. */
 void lfs_runtime_free(struct lfs_runtime *rt);
-void lfs_runtime_cache_stats(struct lfs_runtime *rt, struct cache_stats *out);
 
 /* ---- one layer -------------------------------------------------------- */
 
@@ -49,21 +47,31 @@ struct lfs_layer_opts {
 	const char *digest;        /* the layer blob's digest */
 	int64_t size;              /* blob size; 0: asked with HEAD */
 	const char *toc_digest;    /* expected sha256 of the TOC JSON; NULL: not checked */
-	bool allow_unverified;     /* mount a layer without toc_digest, or whose TOC has
-				    * regular-file chunks without chunkDigest; else
-				    * lfs_layer_open fails with LFS_EUNVERIFIED */
-	int64_t toc_tail;          /* hint: bytes from the TOC's start to the blob's end,
-				    * the first request's length; 0 (or implausible): 256 KiB */
-	bool no_prefetch;          /* skip the prefetch of the landmarked files */
-	bool no_background;        /* skip the background fetch of the whole layer */
-	bool defer_fetch;          /* prefetch and background fetch wait for
-				    * lfs_layer_fetch_start() (else: at mount) */
-	long read_timeout_ms;      /* a read not served by then gets EIO; 0: 30000 */
+	/* The verification policy. Without allow_unverified, lfs_layer_open
+	 * fails with LFS_EUNVERIFIED when toc_digest is NULL (unless
+	 * toc_digest_later) or when the TOC has a regular file's chunk without
+	 * chunkDigest (legacy stargz): nothing would tie the served bytes to the
+	 * image the operator chose. The daemon's `[verify] allow_unverified`
+	 * and `stargz mount --allow-unverified` set it. */
+	bool allow_unverified;
+	/* The TOC digest is not known at open but will be given to
+	 * lfs_layer_toc_digest_check before the mount (a layer opened ahead):
+	 * without allow_unverified, lfs_layer_mount fails with LFS_EUNVERIFIED
+	 * until that check has passed. */
+	bool toc_digest_later;
+	int64_t toc_tail;     /* hint: bytes from the TOC's start to the blob's end,
+			       * the first request's length; 0 (or implausible): 256 KiB */
+	bool no_prefetch;     /* skip the prefetch of the landmarked files */
+	bool no_background;   /* skip the background fetch of the whole layer */
+	bool defer_fetch;     /* prefetch and background fetch wait for
+			       * lfs_layer_fetch_start() (else: at mount) */
+	long read_timeout_ms; /* a read not served by then gets EIO; 0: 30000 */
 };
 
 struct lfs_layer;
 
-/* lfs_layer_open's answer to a layer it cannot verify (see allow_unverified). */
+/* lfs_layer_open's and lfs_layer_mount's answer to a layer they cannot
+ * verify (see allow_unverified); the message says why. */
 #define LFS_EUNVERIFIED (-EPERM)
 
 /* Reads the footer and TOC (at most two range requests), checks the TOC
@@ -71,7 +79,8 @@ struct lfs_layer;
 int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
 		   struct rs_error *err);
 /* -EBADMSG (ESGZ_EDIGEST) unless the layer's TOC JSON has digest
- * ("sha256:<hex>"), for a layer opened before its expected digest was known. */
+ * ("sha256:<hex>"), for a layer opened before its expected digest was known
+ * (toc_digest_later); once it passed, the layer may be mounted. */
 int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct rs_error *err);
 /* Asks for the whole-layer check once every chunk is in (the background
  * fetch then reads the blob once more, uncompressed and hashed): the
@@ -84,7 +93,9 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const char *chain_id,
 			     const char *chain_parent, struct rs_error *err);
 /* Mounts the layer at mountpoint (an existing directory) and starts its
- * prefetch and background fetch. */
+ * prefetch and background fetch. LFS_EUNVERIFIED for a layer opened with
+ * toc_digest_later whose TOC digest was never checked (unless
+ * allow_unverified). */
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
 /* Starts the prefetch and the background fetch of a mounted layer opened
  * with defer_fetch (once; later calls do nothing). */
@@ -111,6 +122,7 @@ struct lfs_status {
 	bool registry_ok;      /* the last request to the registry succeeded */
 	uint64_t fetch_errors; /* failed requests and chunks that failed verification */
 	uint64_t verify_errors;
+	uint64_t cache_size_mismatches;  /* cache hits of another length, refetched */
 	uint64_t entries;                /* nodes of the inode table */
 	const char *diff_id_check;       /* off, pending, ok, mismatch */
 	char diff_id[RS_DIGEST_STR_LEN]; /* the blob's, once hashed; "" before */

@@ -7,7 +7,9 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/uio.h>
 
+#include "cache/cache.h"
 #include "estargz/estargz.h"
 #include "layerfs.h"
 
@@ -104,6 +106,8 @@ struct lfs_layer {
 	long read_timeout_ms;
 	bool no_prefetch, no_background;
 	bool defer_fetch;
+	bool allow_unverified;
+	atomic_bool toc_unchecked; /* opened with toc_digest_later, not checked yet */
 	atomic_bool fetch_started;
 
 	struct esgz_blob *blob;
@@ -128,6 +132,7 @@ struct lfs_layer {
 	int64_t bg_retry_at;       /* monotonic ms; background pauses after failures */
 	bool registry_ok;
 	bool closing; /* readers stop waiting: the layer is being unmounted */
+	bool closed;  /* under rt->lock: no job of this layer is queued any more */
 	/* Where recent reads of a few files ended: a read starting there is
 	 * sequential and earns chunk readahead. */
 	struct lfs_stream {
@@ -138,6 +143,11 @@ struct lfs_layer {
 	} streams[LFS_STREAMS];
 	uint64_t stream_clock;
 	uint64_t fetch_errors, verify_errors;
+	uint64_t cache_size_mismatches; /* cache hits of another length than their chunk */
+	/* filedigest.c: per node, chunks its digest check waits for (under
+	 * lock), and the check's state (atomic: the read path looks). */
+	uint32_t *file_left;
+	atomic_uchar *file_state;
 
 	/* FUSE. */
 	struct fuse_session *se;
@@ -176,6 +186,9 @@ void lfs_fetch_stop(struct lfs_runtime *rt);
 int64_t lfs_chunk_bytes(const struct lfs_layer *l, uint32_t i);
 /* The cache key of chunk i. */
 void lfs_chunk_key(const struct lfs_layer *l, uint32_t i, uint8_t key[RS_SHA256_LEN]);
+/* The cached bytes of chunk i (a reference), or NULL on a miss; a cached
+ * value of another length than the chunk is a miss, and counted. */
+struct cache_buf *lfs_chunk_cached(struct lfs_layer *l, uint32_t i);
 /* Gets chunks ids[0..n) (indexes into l->chunks), fetching what is missing,
  * until deadline_ms (monotonic). out[i] receives a reference each; on error
  * every out[i] is NULL. -EIO with a reason on failure or timeout. */
@@ -185,13 +198,43 @@ int lfs_chunks_get(struct lfs_layer *l, const uint32_t *ids, uint32_t n, struct 
 void lfs_fetch_queue_range(struct lfs_layer *l, uint32_t first, uint32_t last, enum lfs_prio prio);
 /* Queues the prefetch set and arms the background fetch. */
 void lfs_fetch_layer_start(struct lfs_layer *l);
-/* Drops queued jobs of l (its in-flight ones finish on their own). */
+/* Queues a list of jobs (linked by next); those of a closed layer are freed. */
+void lfs_fetch_enqueue(struct lfs_runtime *rt, struct lfs_job *jobs);
+/* Drops queued jobs of l and refuses later ones (its in-flight ones finish
+ * on their own). */
 void lfs_fetch_cancel(struct lfs_runtime *rt, struct lfs_layer *l);
 /* Inflates chunk i from its compressed bytes, checks it against its
  * chunkDigest, caches it and settles it (fetched, or failed: bad data / no
  * memory), waking its readers. */
 void lfs_chunk_land_settle(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i,
 			   const uint8_t *comp, enum lfs_prio prio);
+
+/* ---- filedigest.c: the whole-file digest check ---------------------------- */
+/* At open: which files wait for a check. -ENOMEM. */
+int lfs_file_checks_init(struct lfs_layer *l);
+/* Under l->lock, chunk was fetched for the first time: true when its file
+ * now has all its chunks and needs lfs_file_check. */
+bool lfs_file_chunk_in_locked(struct lfs_layer *l, uint32_t chunk);
+/* Hashes the file of chunk from the cache and compares it with its TOC
+ * digest; a mismatch marks the file bad (and counts a verify error). */
+void lfs_file_check(struct lfs_layer *l, uint32_t chunk);
+/* The file failed its digest check: its reads get EIO. */
+bool lfs_file_bad(const struct lfs_layer *l, uint32_t node);
+
+/* ---- queue.c: the priority queues, under rt->lock ------------------------ */
+/* head and tail are arrays of LFS_NPRIO lists; j goes into list j->prio. */
+void lfs_queue_push(struct lfs_job **head, struct lfs_job **tail, struct lfs_job *j, bool front);
+/* The first job of the highest priority; none of prefetch or background
+ * priority unless low_allowed. */
+struct lfs_job *lfs_queue_pop(struct lfs_job **head, struct lfs_job **tail, bool low_allowed);
+bool lfs_job_has(const struct lfs_job *j, uint32_t chunk);
+/* Moves the job of l holding chunk from a lower list to the front of the
+ * on-demand one; false when no queued job holds it. */
+bool lfs_queue_promote(struct lfs_job **head, struct lfs_job **tail, const struct lfs_layer *l,
+		       uint32_t chunk);
+/* Takes every job of l out, in queue order (linked by next). */
+struct lfs_job *lfs_queue_take_layer(struct lfs_job **head, struct lfs_job **tail,
+				     const struct lfs_layer *l);
 
 /* ---- decode.c --------------------------------------------------------------- */
 #define LFS_DECODERS_MAX 4
@@ -245,6 +288,20 @@ void lfs_fill_stat(const struct lfs_layer *l, uint32_t node, struct stat *st);
 void lfs_fill_status_stat(const struct lfs_layer *l, fuse_ino_t ino, struct stat *st);
 
 /* ---- read.c --------------------------------------------------------------- */
+/* Zeros a reply carries at most for one hole (a read past it is short). */
+#define LFS_HOLE_PIECE ((size_t)64 << 10)
+/* The chunks of regular file node a read of size bytes at off needs: returns
+ * their count, the first's index among the file's chunks in *first, and in
+ * *end the read's end clamped to the file (*end <= off: nothing to read). */
+uint32_t lfs_read_span(const struct esgz_index *idx, uint32_t node, int64_t off, size_t size,
+		       uint32_t *first, int64_t *end);
+/* The pieces of a reply of file bytes [off, end) from chunks fc[0, count)
+ * (bufs[k] holds fc[k]'s bytes): each chunk's covered part, and zeros where no
+ * chunk covers (a hole past LFS_HOLE_PIECE ends the reply). iov has room for
+ * 2 * count + 1; *np receives the pieces used. -EIO when a buffer needed is
+ * missing or is not exactly its chunk's size. */
+int lfs_read_pieces(const struct esgz_chunk *fc, uint32_t count, struct cache_buf *const *bufs,
+		    int64_t off, int64_t end, struct iovec *iov, size_t *np);
 void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off);
 
 /* ---- diffid.c ------------------------------------------------------------- */

@@ -306,6 +306,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* trusted.* and security.* are the kernel's business (overlayfs markers,
+ * file capabilities): a TOC naming them would make overlayfs or exec trust
+ * what the image's author wrote. The only such xattr shown is the opaque
+ * marker layerfs derives itself from `.wh..wh..opq`. */
+static bool xattr_served(const char *name)
+{
+	return strncmp(name, "trusted.", 8) != 0 && strncmp(name, "security.", 9) != 0;
+}
+
 /* Replies with value (or its size when size is 0). */
 static void reply_xattr(fuse_req_t req, const void *value, size_t len, size_t size)
 {
@@ -331,7 +340,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	}
 	uint32_t n;
 	const struct esgz_xattr *x = esgz_index_xattrs(l->idx, node, &n);
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n && xattr_served(name); i++)
 		if (strcmp(esgz_index_str(l->idx, x[i].name), name) == 0) {
 			reply_xattr(req, esgz_index_str(l->idx, x[i].value), x[i].value_len, size);
 			return;
@@ -349,6 +358,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		const struct esgz_xattr *x = esgz_index_xattrs(l->idx, node, &n);
 		for (uint32_t i = 0; i < n; i++) {
 			const char *nm = esgz_index_str(l->idx, x[i].name);
+			if (!xattr_served(nm))
+				continue;
 			if (rs_buf_append(&b, nm, strlen(nm) + 1) < 0)
 				goto nomem;
 		}

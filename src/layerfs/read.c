@@ -70,6 +70,65 @@ static bool sequential(struct lfs_layer *l, uint32_t node, int64_t off, int64_t 
 	return seq;
 }
 
+uint32_t lfs_read_span(const struct esgz_index *idx, uint32_t node, int64_t off, size_t size,
+		       uint32_t *first, int64_t *end)
+{
+	const struct esgz_node *n = esgz_index_node(idx, node);
+	*first = 0;
+	*end = off;
+	if (n->type != ESGZ_REG || off < 0 || off >= n->size || size == 0)
+		return 0;
+	/* size comes from the kernel and off is below n->size: no overflow. */
+	*end = size >= (uint64_t)(n->size - off) ? n->size : off + (int64_t)size;
+	uint32_t nc;
+	const struct esgz_chunk *fc = esgz_index_chunks(idx, node, &nc);
+	const struct esgz_chunk *c = esgz_index_chunk_at(idx, node, off);
+	uint32_t f = c ? (uint32_t)(c - fc) : nc;
+	uint32_t last = f;
+	while (last < nc && fc[last].file_offset < *end)
+		last++;
+	*first = f;
+	return last - f;
+}
+
+int lfs_read_pieces(const struct esgz_chunk *fc, uint32_t count, struct cache_buf *const *bufs,
+		    int64_t off, int64_t end, struct iovec *iov, size_t *np)
+{
+	static const char zeros[LFS_HOLE_PIECE];
+	size_t n = 0;
+	int64_t pos = off;
+	*np = 0;
+	for (uint32_t k = 0; k < count && pos < end; k++) {
+		const struct esgz_chunk *c = &fc[k];
+		if (c->size < 0 || c->file_offset < 0 || c->file_offset > INT64_MAX - c->size)
+			return -EIO;
+		if (c->file_offset > pos) { /* a hole: zeros (bounded by the static page) */
+			size_t z = (size_t)(c->file_offset - pos);
+			if (z > sizeof(zeros))
+				z = sizeof(zeros);
+			iov[n++] = (struct iovec){.iov_base = (void *)zeros, .iov_len = z};
+			pos += (int64_t)z;
+			if (pos < c->file_offset)
+				break;
+		}
+		int64_t cend = c->file_offset + c->size;
+		if (cend > end)
+			cend = end;
+		if (cend <= pos)
+			continue;
+		/* The only bytes a reply may carry are the chunk's own. */
+		if (!bufs[k] || (uint64_t)cache_buf_len(bufs[k]) != (uint64_t)c->size)
+			return -EIO;
+		iov[n++] = (struct iovec){
+		    .iov_base = (void *)(cache_buf_data(bufs[k]) + (pos - c->file_offset)),
+		    .iov_len = (size_t)(cend - pos),
+		};
+		pos = cend;
+	}
+	*np = n;
+	return 0;
+}
+
 void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off)
 {
 	const struct esgz_node *n = esgz_index_node(l->idx, node);
@@ -77,22 +136,22 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (off < 0 || off >= n->size || size == 0) {
+	if (lfs_file_bad(l, node)) {
+		rs_log(RS_LOG_ERROR, "layerfs: %s: read of %s: the file failed its digest check",
+		       l->digest, esgz_node_name(l->idx, n));
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	uint32_t first;
+	int64_t end;
+	uint32_t count = lfs_read_span(l->idx, node, off, size, &first, &end);
+	if (count == 0 && end <= off) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	int64_t end = off + (int64_t)size;
-	if (end > n->size)
-		end = n->size;
 	uint32_t nc;
 	const struct esgz_chunk *fc = esgz_index_chunks(l->idx, node, &nc);
-	uint32_t first = 0;
-	while (first < nc && fc[first].file_offset + fc[first].size <= off)
-		first++;
-	uint32_t last = first;
-	while (last < nc && fc[last].file_offset < end)
-		last++;
-	uint32_t count = last - first; /* chunks [first, last) */
+	uint32_t last = first + count;
 
 	uint32_t ids_stack[STACK_CHUNKS];
 	struct cache_buf *bufs_stack[STACK_CHUNKS];
@@ -120,39 +179,20 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 	if (sequential(l, node, off, end))
 		queue_readahead(l, fc, nc, last);
 
-	/* Pieces: the covered part of each chunk, zeros where no chunk covers;
-	 * written to the kernel straight from the cached buffers (fuse_reply_data
-	 * would copy them into one buffer first). */
-	size_t cap = 2 * (size_t)count + 1;
-	iov = malloc(cap * sizeof(*iov));
-	static const char zeros[64 << 10];
+	/* Written to the kernel straight from the cached buffers
+	 * (fuse_reply_data would copy them into one buffer first). */
+	iov = malloc((2 * (size_t)count + 1) * sizeof(*iov));
 	if (!iov) {
 		fuse_reply_err(req, ENOMEM);
 		goto out;
 	}
 	size_t np = 0;
-	int64_t pos = off;
-	for (uint32_t k = 0; k < count && pos < end; k++) {
-		const struct esgz_chunk *c = &fc[first + k];
-		if (c->file_offset > pos) { /* a hole: zeros (bounded by the static page) */
-			size_t z = (size_t)(c->file_offset - pos);
-			if (z > sizeof(zeros))
-				z = sizeof(zeros);
-			iov[np++] = (struct iovec){.iov_base = (void *)zeros, .iov_len = z};
-			pos += (int64_t)z;
-			if (pos < c->file_offset)
-				break;
-		}
-		int64_t cend = c->file_offset + c->size;
-		if (cend > end)
-			cend = end;
-		if (cend <= pos || !bufs[k])
-			continue;
-		iov[np++] = (struct iovec){
-		    .iov_base = (void *)(cache_buf_data(bufs[k]) + (pos - c->file_offset)),
-		    .iov_len = (size_t)(cend - pos),
-		};
-		pos = cend;
+	if (lfs_read_pieces(fc + first, count, bufs, off, end, iov, &np) < 0) {
+		rs_log(RS_LOG_ERROR,
+		       "layerfs: %s: read of %s [%lld, +%zu): a cached chunk does not fit the TOC",
+		       l->digest, esgz_node_name(l->idx, n), (long long)off, size);
+		fuse_reply_err(req, EIO);
+		goto out;
 	}
 	if (np == 0)
 		fuse_reply_buf(req, NULL, 0);

@@ -237,8 +237,3 @@ void lfs_runtime_free(struct lfs_runtime *rt)
 	pthread_mutex_destroy(&rt->lock);
 	free(rt);
 }
-
-void lfs_runtime_cache_stats(struct lfs_runtime *rt, struct cache_stats *out)
-{
-	cache_stats(rt->cache, out);
-}

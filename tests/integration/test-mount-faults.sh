@@ -131,7 +131,7 @@ netproxy_start XP --flip-range "$mid:$((mid + 1))" --flip-range "$R2" || die "ne
 log "corrupt/one-byte member $R1 (flipping byte $mid), corrupt/whole member $R2 (flipping all of it)"
 M=$T/mc
 mkdir -p "$M"
-if mount_start mc --plain-http --no-prefetch --no-background-fetch --timeout "$TMO" "$XP/rs/faults:v1" "$DG" "$M"; then
+if mount_start mc --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout "$TMO" "$XP/rs/faults:v1" "$DG" "$M"; then
 	proxy_mode XP flip
 	readfile c-one "$M/corrupt/one-byte" "$X/corrupt/one-byte"
 	expect_read_eio "corruption: a file whose member has one flipped byte gets EIO, no wrong byte" c-one
@@ -172,7 +172,7 @@ fi
 netproxy_start YP || die "netproxy"
 M=$T/md
 mkdir -p "$M"
-if mount_start md --plain-http --no-prefetch --no-background-fetch --timeout "$TMO" "$YP/rs/faults:v1" "$DG" "$M"; then
+if mount_start md --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout "$TMO" "$YP/rs/faults:v1" "$DG" "$M"; then
 	nblob=$(jq -s '[.[] | select(.path | test("/blobs/"))] | length' "$YP_LOG")
 	check "mount read the footer and TOC with at most two blob requests ($nblob)" [ "$nblob" -le 2 ]
 	ok=true
@@ -240,7 +240,7 @@ fi
 netproxy_start ZP || die "netproxy"
 M=$T/mb
 mkdir -p "$M"
-if mount_start mb --plain-http --timeout "$TMO" "$ZP/rs/faults:v1" "$DG" "$M"; then
+if mount_start mb --plain-http --allow-unverified --timeout "$TMO" "$ZP/rs/faults:v1" "$DG" "$M"; then
 	if wait_status "$M" '.percent == 100 and .state == "complete"' 60; then
 		pass "background: status reaches 100 % / complete without any read ($(jq -c '{fetched_bytes, data_bytes}' "$T/status.last"))"
 		proxy_mode ZP refuse
@@ -267,7 +267,7 @@ fi
 netproxy_start WP || die "netproxy"
 M=$T/mp
 mkdir -p "$M"
-if mount_start mp --plain-http --no-background-fetch --timeout "$TMO" "$WP/rs/prio:v1" "$PDG" "$M"; then
+if mount_start mp --plain-http --allow-unverified --no-background-fetch --timeout "$TMO" "$WP/rs/prio:v1" "$PDG" "$M"; then
 	if wait_status "$M" '.state != "prefetching"' 30; then
 		pass "prefetch: state left prefetching ($(jq -c '{state, fetched_bytes, data_bytes}' "$T/status.last"))"
 	else
@@ -299,7 +299,7 @@ fi
 netproxy_start IP --rate-mbit 16 --delay-ms 10 || die "netproxy --rate-mbit 16"
 M=$T/mi
 mkdir -p "$M"
-if mount_start mi --plain-http --timeout "$TMO" "$IP/rs/faults:v1" "$DG" "$M"; then
+if mount_start mi --plain-http --allow-unverified --timeout "$TMO" "$IP/rs/faults:v1" "$DG" "$M"; then
 	sleep 0.7
 	proxy_mode IP refuse
 	sleep 2.5
@@ -330,7 +330,7 @@ fi
 netproxy_start DP --delay-ms 20 || die "netproxy --delay-ms 20"
 M=$T/mdd
 mkdir -p "$M"
-if mount_start mdd --plain-http --no-prefetch --no-background-fetch --timeout 30 "$DP/rs/faults:v1" "$DG" "$M"; then
+if mount_start mdd --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout 30 "$DP/rs/faults:v1" "$DG" "$M"; then
 	n0=$(wc -l <"$DP_LOG")
 	run dd-readers timeout 120 "${MC[@]}" readers --threads 8 --ops 60 --seed 3 "$M" "$X" big/b1
 	if jq -e '.errors == [] and .mismatches == []' "$T/dd-readers.out" >/dev/null 2>&1; then
@@ -362,7 +362,7 @@ chunk_file() { # NAME: the disk cache file of NAME's first chunk
 	h=${h#sha256:}
 	echo "$CD/sha256/${h:0:2}/$h"
 }
-if mount_start mk1 --plain-http --no-prefetch --no-background-fetch --timeout "$TMO" --cache-dir "$CD" \
+if mount_start mk1 --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout "$TMO" --cache-dir "$CD" \
 	"$CP/rs/faults:v1" "$DG" "$M"; then
 	ok=true
 	for f in files/f05 files/f06 big/b1 small/s1; do
@@ -381,7 +381,7 @@ if mount_start mk1 --plain-http --no-prefetch --no-background-fetch --timeout "$
 	"$RIG_PY" -c 'import sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 0xff]))' "$(chunk_file files/f06)" 2>/dev/null
-	if mount_start mk2 --plain-http --no-prefetch --no-background-fetch --timeout "$TMO" --cache-dir "$CD" \
+	if mount_start mk2 --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout "$TMO" --cache-dir "$CD" \
 		"$CP/rs/faults:v1" "$DG" "$M"; then
 		mk2=$MOUNT_PID
 		proxy_mode CP refuse
@@ -394,7 +394,7 @@ with open(sys.argv[1], "r+b") as f:
 		readfile k2-never "$M/files/f08" "$X/files/f08"
 		expect_read_eio "disk cache: a chunk never fetched gets EIO offline" k2-never
 		mkdir -p "$T/mk3"
-		run k3 timeout 60 "$STARGZ" mount --plain-http --no-background-fetch --cache-dir "$CD" "$R/rs/faults:v1" "$DG" "$T/mk3"
+		run k3 timeout 60 "$STARGZ" mount --plain-http --allow-unverified --no-background-fetch --cache-dir "$CD" "$R/rs/faults:v1" "$DG" "$T/mk3"
 		if [ "$RC" != 0 ] && [ "$RC" != 124 ] && ! is_mounted "$T/mk3"; then
 			pass "disk cache: a second mount on the same --cache-dir is refused (exit $RC: $(head -n 1 "$T/k3.err" | cut -c1-120))"
 		else
@@ -414,7 +414,7 @@ netproxy_start BP || die "netproxy"
 proxy_mode BP blackhole
 mkdir -p "$T/mbh"
 t0=$SECONDS
-run bh-mount timeout 120 "$STARGZ" mount --plain-http --timeout "$TMO" "$BP/rs/faults:v1" "$DG" "$T/mbh"
+run bh-mount timeout 120 "$STARGZ" mount --plain-http --allow-unverified --timeout "$TMO" "$BP/rs/faults:v1" "$DG" "$T/mbh"
 if [ "$RC" = 3 ] && [ $((SECONDS - t0)) -lt $((4 * BOUND)) ] && ! is_mounted "$T/mbh"; then
 	pass "black hole at mount time: exit 3 after $((SECONDS - t0)) s ($(head -n 1 "$T/bh-mount.err" | cut -c1-120))"
 else
@@ -427,7 +427,7 @@ M=$T/ms
 mkdir -p "$M"
 # --timeout 12: a shutdown that waits for the stuck read and then for the stuck
 # request takes ~24 s; a prompt one a second or two.
-if mount_start ms --plain-http --no-prefetch --no-background-fetch --timeout 12 "$BP/rs/faults:v1" "$DG" "$M"; then
+if mount_start ms --plain-http --allow-unverified --no-prefetch --no-background-fetch --timeout 12 "$BP/rs/faults:v1" "$DG" "$M"; then
 	proxy_mode BP blackhole
 	"${MC[@]}" readfile "$M/files/f09" "$X/files/f09" >"$T/stuck.out" 2>"$T/stuck.err" &
 	rp=$!
@@ -469,7 +469,7 @@ else
 	show_file "$T/toc-bad.err"
 	is_mounted "$T/mt" && umount -l "$T/mt"
 fi
-run toc-bad2 timeout 60 "$STARGZ" mount --plain-http --timeout "$TMO" "$TP/rs/faults:v1" "$DG" "$T/mt"
+run toc-bad2 timeout 60 "$STARGZ" mount --plain-http --allow-unverified --timeout "$TMO" "$TP/rs/faults:v1" "$DG" "$T/mt"
 if [ "$RC" = 1 ] || [ "$RC" = 3 ] && ! is_mounted "$T/mt"; then
 	pass "a TOC corrupted in transit is refused without --toc-digest too (exit $RC: $(head -n 1 "$T/toc-bad2.err" | cut -c1-120))"
 else
@@ -483,7 +483,7 @@ jq -se 'map(.flipped) | add > 0' "$TP_LOG" >/dev/null || fail "TOC corruption: t
 # The suffix-range open falls back to HEAD + ranges, which then fail cleanly.
 fake_registry_start FR --upstream "http://$R" --ignore-range || die "fake registry"
 mkdir -p "$T/mign"
-run ign timeout 60 "$STARGZ" mount --plain-http "$FR/rs/faults:v1" "$DG" "$T/mign"
+run ign timeout 60 "$STARGZ" mount --plain-http --allow-unverified "$FR/rs/faults:v1" "$DG" "$T/mign"
 check "a registry that ignores Range: the mount fails cleanly (exit $RC, want 3)" [ "$RC" -eq 3 ]
 check "and says the registry ignores Range" grep -q 'ignores Range' "$T/ign.err"
 is_mounted "$T/mign" && umount -l "$T/mign"

@@ -482,7 +482,7 @@ if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
 	big_l2=$(jq -r '.layers[2].digest' "$(blob "$T/out" "$(manifest_of "$T/out" big)")")
 	big_src=$T/l3/data/big-part
 	mkdir -p "$T/mnt-big"
-	if mount_start mbig --plain-http --no-background-fetch --cache-dir "$T/cache-big" \
+	if mount_start mbig --plain-http --allow-unverified --no-background-fetch --cache-dir "$T/cache-big" \
 		"$PLAIN_REG/opt/big:v1" "$big_l2" "$T/mnt-big"; then
 		wait_status "$T/mnt-big" '.state != "prefetching"' 30 || fail "mount: still prefetching"
 		before=$(jq -r .fetched_bytes "$T/status.last")
@@ -507,7 +507,7 @@ if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
 		mount_stop "$MOUNT_PID"
 	fi
 	mkdir -p "$T/mnt-big2"
-	if mount_start mbig2 --plain-http --cache-dir "$T/cache-big2" \
+	if mount_start mbig2 --plain-http --allow-unverified --cache-dir "$T/cache-big2" \
 		"$PLAIN_REG/opt/big:v1" "$big_l2" "$T/mnt-big2"; then
 		if wait_status "$T/mnt-big2" '.percent >= 100' 60 &&
 			sleep 0.5 && [ "$(cat "/sys/class/bdi/$(mountpoint -d "$T/mnt-big2")/read_ahead_kb")" = 1024 ]; then
