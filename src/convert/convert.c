@@ -231,12 +231,11 @@ static int convert_index(struct conv_ctx *cx, struct conv_doc *root, json_t *sel
 
 static int run(struct conv_ctx *cx, struct rs_error *err)
 {
-	struct conv_platform want;
+	struct reg_platform want = {0};
+	cleanup_free char *want_storage = NULL;
 	int rc = 0;
 	if (cx->o->platform && !cx->o->all_platforms)
-		rc = conv_platform_parse(cx->o->platform, &want, err);
-	else
-		conv_platform_host(&want);
+		rc = reg_platform_parse(cx->o->platform, &want, &want_storage, err);
 	if (rc < 0)
 		return rc;
 	struct conv_doc root = {0};

@@ -49,20 +49,13 @@ int conv_json_dump(json_t *j, struct rs_buf *out, char digest[RS_DIGEST_STR_LEN]
 
 /* ---- platforms -------------------------------------------------------------- */
 
-struct conv_platform {
-	char os[32], arch[32], variant[32]; /* variant "" matches any */
-};
-
-int conv_platform_parse(const char *s, struct conv_platform *p, struct rs_error *err);
-void conv_platform_host(struct conv_platform *p);
-/* Whether an index entry's "platform" object matches. */
-bool conv_platform_match(const struct conv_platform *want, json_t *platform);
 /* "os/arch[/variant]" of an index entry's platform object ("" when absent). */
 void conv_platform_format(json_t *platform, char *out, size_t n);
 
-/* The image manifests of an index: the first for want, or (want NULL) all,
- * skipping nested indexes and attestation manifests (os "unknown"). */
-int conv_index_select(const char *name, struct conv_doc *idx, const struct conv_platform *want,
+/* The image manifests of an index: the one that fits want best (by
+ * reg_platform_rank; NULL fields: the host's), or (want NULL) all, skipping
+ * nested indexes and attestation manifests (os "unknown"). */
+int conv_index_select(const char *name, struct conv_doc *idx, const struct reg_platform *want,
 		      json_t **out, struct rs_error *err);
 
 /* ---- temp files and fds ------------------------------------------------------ */

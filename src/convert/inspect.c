@@ -120,12 +120,11 @@ static int inspect_image(struct conv_image *im, struct conv_doc *m, json_t *out,
 static int inspect(struct conv_image *im, const struct conv_inspect_options *o, json_t *out,
 		   struct rs_error *err)
 {
-	struct conv_platform want;
+	struct reg_platform want = {0};
+	cleanup_free char *want_storage = NULL;
 	int rc = 0;
 	if (o && o->platform)
-		rc = conv_platform_parse(o->platform, &want, err);
-	else
-		conv_platform_host(&want);
+		rc = reg_platform_parse(o->platform, &want, &want_storage, err);
 	if (rc < 0)
 		return rc;
 	struct conv_doc root = {0};

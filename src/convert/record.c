@@ -59,13 +59,12 @@ static int load_image(struct recording *r, const char *src, struct rs_error *err
 	if (rc == 0)
 		rc = conv_image_root(r->im, &r->man, err);
 	if (rc == 0 && conv_mt_is_index(r->man.media_type)) {
-		struct conv_platform want;
+		struct reg_platform want = {0};
+		cleanup_free char *want_storage = NULL;
 		json_t *sel = NULL;
 		const char *mt, *dg;
 		if (r->o->platform)
-			rc = conv_platform_parse(r->o->platform, &want, err);
-		else
-			conv_platform_host(&want);
+			rc = reg_platform_parse(r->o->platform, &want, &want_storage, err);
 		if (rc == 0)
 			rc = conv_index_select(r->im->name, &r->man, &want, &sel, err);
 		if (rc == 0 && json_array_size(sel) == 0)

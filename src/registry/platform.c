@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Platforms: parsing "os/arch[/variant]", the host's default, and picking
- * an index entry the way containerd's default matcher does. */
+/* Platforms: parsing "os/arch[/variant]", the host's default, and the one
+ * matcher (for registry indexes here and OCI layouts in convert), ranking
+ * index entries the way containerd's default matcher orders them. */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -31,19 +33,28 @@ const char *reg_arch_normalize(const char *arch)
 	return arch;
 }
 
-static char host_arch[65];
+static char host_arch[65], host_variant[8];
 
 static void host_arch_init(void)
 {
 	struct utsname u;
 	const char *a = uname(&u) == 0 ? reg_arch_normalize(u.machine) : "amd64";
 	snprintf(host_arch, sizeof(host_arch), "%s", a);
+	/* A 32-bit arm machine runs its own variant and older ones only. */
+	if (strcmp(a, "arm") == 0 && strncmp(u.machine, "armv", 4) == 0 && u.machine[4] >= '5' &&
+	    u.machine[4] <= '8')
+		snprintf(host_variant, sizeof(host_variant), "v%c", u.machine[4]);
+}
+
+static void host_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, host_arch_init);
 }
 
 const char *reg_host_arch(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, host_arch_init);
+	host_init();
 	return host_arch;
 }
 
@@ -60,7 +71,10 @@ int reg_platform_parse(const char *s, struct reg_platform *p, char **storage, st
 		next = strchr(tok, '/');
 		if (next)
 			*next++ = '\0';
-		if (n == 3 || !*tok) {
+		bool odd = strlen(tok) > 64;
+		for (const char *q = tok; *q && !odd; q++)
+			odd = !isalnum((unsigned char)*q) && !strchr("_.-", *q);
+		if (n == 3 || !*tok || odd) {
 			free(dup);
 			return rs_err(err, -EINVAL,
 				      "bad platform '%.100s': want os/arch or os/arch/variant", s);
@@ -79,25 +93,75 @@ int reg_platform_parse(const char *s, struct reg_platform *p, char **storage, st
 	return 0;
 }
 
-/* arm64's only variant is v8, so "v8" and no variant are the same. */
-static bool variant_equal(const char *arch, const char *want, const char *have)
+/* A variant as containerd normalises it: arm64 "v8" and amd64 "v1" are the
+ * default (none), arm's default is "v7". */
+static const char *variant_norm(const char *arch, const char *v)
 {
-	if (have && *have == '\0')
-		have = NULL;
-	if (!have)
-		return strcmp(arch, "arm64") == 0 && strcmp(want, "v8") == 0;
-	return strcmp(want, have) == 0;
+	if (v && !*v)
+		v = NULL;
+	if (strcmp(arch, "arm64") == 0 && v && strcmp(v, "v8") == 0)
+		return NULL;
+	if (strcmp(arch, "amd64") == 0 && v && strcmp(v, "v1") == 0)
+		return NULL;
+	if (strcmp(arch, "arm") == 0 && !v)
+		return "v7";
+	return v;
+}
+
+/* The level of "vN" (amd64: none is 1), 0 when it is not one. */
+static int variant_level(const char *arch, const char *v)
+{
+	if (!v)
+		return strcmp(arch, "amd64") == 0 ? 1 : 0;
+	if (v[0] != 'v' || v[1] < '1' || v[1] > '9' || v[2])
+		return 0;
+	return v[1] - '0';
+}
+
+int reg_platform_rank(const struct reg_platform *p, const char *os, const char *arch,
+		      const char *variant)
+{
+	host_init();
+	bool host = !p || !p->arch;
+	const char *want_os = p && p->os ? p->os : "linux";
+	const char *want_arch = host ? host_arch : reg_arch_normalize(p->arch);
+	const char *want_v = p && p->variant && *p->variant ? p->variant
+			     : host && host_variant[0]      ? host_variant
+							    : NULL;
+	if (!os || !arch || strcmp(os, want_os) != 0 ||
+	    strcmp(reg_arch_normalize(arch), want_arch) != 0)
+		return 0;
+	const char *have = variant_norm(want_arch, variant);
+	bool want_any = !want_v && strcmp(want_arch, "arm") != 0;
+	if (want_any)
+		return have ? 500 : 1000;
+	const char *want = variant_norm(want_arch, want_v);
+	if ((!want && !have) || (want && have && strcmp(want, have) == 0))
+		return 1000;
+	/* arm v7 runs v6 and v5 images, amd64 v3 runs v2 and v1: the closest
+	 * older one is best. arm64 variants are taken as they are. */
+	if (strcmp(want_arch, "arm") == 0 || strcmp(want_arch, "amd64") == 0) {
+		int w = variant_level(want_arch, want), h = variant_level(want_arch, have);
+		if (w && h && h < w)
+			return 500 - (w - h);
+	}
+	return 0;
 }
 
 bool reg_platform_match(const struct reg_platform *p, const struct reg_descriptor *d)
 {
-	const char *os = p && p->os ? p->os : "linux";
-	const char *arch = p && p->arch ? reg_arch_normalize(p->arch) : reg_host_arch();
-	const char *variant = p && p->variant && *p->variant ? p->variant : NULL;
-	if (!d->os || !d->arch || strcmp(d->os, os) != 0 ||
-	    strcmp(reg_arch_normalize(d->arch), arch) != 0)
-		return false;
-	return !variant || variant_equal(arch, variant, d->variant);
+	return reg_platform_rank(p, d->os, d->arch, d->variant) > 0;
+}
+
+void reg_platform_format(const struct reg_platform *p, char *out, size_t n)
+{
+	host_init();
+	bool host = !p || !p->arch;
+	const char *v = p && p->variant && *p->variant ? p->variant
+			: host && host_variant[0]      ? host_variant
+						       : NULL;
+	snprintf(out, n, "%.40s/%.40s%s%.40s", p && p->os ? p->os : "linux",
+		 host ? host_arch : reg_arch_normalize(p->arch), v ? "/" : "", v ? v : "");
 }
 
 static bool is_manifest_type(const char *mt)
@@ -109,8 +173,7 @@ static bool is_manifest_type(const char *mt)
 int reg_platform_pick(const struct reg_manifest *index, const struct reg_platform *p, size_t *idx,
 		      struct rs_error *err)
 {
-	const char *want_arch = p && p->arch ? reg_arch_normalize(p->arch) : reg_host_arch();
-	bool found = false;
+	int best = 0;
 	size_t any = SIZE_MAX; /* the first entry that names no platform */
 	for (size_t i = 0; i < index->n_manifests; i++) {
 		const struct reg_descriptor *d = &index->manifests[i];
@@ -118,19 +181,13 @@ int reg_platform_pick(const struct reg_manifest *index, const struct reg_platfor
 			continue;
 		if (!d->os && !d->arch && any == SIZE_MAX)
 			any = i;
-		if (!reg_platform_match(p, d))
-			continue;
-		/* Without a wanted variant, prefer the plain or default one (arm64: v8). */
-		bool plain = !d->variant || !*d->variant ||
-			     (strcmp(want_arch, "arm64") == 0 && strcmp(d->variant, "v8") == 0);
-		if (!found || plain) {
+		int r = reg_platform_rank(p, d->os, d->arch, d->variant);
+		if (r > best) {
+			best = r;
 			*idx = i;
-			found = true;
-			if (plain)
-				break;
 		}
 	}
-	if (found)
+	if (best > 0)
 		return 0;
 	/* containerd takes an entry without a platform as fitting any, after
 	 * the ones that name the platform. */
@@ -151,7 +208,8 @@ int reg_platform_pick(const struct reg_manifest *index, const struct reg_platfor
 			break;
 		off += (size_t)w;
 	}
-	return rs_err(err, -ENOENT, "no manifest for platform %s/%s%s%s (offered: %s)",
-		      p && p->os ? p->os : "linux", want_arch, p && p->variant ? "/" : "",
-		      p && p->variant ? p->variant : "", off ? offer : "none");
+	char want[128];
+	reg_platform_format(p, want, sizeof(want));
+	return rs_err(err, -ENOENT, "no manifest for platform %s (offered: %s)", want,
+		      off ? offer : "none");
 }

@@ -105,8 +105,18 @@ struct reg_platform {
 	const char *variant; /* NULL: any */
 };
 
-/* Parses "os/arch[/variant]". */
+/* Parses "os/arch[/variant]"; p's strings point into *storage (caller frees). */
 int reg_platform_parse(const char *s, struct reg_platform *p, char **storage, struct rs_error *err);
+/* How well an index entry's os/arch/variant (as the index names them; NULL:
+ * absent) fits p (NULL or NULL fields: linux, this host's arch and variant):
+ * 0 not at all, else higher is better. Architectures by their GOARCH names
+ * (x86_64 = amd64, aarch64 = arm64); arm64 "v8" and amd64 "v1" are no
+ * variant, arm's default is v7; no wanted variant takes any, the default one
+ * first; arm vN and amd64 vN also take older variants, the closest first. */
+int reg_platform_rank(const struct reg_platform *p, const char *os, const char *arch,
+		      const char *variant);
+/* "os/arch[/variant]" of p with the defaults filled in. */
+void reg_platform_format(const struct reg_platform *p, char *out, size_t n);
 const char *reg_descriptor_annotation(const struct reg_descriptor *d, const char *key);
 
 /* Fetches the manifest or index that reference (tag or digest) names. */

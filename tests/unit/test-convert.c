@@ -58,39 +58,91 @@ static void test_layout_spec(void **state)
 static void test_platform(void **state)
 {
 	(void)state;
-	struct rs_error err = {0};
-	struct conv_platform p;
-	assert_int_equal(conv_platform_parse("linux/arm64/v8", &p, &err), 0);
-	assert_string_equal(p.os, "linux");
-	assert_string_equal(p.arch, "arm64");
-	assert_string_equal(p.variant, "v8");
-	assert_true(conv_platform_parse("linux", &p, &err) < 0);
-	assert_true(conv_platform_parse("linux/", &p, &err) < 0);
-	assert_true(conv_platform_parse("linux/amd64/v2/x", &p, &err) < 0);
-	assert_true(conv_platform_parse("linux/am d64", &p, &err) < 0);
-	assert_true(conv_platform_parse("/amd64", &p, &err) < 0);
-
 	json_t *arm7 =
 	    json_pack("{s:s,s:s,s:s}", "os", "linux", "architecture", "arm", "variant", "v7");
 	json_t *amd = json_pack("{s:s,s:s}", "os", "linux", "architecture", "amd64");
-	assert_int_equal(conv_platform_parse("linux/arm/v7", &p, &err), 0);
-	assert_true(conv_platform_match(&p, arm7));
-	assert_false(conv_platform_match(&p, amd));
-	assert_int_equal(conv_platform_parse("linux/arm/v6", &p, &err), 0);
-	assert_false(conv_platform_match(&p, arm7));
-	assert_int_equal(conv_platform_parse("linux/arm", &p, &err), 0);
-	assert_true(conv_platform_match(&p, arm7));
-	assert_false(conv_platform_match(&p, NULL));
 	char s[64];
 	conv_platform_format(arm7, s, sizeof(s));
 	assert_string_equal(s, "linux/arm/v7");
 	conv_platform_format(NULL, s, sizeof(s));
 	assert_string_equal(s, "");
-	conv_platform_host(&p);
-	assert_string_equal(p.os, "linux");
-	assert_true(p.arch[0] != '\0');
+	conv_platform_format(amd, s, sizeof(s));
+	assert_string_equal(s, "linux/amd64");
 	json_decref(arm7);
 	json_decref(amd);
+}
+
+/* conv_index_select picks by the registry's matcher: the best fit, not the
+ * first that fits. */
+static const char *select_digest(struct conv_doc *d, const char *platform, struct rs_error *err)
+{
+	struct reg_platform p = {0};
+	char *st = NULL;
+	assert_int_equal(reg_platform_parse(platform, &p, &st, err), 0);
+	json_t *sel = NULL;
+	int rc = conv_index_select("idx", d, &p, &sel, err);
+	free(st);
+	if (rc < 0)
+		return NULL;
+	assert_int_equal(json_array_size(sel), 1);
+	static char dg[80];
+	snprintf(dg, sizeof(dg), "%s",
+		 json_string_value(json_object_get(json_array_get(sel, 0), "digest")));
+	json_decref(sel);
+	return dg;
+}
+
+static void test_index_select(void **state)
+{
+	(void)state;
+	struct rs_error err = {0};
+#define E(d, plat)                                                                                 \
+	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"size\":1,\"digest\":"     \
+	"\"sha256:" d "\",\"platform\":{" plat "}}"
+#define H64(c)                                                                                     \
+	c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+	    c c c c c c c c c c c c c c c c c c c
+	struct conv_doc d = {0};
+	d
+	    .json = json_loads("{\"mediaType\":\"application/"
+			       "vnd.oci.image.index.v1+json\",\"manifests\":[" E(H64("1"), "\"os\":"
+											   "\"unkno"
+											   "wn\","
+											   "\"archi"
+											   "tecture"
+											   "\":"
+											   "\"unkno"
+											   "wn\"") "," E(H64("2"), "\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v6\"") "," E(
+				   H64("3"), "\"os\":\"linux\",\"architecture\":\"arm\","
+					     "\"variant\":\"v7\"") "," E(H64("4"),
+									 "\"os\":\"linux\","
+									 "\"architecture\":"
+									 "\"amd64\",\"variant\":"
+									 "\"v3\"") "," E(H64("5"),
+											 "\"os\":"
+											 "\"linux\""
+											 ",\"archit"
+											 "ecture\":"
+											 "\"amd64"
+											 "\"") "," E(H64("6"),
+												     "\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"") "]}",
+			       0, NULL);
+	assert_non_null(d.json);
+	snprintf(d.media_type, sizeof(d.media_type), "application/vnd.oci.image.index.v1+json");
+	assert_string_equal(select_digest(&d, "linux/arm", &err), "sha256:" H64("3"));
+	assert_string_equal(select_digest(&d, "linux/arm/v7", &err), "sha256:" H64("3"));
+	assert_string_equal(select_digest(&d, "linux/arm/v6", &err), "sha256:" H64("2"));
+	/* no variant wanted: the plain amd64 one, though v3 comes first */
+	assert_string_equal(select_digest(&d, "linux/amd64", &err), "sha256:" H64("5"));
+	assert_string_equal(select_digest(&d, "linux/x86_64/v3", &err), "sha256:" H64("4"));
+	assert_string_equal(select_digest(&d, "linux/amd64/v2", &err), "sha256:" H64("5"));
+	assert_string_equal(select_digest(&d, "linux/arm64", &err), "sha256:" H64("6"));
+	assert_null(select_digest(&d, "linux/arm/v5", &err));
+	assert_non_null(strstr(err.msg, "linux/arm/v5"));
+	assert_non_null(strstr(err.msg, "linux/arm/v6, linux/arm/v7"));
+	json_decref(d.json);
+#undef E
+#undef H64
 }
 
 /* ---- documents --------------------------------------------------------------- */
@@ -559,6 +611,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_layout_spec),
 	    cmocka_unit_test(test_platform),
+	    cmocka_unit_test(test_index_select),
 	    cmocka_unit_test(test_doc_parse),
 	    cmocka_unit_test(test_uncompressed),
 	    cmocka_unit_test_setup_teardown(test_convert_layouts, setup, teardown),

@@ -181,11 +181,20 @@ static void test_platform_pick(void **state)
 	assert_int_equal(pick("linux", "x86_64", NULL, &err), 0);
 	assert_int_equal(pick("linux", "arm", "v7", &err), 2);
 	assert_int_equal(pick("linux", "arm", "v6", &err), 1);
-	assert_int_equal(pick("linux", "arm", NULL, &err), 1);
+	/* arm with no variant is arm/v7, as containerd normalises it */
+	assert_int_equal(pick("linux", "arm", NULL, &err), 2);
+	assert_int_equal(pick("linux", "arm", "", &err), 2);
 	assert_int_equal(pick("linux", "arm64", NULL, &err), 3);
 	assert_int_equal(pick("linux", "arm64", "v8", &err), 3);
 	assert_int_equal(pick("linux", "aarch64", "v8", &err), 3);
 	assert_int_equal(pick("linux", "arm64", "v9", &err), -ENOENT);
+	/* arm v8 runs v7 images (the closest older), arm v5 runs neither */
+	assert_int_equal(pick("linux", "arm", "v8", &err), 2);
+	assert_int_equal(pick("linux", "arm", "v5", &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "linux/arm/v5"));
+	/* amd64 v3 runs the plain (v1) image; amd64/v1 is the plain one */
+	assert_int_equal(pick("linux", "amd64", "v3", &err), 0);
+	assert_int_equal(pick("linux", "amd64", "v1", &err), 0);
 	assert_int_equal(pick("linux", "ppc64le", NULL, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "linux/ppc64le"));
 	assert_non_null(strstr(err.msg, "linux/arm/v7"));
@@ -210,6 +219,56 @@ static void test_platform_pick(void **state)
 	assert_true(strcmp(h, "x86_64") != 0 && strcmp(h, "aarch64") != 0);
 }
 
+static void test_platform_rank(void **state)
+{
+	(void)state;
+	struct reg_platform arm64 = {"linux", "arm64", NULL}, arm64v8 = {"linux", "arm64", "v8"};
+	struct reg_platform arm7 = {"linux", "arm", "v7"}, arm6 = {"linux", "arm", "v6"};
+	struct reg_platform amd = {"linux", "amd64", NULL}, amd2 = {"linux", "amd64", "v2"};
+	/* arm64: v8 and none are the same variant, both ways */
+	assert_int_equal(reg_platform_rank(&arm64, "linux", "arm64", "v8"),
+			 reg_platform_rank(&arm64, "linux", "arm64", NULL));
+	assert_int_equal(reg_platform_rank(&arm64v8, "linux", "arm64", NULL),
+			 reg_platform_rank(&arm64v8, "linux", "aarch64", "v8"));
+	assert_true(reg_platform_rank(&arm64v8, "linux", "arm64", NULL) > 0);
+	assert_int_equal(reg_platform_rank(&arm64v8, "linux", "arm64", "v9"), 0);
+	/* no variant wanted: any, the default first */
+	assert_true(reg_platform_rank(&arm64, "linux", "arm64", "v9") > 0);
+	assert_true(reg_platform_rank(&arm64, "linux", "arm64", NULL) >
+		    reg_platform_rank(&arm64, "linux", "arm64", "v9"));
+	/* arm v7 runs v6 and v5 images, the closer first; v6 does not run v7 */
+	assert_true(reg_platform_rank(&arm7, "linux", "arm", "v7") >
+		    reg_platform_rank(&arm7, "linux", "arm", "v6"));
+	assert_true(reg_platform_rank(&arm7, "linux", "arm", "v6") >
+		    reg_platform_rank(&arm7, "linux", "arm", "v5"));
+	assert_true(reg_platform_rank(&arm7, "linux", "arm", "v5") > 0);
+	assert_int_equal(reg_platform_rank(&arm6, "linux", "arm", "v7"), 0);
+	/* an arm entry without a variant is v7 */
+	assert_true(reg_platform_rank(&arm7, "linux", "arm", NULL) ==
+		    reg_platform_rank(&arm7, "linux", "arm", "v7"));
+	assert_int_equal(reg_platform_rank(&arm6, "linux", "arm", NULL), 0);
+	/* amd64 with no variant: every amd64 image, the plain one first */
+	assert_true(reg_platform_rank(&amd, "linux", "amd64", NULL) >
+		    reg_platform_rank(&amd, "linux", "amd64", "v3"));
+	assert_true(reg_platform_rank(&amd, "linux", "x86_64", NULL) > 0);
+	assert_true(reg_platform_rank(&amd2, "linux", "amd64", "v2") >
+		    reg_platform_rank(&amd2, "linux", "amd64", NULL));
+	assert_true(reg_platform_rank(&amd2, "linux", "amd64", "v1") > 0);
+	assert_int_equal(reg_platform_rank(&amd2, "linux", "amd64", "v3"), 0);
+	/* os and arch must both fit; an entry that names neither fits nothing here */
+	assert_int_equal(reg_platform_rank(&amd, "windows", "amd64", NULL), 0);
+	assert_int_equal(reg_platform_rank(&amd, "linux", "arm64", NULL), 0);
+	assert_int_equal(reg_platform_rank(&amd, NULL, NULL, NULL), 0);
+	/* the host default: linux and this machine's GOARCH name */
+	assert_true(reg_platform_rank(NULL, "linux", reg_host_arch(), NULL) > 0);
+	char s[64];
+	reg_platform_format(&arm7, s, sizeof(s));
+	assert_string_equal(s, "linux/arm/v7");
+	struct reg_platform x86 = {"linux", "x86_64", NULL};
+	reg_platform_format(&x86, s, sizeof(s));
+	assert_string_equal(s, "linux/amd64");
+}
+
 static void test_platform_parse(void **state)
 {
 	(void)state;
@@ -228,6 +287,9 @@ static void test_platform_parse(void **state)
 	assert_int_equal(reg_platform_parse("linux", &p, &st, &err), -EINVAL);
 	assert_int_equal(reg_platform_parse("linux//v7", &p, &st, &err), -EINVAL);
 	assert_int_equal(reg_platform_parse("a/b/c/d", &p, &st, &err), -EINVAL);
+	assert_int_equal(reg_platform_parse("linux/am d64", &p, &st, &err), -EINVAL);
+	assert_int_equal(reg_platform_parse("/amd64", &p, &st, &err), -EINVAL);
+	assert_int_equal(reg_platform_parse("linux/", &p, &st, &err), -EINVAL);
 	assert_null(st);
 }
 
@@ -418,12 +480,19 @@ static void test_upload_urls(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_oci_manifest),  cmocka_unit_test(test_docker_manifest_hint),
-	    cmocka_unit_test(test_index),         cmocka_unit_test(test_manifest_errors),
-	    cmocka_unit_test(test_platform_pick), cmocka_unit_test(test_platform_parse),
-	    cmocka_unit_test(test_content_range), cmocka_unit_test(test_boundary),
-	    cmocka_unit_test(test_multipart),     cmocka_unit_test(test_multipart_errors),
-	    cmocka_unit_test(test_spans),         cmocka_unit_test(test_upload_urls),
+	    cmocka_unit_test(test_oci_manifest),
+	    cmocka_unit_test(test_docker_manifest_hint),
+	    cmocka_unit_test(test_index),
+	    cmocka_unit_test(test_manifest_errors),
+	    cmocka_unit_test(test_platform_pick),
+	    cmocka_unit_test(test_platform_rank),
+	    cmocka_unit_test(test_platform_parse),
+	    cmocka_unit_test(test_content_range),
+	    cmocka_unit_test(test_boundary),
+	    cmocka_unit_test(test_multipart),
+	    cmocka_unit_test(test_multipart_errors),
+	    cmocka_unit_test(test_spans),
+	    cmocka_unit_test(test_upload_urls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
