@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "estargz/estargz.h"
 #include "layerfs/layerfs.h"
 
 static const char usage_mount[] =

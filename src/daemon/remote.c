@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "daemon_internal.h"
+#include "estargz/estargz.h"
 
 #define L_REF "containerd.io/snapshot/remote/stargz.reference"
 #define L_DIGEST "containerd.io/snapshot/remote/stargz.digest"

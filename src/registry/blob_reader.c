@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "estargz/estargz.h"
 #include "ops_internal.h"
 
 struct blob_reader {

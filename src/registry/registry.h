@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "estargz/estargz.h"
 #include "util/util.h"
+
+/* Filled by reg_blob_reader*: estargz's reader interface, declared there. */
+struct esgz_reader;
 
 /* ---- media types -------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Unit tests of the registry operations' pure parts: manifests and indexes,
  * platform choice, multipart/byteranges replies, upload URLs. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
