@@ -460,6 +460,17 @@ int esgz_b_read_tar(int fd, int64_t chunk_size, struct esgz_b_tar *t, struct rs_
 					      prev, archive_error_string(a));
 			return rs_err(err, -EIO, "reading input tar: %s", archive_error_string(a));
 		}
+		/* libarchive skips what it cannot take in a header (a PAX record
+		 * claiming a terabyte, a malformed one) with a warning and goes on
+		 * with the entry stripped of it: an entry other than the tar's.
+		 * Only a name not in the locale's charset (EILSEQ) is harmless. */
+		if (ar == ARCHIVE_WARN && archive_errno(a) != EILSEQ) {
+			const char *wn = archive_entry_pathname(ae);
+			return rs_err(
+			    err, -EINVAL, "input tar: header of entry '%s' at byte %lld: %s",
+			    wn ? wn : "?", (long long)archive_read_header_position(a),
+			    archive_error_string(a) ? archive_error_string(a) : "bad header");
+		}
 		const char *name = archive_entry_pathname(ae);
 		if (name && dropped_name(name))
 			continue;

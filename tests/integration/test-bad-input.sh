@@ -330,6 +330,20 @@ tar_case negative-size '{"entries": [{"name": "neg", "data": "tiny", "header_siz
 	"size|negative|header|invalid|damaged|format"
 tar_case pax-absurd-size '{"entries": [{"name": "paxhuge", "data": "tiny", "pax": {"size": "99999999999999999999999"}}]}' \
 	"size|header|invalid|large|pax|damaged|format|trunc"
+# A PAX record whose length claims 1 TiB: libarchive drops the record with a
+# warning and would hand on the entry without it; the build must stop and
+# name the header. (craft_blob.py writes only honest record lengths.)
+"$PYTHON" - "$TESTS_DIR" "$T/pax-1tib.tar" <<'PY' || die "writing pax-1tib.tar"
+import sys
+sys.path.insert(0, sys.argv[1])
+import craft_blob as cb
+def blk(name, typ, data):
+    return cb.ustar_block(name, typ, mode=0o644, uid=0, gid=0, size=len(data), mtime=1600000000,
+                          uname=b"", gname=b"", devmajor=0, devminor=0) + cb.pad512(data)
+rec = b"1099511627776 path=claimed-name\n"
+open(sys.argv[2], "wb").write(blk(b"PaxHeaders/paxlie", b"x", rec) + blk(b"paxlie", b"0", b"tiny") + b"\0" * 1024)
+PY
+NAMED=$T/pax-1tib.tar try pax-1tib build 3 "paxlie.*byte 0.*pax" -- "$T/pax-1tib.tar" "$T/pax-1tib.out.esgz"
 tar_case bad-checksum '{"entries": [{"name": "a", "data": "x"}, {"name": "b", "data": "y", "bad_checksum": true}]}' \
 	"header|checksum|format|invalid|damaged"
 head -c 5000 /dev/urandom >"$T/garbage.tar"
