@@ -541,15 +541,19 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 	char addr[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
 	snprintf(addr, sizeof(addr), "unix:%s", srv->socket);
 	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	/* gRPC binds here: with the umask set first the socket is born 0660, so
+	 * there is no moment in which another user may connect (a chmod after
+	 * the bind left one). Nothing else creates files while the daemon starts
+	 * its server, and what does passes its own stricter mode. */
+	mode_t old_mask = umask(0117);
 	int port = grpc_server_add_http2_port(srv->server, addr, creds);
+	umask(old_mask);
 	grpc_server_credentials_release(creds);
 	if (port == 0)
 		return start_failed(srv, rs_err(err, -EADDRNOTAVAIL,
 						"api: cannot listen on %s (see gRPC's log above)",
 						srv->socket));
 	srv->socket_bound = true;
-	if (chmod(srv->socket, 0660) < 0)
-		rs_log(RS_LOG_WARN, "api: chmod %s: %s", srv->socket, strerror(errno));
 
 	grpc_server_start(srv->server);
 	for (int k = 0; k < srv->nrequests; k++)

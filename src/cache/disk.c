@@ -202,7 +202,7 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 	for (int i = 0; i < 256 && rc == 0; i++) {
 		static const char digits[] = "0123456789abcdef";
 		const char prefix[3] = {digits[i >> 4], digits[i & 15], '\0'};
-		if (mkdirat(d->root_fd, prefix, 0755) < 0 && errno != EEXIST) {
+		if (mkdirat(d->root_fd, prefix, 0700) < 0 && errno != EEXIST) {
 			rc = rs_err(err, -errno, "cache %s: mkdir sha256/%s: %s", d->dir, prefix,
 				    strerror(errno));
 			break;
@@ -227,9 +227,11 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 	return rc;
 }
 
+/* The store is the daemon's alone: chunks of private images, unreadable to
+ * other users (0700 dirs, 0600 files). */
 static int mkdir_p1(const char *path, struct rs_error *err)
 {
-	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return rs_err(err, -errno, "cache: mkdir %s: %s", path, strerror(errno));
 	return 0;
 }
@@ -260,7 +262,7 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 		rc = rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
 		goto fail;
 	}
-	d->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	d->lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (d->lock_fd < 0) {
 		rc = rs_err(err, -errno, "cache: open %s: %s", lockp, strerror(errno));
 		goto fail;
@@ -453,10 +455,10 @@ int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const
 	bool direct = !(put_flags & CACHE_PUT_WRITEBACK) && len >= DIRECT_MIN &&
 		      ((uintptr_t)data & (DIRECT_ALIGN - 1)) == 0;
 	int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-	cleanup_fd int fd = openat(d->root_fd, tmp, flags | (direct ? O_DIRECT : 0), 0644);
+	cleanup_fd int fd = openat(d->root_fd, tmp, flags | (direct ? O_DIRECT : 0), 0600);
 	if (fd < 0 && direct && errno == EINVAL) {
 		direct = false;
-		fd = openat(d->root_fd, tmp, flags, 0644);
+		fd = openat(d->root_fd, tmp, flags, 0600);
 	}
 	if (fd < 0)
 		return rs_err(err, -errno, "cache %s: create sha256/%s: %s", d->dir, tmp,

@@ -3,8 +3,11 @@
  * the snapshotter's lock), WAL, synchronous=FULL, foreign keys, one
  * transaction per operation. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "snapshot/snap_internal.h"
 
@@ -147,6 +150,13 @@ static int db_setup(sqlite3 *db, struct rs_error *err)
 int snap_db_open(const char *path, sqlite3 **out, struct rs_error *err)
 {
 	sqlite3 *db = NULL;
+	/* Made 0600 before SQLite opens it: SQLite would make it 0644, and its
+	 * journal and WAL files take the database file's mode. */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return rs_err(err, -errno, "open %s: %s", path, strerror(errno));
+	(void)fchmod(fd, 0600); /* one made 0644 by an older version */
+	close(fd);
 	int rc = sqlite3_open_v2(
 	    path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
