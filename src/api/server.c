@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "api/api_internal.h"
+#include "util/tsan.h"
 
 /* How long api_server_stop lets calls in progress finish before it cancels them. */
 #define API_STOP_GRACE_S 10
@@ -136,6 +137,7 @@ static void request_one(struct api_server *srv)
 	srv->live++;
 	pthread_mutex_unlock(&srv->lock);
 	atomic_fetch_add(&srv->outstanding, 1);
+	rs_hb_release(&c->t_new);
 	grpc_call_error e = grpc_server_request_call(srv->server, &c->call, &c->details, &c->md,
 						     srv->cq, srv->cq, &c->t_new);
 	if (e != GRPC_CALL_OK) {
@@ -169,6 +171,7 @@ static void send_next(struct api_call *c)
 		n++;
 		c->status_sent = true;
 	}
+	rs_hb_release(&c->t_send);
 	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL);
 	if (e != GRPC_CALL_OK) {
 		rs_log(RS_LOG_WARN, "api: %s: cannot send the reply: %s", c->method,
@@ -292,6 +295,7 @@ static void on_new(struct api_server *srv, struct api_call *c, bool ok)
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+	rs_hb_release(&c->t_close);
 	if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
 		call_unref(c);
 
@@ -305,6 +309,7 @@ static void on_new(struct api_server *srv, struct api_call *c, bool ok)
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_MESSAGE;
 	op.data.recv_message.recv_message = &c->req;
+	rs_hb_release(&c->t_recv);
 	if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK)
 		call_unref(c);
 }
@@ -343,6 +348,7 @@ static void *poll_main(void *arg)
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
 		struct api_tag *t = ev.tag;
+		rs_hb_acquire(t);
 		switch (t->kind) {
 		case TAG_NEW:
 			on_new(srv, t->call, ev.success);
@@ -571,6 +577,7 @@ void api_server_stop(struct api_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);
+	rs_hb_release(&srv->t_shutdown);
 	grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->t_shutdown);
 
 	struct timespec deadline;

@@ -42,6 +42,7 @@ _lib_exit() {
 	for ((i = ${#_CLEANUPS[@]} - 1; i >= 0; i--)); do
 		eval "${_CLEANUPS[$i]}" || true
 	done
+	_san_reports || rc=1
 	if [ -n "${T:-}" ] && [ -d "$T" ]; then
 		if [ "${KEEP_TMP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "${KEEP_TMP_ON_FAIL:-0}" = 1 ]; }; then
 			echo "# $TEST_NAME: kept temp dir $T" >&2
@@ -55,6 +56,29 @@ _lib_exit() {
 }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/rs-$TEST_NAME.XXXXXX")
+# A sanitized binary writes its reports to $T/sanitizer/KIND.PID whatever
+# became of its stderr (a daemon's log, 2>/dev/null, a process killed later),
+# and any report fails the test at exit (_san_reports).
+_SAN_DIR=$T/sanitizer
+mkdir -p "$_SAN_DIR"
+for _v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+	case ${!_v:-} in
+	*log_path=*) ;;
+	*) export "$_v=${!_v:+${!_v}:}log_path=$_SAN_DIR/$(echo "${_v%%_*}" | tr A-Z a-z)" ;;
+	esac
+done
+unset _v
+_san_reports() {
+	local f ok=0
+	for f in "$_SAN_DIR"/*; do
+		[ -s "$f" ] || continue
+		printf 'FAIL - sanitizer report from pid %s: %s\n' "${f##*.}" \
+			"$(grep -m1 -E 'SUMMARY|runtime error' "$f" | cut -c1-200)"
+		head -n 60 "$f" | cut -c1-300 | sed 's/^/    | /'
+		ok=1
+	done
+	return "$ok"
+}
 trap _lib_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
