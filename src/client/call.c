@@ -272,11 +272,6 @@ int ctrd_client_set_lease(struct ctrd_client *c, const char *lease_id, struct rs
 	return 0;
 }
 
-const char *ctrd_client_address(const struct ctrd_client *c)
-{
-	return c->address;
-}
-
 int ctrd_call(struct ctrd_client *c, const char *method, const ProtobufCMessage *req,
 	      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, long timeout_ms,
 	      struct rs_error *err)

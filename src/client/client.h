@@ -77,7 +77,6 @@ int ctrd_client_new(const struct ctrd_options *o, struct ctrd_client **out, stru
 void ctrd_client_free(struct ctrd_client *c);
 /* Later calls carry this lease (NULL: none). */
 int ctrd_client_set_lease(struct ctrd_client *c, const char *lease_id, struct rs_error *err);
-const char *ctrd_client_address(const struct ctrd_client *c);
 
 /* ---- leases ------------------------------------------------------------- */
 
@@ -176,8 +175,6 @@ int ctrd_snapshot_stat(struct ctrd_client *c, const char *snapshotter, const cha
 		       struct ctrd_snapshot_info *out, struct rs_error *err);
 int ctrd_snapshot_remove(struct ctrd_client *c, const char *snapshotter, const char *key,
 			 struct rs_error *err);
-int ctrd_snapshot_mounts(struct ctrd_client *c, const char *snapshotter, const char *key,
-			 struct ctrd_mounts *out, struct rs_error *err);
 
 /* ---- diff ----------------------------------------------------------------- */
 
@@ -211,7 +208,6 @@ int ctrd_image_update(struct ctrd_client *c, const struct ctrd_image *img, struc
  * containerd's client does. *created (may be NULL) tells which happened. */
 int ctrd_image_put(struct ctrd_client *c, const struct ctrd_image *img, bool *created,
 		   struct rs_error *err);
-int ctrd_image_delete(struct ctrd_client *c, const char *name, bool sync, struct rs_error *err);
 
 /* ---- rpull ---------------------------------------------------------------- */
 

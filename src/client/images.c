@@ -91,12 +91,3 @@ int ctrd_image_put(struct ctrd_client *c, const struct ctrd_image *img, bool *cr
 	}
 	return rc;
 }
-
-int ctrd_image_delete(struct ctrd_client *c, const char *name, bool sync, struct rs_error *err)
-{
-	Containerd__Services__Images__V1__DeleteImageRequest req =
-	    CONTAINERD__SERVICES__IMAGES__V1__DELETE_IMAGE_REQUEST__INIT;
-	req.name = (char *)name;
-	req.sync = sync;
-	return ctrd_call(c, IMAGES "Delete", &req.base, NULL, NULL, 0, err);
-}

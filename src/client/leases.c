@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* containerd's leases service: Create (with the gc.expire label) and Delete. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>

@@ -119,23 +119,3 @@ int ctrd_snapshot_remove(struct ctrd_client *c, const char *snapshotter, const c
 	req.key = (char *)key;
 	return ctrd_call(c, SNAPSHOTS "Remove", &req.base, NULL, NULL, 0, err);
 }
-
-int ctrd_snapshot_mounts(struct ctrd_client *c, const char *snapshotter, const char *key,
-			 struct ctrd_mounts *out, struct rs_error *err)
-{
-	memset(out, 0, sizeof(*out));
-	Containerd__Services__Snapshots__V1__MountsRequest req =
-	    CONTAINERD__SERVICES__SNAPSHOTS__V1__MOUNTS_REQUEST__INIT;
-	req.snapshotter = (char *)snapshotter;
-	req.key = (char *)key;
-	ProtobufCMessage *resp = NULL;
-	int rc = ctrd_call(c, SNAPSHOTS "Mounts", &req.base,
-			   &containerd__services__snapshots__v1__mounts_response__descriptor, &resp,
-			   0, err);
-	if (rc < 0)
-		return rc;
-	Containerd__Services__Snapshots__V1__MountsResponse *r = (void *)resp;
-	rc = take_mounts(r->mounts, r->n_mounts, out, err);
-	protobuf_c_message_free_unpacked(resp, NULL);
-	return rc;
-}

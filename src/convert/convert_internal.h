@@ -105,7 +105,6 @@ int conv_layout_blob_put(struct conv_layout *l, const char *digest, int fd, int6
  * with the same tag. */
 int conv_layout_tag(struct conv_layout *l, const char *media_type, const char *digest, int64_t size,
 		    struct rs_error *err);
-const char *conv_layout_dir(const struct conv_layout *l);
 
 /* ---- image endpoints: one interface over registry and layout ---------------------- */
 

@@ -20,11 +20,6 @@ struct conv_layout {
 
 static const char layout_file[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
-const char *conv_layout_dir(const struct conv_layout *l)
-{
-	return l->dir;
-}
-
 static bool tag_ok(const char *t)
 {
 	if (!*t || strlen(t) > 512)
