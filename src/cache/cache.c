@@ -80,6 +80,18 @@ int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
 	return cache_disk_put(c->disk, key, cache_buf_data(b), cache_buf_len(b), put_flags, err);
 }
 
+int cache_put_unkeyed(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
+		      unsigned put_flags, struct rs_error *err)
+{
+	cache_mem_put(c->mem, key, b, put_flags);
+	if (!c->disk)
+		return 0;
+	uint8_t sum[RS_SHA256_LEN];
+	rs_sha256(cache_buf_data(b), cache_buf_len(b), sum);
+	return cache_disk_put_keyed(c->disk, key, sum, cache_buf_data(b), cache_buf_len(b),
+				    put_flags, err);
+}
+
 void cache_stats(struct cache *c, struct cache_stats *out)
 {
 	memset(out, 0, sizeof(*out));

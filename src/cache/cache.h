@@ -101,7 +101,8 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 		    struct rs_error *err);
 void cache_disk_close(struct cache_disk *d);
 /* 0 and *out (caller unrefs) on a hit; -ENOENT on a miss, including a file
- * whose sha256 is not its key (deleted and counted as corrupt); another
+ * whose sha256 is not its key, or the digest it was put with (deleted and
+ * counted as corrupt); another
  * negative errno on an I/O error (callers may treat it as a miss). */
 int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 		   struct rs_error *err);
@@ -111,6 +112,13 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
  * max_bytes is not stored (returns 0). put_flags: CACHE_PUT_*. */
 int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
 		   size_t len, unsigned put_flags, struct rs_error *err);
+/* The same for a value whose key is not its content's sha256 (a legacy
+ * chunk's, derived from layer and offset): digest, the sha256 of data, is
+ * stored with the file (in its name) and every load is checked against it.
+ * NULL or equal to key: as cache_disk_put. */
+int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
+			 const uint8_t *digest, const void *data, size_t len, unsigned put_flags,
+			 struct rs_error *err);
 void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out);
 
 /* ---- the two tiers together ------------------------------------------- */
@@ -141,6 +149,12 @@ int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
  * write fails (that error is returned). put_flags: CACHE_PUT_*. */
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
 	      unsigned put_flags, struct rs_error *err);
+/* cache_put for a value whose key is not its content's sha256 (a legacy
+ * chunk's, of layer and offset): the disk tier stores the content's sha256
+ * with the file, hashed here when there is a disk tier, and checks every load
+ * against it (cache_disk_put_keyed). */
+int cache_put_unkeyed(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
+		      unsigned put_flags, struct rs_error *err);
 void cache_stats(struct cache *c, struct cache_stats *out);
 
 #endif

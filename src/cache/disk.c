@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Disk tier: content-addressed files in DIR/sha256/<2 hex>/<64 hex>, written
  * through a temp file and rename, bounded in size with LRU eviction, and
- * checked against their key on every load. */
+ * checked against their key on every load. A value whose key is not its
+ * content's sha256 (a legacy chunk, keyed by layer and offset) carries that
+ * sha256 in its name, <key>.<sha256>, and is checked against it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +21,8 @@
 
 #define TMP_PREFIX ".tmp-"
 #define HEX_LEN (RS_SHA256_LEN * 2)
-/* "ab/" + 64 hex + NUL, or "ab/.tmp-" + 64 hex + "-pid-counter" */
-#define REL_MAX 128
+/* "ab/" + 64 hex + "." + 64 hex + NUL, or "ab/.tmp-" + 64 hex + "-pid-counter" */
+#define REL_MAX 160
 #define DIRECT_MIN ((size_t)1 << 20)
 #define DIRECT_ALIGN ((size_t)4096)
 
@@ -32,11 +34,19 @@ struct cache_disk {
 	uint64_t max_bytes;
 	atomic_uint_fast64_t tmp_seq;
 	/* lock guards idx (which files exist and their LRU order, the byte
-	 * total), the entries, the counters below, and unlinking of indexed
-	 * files. File contents are read and written outside it. */
+	 * total), the entries, the counters below, and every rename into and
+	 * unlink from an indexed name, so that the index and the directory
+	 * change together. File contents are read and written outside it. */
 	pthread_mutex_t lock;
 	struct cache_idx idx;
 	uint64_t hits, misses, evictions, corrupt, tmp_removed;
+};
+
+/* An index entry: the name of its file follows from these. */
+struct disk_ent {
+	struct cache_ent e; /* first: a cache_ent * is a disk_ent * */
+	bool keyed;         /* the key is not the content's sha256: digest is */
+	uint8_t digest[RS_SHA256_LEN];
 };
 
 static void hex_encode(const uint8_t key[RS_SHA256_LEN], char out[HEX_LEN + 1])
@@ -72,11 +82,23 @@ static bool hex_decode(const char *s, uint8_t key[RS_SHA256_LEN])
 	return true;
 }
 
-static void rel_path(const uint8_t key[RS_SHA256_LEN], char out[REL_MAX])
+/* The file of key: "ab/<key>", or "ab/<key>.<digest>" with a digest that is
+ * not the key. */
+static void rel_path(const uint8_t key[RS_SHA256_LEN], const uint8_t *digest, char out[REL_MAX])
 {
-	char hex[HEX_LEN + 1];
+	char hex[HEX_LEN + 1], dhex[HEX_LEN + 1];
 	hex_encode(key, hex);
-	snprintf(out, REL_MAX, "%.2s/%s", hex, hex);
+	if (!digest) {
+		snprintf(out, REL_MAX, "%.2s/%s", hex, hex);
+		return;
+	}
+	hex_encode(digest, dhex);
+	snprintf(out, REL_MAX, "%.2s/%s.%s", hex, hex, dhex);
+}
+
+static void ent_rel_path(const struct disk_ent *de, char out[REL_MAX])
+{
+	rel_path(de->e.key, de->keyed ? de->digest : NULL, out);
 }
 
 static void ent_list_free(struct cache_ent *e)
@@ -95,7 +117,7 @@ static void evict_locked(struct cache_disk *d, const struct cache_ent *keep)
 	while (d->idx.bytes > d->max_bytes && d->idx.tail && d->idx.tail != keep) {
 		struct cache_ent *v = d->idx.tail;
 		char rel[REL_MAX];
-		rel_path(v->key, rel);
+		ent_rel_path((struct disk_ent *)v, rel);
 		if (unlinkat(d->root_fd, rel, 0) < 0 && errno != ENOENT)
 			rs_log(RS_LOG_WARN, "cache %s: evict %s: %s", d->dir, rel, strerror(errno));
 		cache_idx_remove(&d->idx, v);
@@ -106,6 +128,8 @@ static void evict_locked(struct cache_disk *d, const struct cache_ent *keep)
 
 struct scan_ent {
 	uint8_t key[RS_SHA256_LEN];
+	bool keyed;
+	uint8_t digest[RS_SHA256_LEN];
 	uint64_t size;
 	struct timespec t;
 };
@@ -148,6 +172,22 @@ static struct timespec later(struct timespec a, struct timespec b)
 	return a.tv_nsec > b.tv_nsec ? a : b;
 }
 
+/* "<key>" or "<key>.<digest>" (with a digest other than the key). */
+static bool parse_name(const char *name, struct scan_ent *se)
+{
+	size_t n = strlen(name);
+	char key[HEX_LEN + 1];
+	if (n == HEX_LEN)
+		return hex_decode(name, se->key);
+	if (n != 2 * HEX_LEN + 1 || name[HEX_LEN] != '.')
+		return false;
+	memcpy(key, name, HEX_LEN);
+	key[HEX_LEN] = '\0';
+	se->keyed = true;
+	return hex_decode(key, se->key) && hex_decode(name + HEX_LEN + 1, se->digest) &&
+	       memcmp(se->key, se->digest, RS_SHA256_LEN) != 0;
+}
+
 /* Scans one prefix directory: removes temp files, collects entries. */
 static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
 		       struct rs_error *err)
@@ -171,8 +211,8 @@ static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
 				d->tmp_removed++;
 			continue;
 		}
-		struct scan_ent se;
-		if (!hex_decode(name, se.key) || strncmp(name, prefix, 2) != 0)
+		struct scan_ent se = {0};
+		if (!parse_name(name, &se) || strncmp(name, prefix, 2) != 0)
 			continue; /* not ours: left alone */
 		struct stat st;
 		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
@@ -212,14 +252,26 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 	if (rc == 0 && s.n)
 		qsort(s.v, s.n, sizeof(*s.v), scan_cmp);
 	for (size_t i = 0; rc == 0 && i < s.n; i++) {
-		struct cache_ent *e = calloc(1, sizeof(*e));
-		if (!e) {
+		struct cache_ent *old = cache_idx_find(&d->idx, s.v[i].key);
+		if (old) {
+			/* Two files of one key (a crash between a put's rename and
+			 * its removal of the other name): the older one goes. */
+			char rel[REL_MAX];
+			ent_rel_path((struct disk_ent *)old, rel);
+			unlinkat(d->root_fd, rel, 0);
+			cache_idx_remove(&d->idx, old);
+			free(old);
+		}
+		struct disk_ent *de = calloc(1, sizeof(*de));
+		if (!de) {
 			rc = rs_err(err, -ENOMEM, "cache %s: out of memory", d->dir);
 			break;
 		}
-		memcpy(e->key, s.v[i].key, RS_SHA256_LEN);
-		e->size = s.v[i].size;
-		cache_idx_insert(&d->idx, e);
+		memcpy(de->e.key, s.v[i].key, RS_SHA256_LEN);
+		de->e.size = s.v[i].size;
+		de->keyed = s.v[i].keyed;
+		memcpy(de->digest, s.v[i].digest, RS_SHA256_LEN);
+		cache_idx_insert(&d->idx, &de->e);
 	}
 	free(s.v);
 	if (rc == 0)
@@ -308,16 +360,32 @@ void cache_disk_close(struct cache_disk *d)
 	free(d);
 }
 
-/* Forgets key and deletes its file when the file failed verification. */
-static void drop_corrupt(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const char *rel)
+/* Under d->lock: whether the file at rel is the one fd has open. */
+static bool same_file_locked(struct cache_disk *d, const char *rel, int fd)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && fstatat(d->root_fd, rel, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Forgets key and deletes its file when the file fd has open failed
+ * verification; a put may have renamed a good file over it since the get
+ * opened it, and that one stays. */
+static void drop_corrupt(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const char *rel,
+			 int fd)
 {
 	pthread_mutex_lock(&d->lock);
-	struct cache_ent *e = cache_idx_find(&d->idx, key);
-	if (e) {
-		cache_idx_remove(&d->idx, e);
-		free(e);
+	if (same_file_locked(d, rel, fd)) {
+		struct cache_ent *e = cache_idx_find(&d->idx, key);
+		char erel[REL_MAX];
+		if (e)
+			ent_rel_path((struct disk_ent *)e, erel);
+		if (e && strcmp(erel, rel) == 0) {
+			cache_idx_remove(&d->idx, e);
+			free(e);
+		}
+		unlinkat(d->root_fd, rel, 0);
 	}
-	unlinkat(d->root_fd, rel, 0);
 	d->corrupt++;
 	d->misses++;
 	pthread_mutex_unlock(&d->lock);
@@ -325,14 +393,20 @@ static void drop_corrupt(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 	       d->dir, rel);
 }
 
-/* Forgets key when its file is gone (removed behind our back). */
+/* Forgets key when its file is gone (removed behind our back), unless a put
+ * has written it again since the get missed it. */
 static void drop_missing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN])
 {
 	pthread_mutex_lock(&d->lock);
 	struct cache_ent *e = cache_idx_find(&d->idx, key);
 	if (e) {
-		cache_idx_remove(&d->idx, e);
-		free(e);
+		char rel[REL_MAX];
+		struct stat st;
+		ent_rel_path((struct disk_ent *)e, rel);
+		if (fstatat(d->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			cache_idx_remove(&d->idx, e);
+			free(e);
+		}
 	}
 	d->misses++;
 	pthread_mutex_unlock(&d->lock);
@@ -342,6 +416,8 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 		   struct rs_error *err)
 {
 	*out = NULL;
+	char rel[REL_MAX];
+	uint8_t want[RS_SHA256_LEN];
 	pthread_mutex_lock(&d->lock);
 	struct cache_ent *e = cache_idx_find(&d->idx, key);
 	if (!e) {
@@ -349,11 +425,12 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 		pthread_mutex_unlock(&d->lock);
 		return -ENOENT;
 	}
+	const struct disk_ent *de = (const struct disk_ent *)e;
+	ent_rel_path(de, rel);
+	memcpy(want, de->keyed ? de->digest : key, RS_SHA256_LEN);
 	cache_idx_touch(&d->idx, e);
 	pthread_mutex_unlock(&d->lock);
 
-	char rel[REL_MAX];
-	rel_path(key, rel);
 	cleanup_fd int fd = openat(d->root_fd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e2 = errno;
@@ -367,7 +444,7 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 		return rs_err(err, -errno, "cache %s: stat sha256/%s: %s", d->dir, rel,
 			      strerror(errno));
 	if ((uint64_t)st.st_size > CACHE_MAX_VALUE) {
-		drop_corrupt(d, key, rel);
+		drop_corrupt(d, key, rel, fd);
 		return -ENOENT;
 	}
 	cleanup_cache_buf struct cache_buf *b = NULL;
@@ -389,8 +466,8 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 	}
 	uint8_t sum[RS_SHA256_LEN];
 	rs_sha256(p, got, sum);
-	if (got != len || memcmp(sum, key, RS_SHA256_LEN) != 0) {
-		drop_corrupt(d, key, rel);
+	if (got != len || memcmp(sum, want, RS_SHA256_LEN) != 0) {
+		drop_corrupt(d, key, rel, fd);
 		return -ENOENT;
 	}
 	/* The access time orders the LRU after a restart; relatime won't keep it. */
@@ -438,14 +515,17 @@ static int write_direct(int fd, const uint8_t *p, size_t len)
 	return write_all(fd, p + done, len - done);
 }
 
-int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
-		   size_t len, unsigned put_flags, struct rs_error *err)
+int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
+			 const uint8_t *digest, const void *data, size_t len, unsigned put_flags,
+			 struct rs_error *err)
 {
 	if (len > CACHE_MAX_VALUE || len > d->max_bytes)
 		return 0;
+	if (digest && memcmp(digest, key, RS_SHA256_LEN) == 0)
+		digest = NULL;
 	char hex[HEX_LEN + 1], rel[REL_MAX], tmp[REL_MAX];
 	hex_encode(key, hex);
-	rel_path(key, rel);
+	rel_path(key, digest, rel);
 	uint64_t seq = atomic_fetch_add(&d->tmp_seq, 1);
 	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%" PRIu64, hex, hex, (long)getpid(),
 		 seq);
@@ -468,12 +548,43 @@ int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const
 		rc = -errno;
 	if (rc == 0 && close(rs_steal_fd(&fd)) < 0)
 		rc = -errno;
-	if (rc == 0 && renameat(d->root_fd, tmp, d->root_fd, rel) < 0)
-		rc = -errno;
+	struct disk_ent *ne = rc == 0 ? calloc(1, sizeof(*ne)) : NULL;
+	if (rc == 0 && !ne)
+		rc = -ENOMEM;
 	if (rc < 0) {
 		unlinkat(d->root_fd, tmp, 0);
 		return rs_err(err, rc, "cache %s: write sha256/%s: %s", d->dir, rel, strerror(-rc));
 	}
+
+	/* The rename and the index change together: an eviction or a failed get
+	 * in between would unlink or forget the file just written. */
+	pthread_mutex_lock(&d->lock);
+	if (renameat(d->root_fd, tmp, d->root_fd, rel) < 0) {
+		rc = -errno;
+		pthread_mutex_unlock(&d->lock);
+		unlinkat(d->root_fd, tmp, 0);
+		free(ne);
+		return rs_err(err, rc, "cache %s: write sha256/%s: %s", d->dir, rel, strerror(-rc));
+	}
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (e) {
+		/* Another name (a digest of other content) or size: replaced. */
+		char orel[REL_MAX];
+		ent_rel_path((struct disk_ent *)e, orel);
+		if (strcmp(orel, rel) != 0)
+			unlinkat(d->root_fd, orel, 0);
+		cache_idx_remove(&d->idx, e);
+		free(e);
+	}
+	memcpy(ne->e.key, key, RS_SHA256_LEN);
+	ne->e.size = len;
+	ne->keyed = digest != NULL;
+	if (digest)
+		memcpy(ne->digest, digest, RS_SHA256_LEN);
+	cache_idx_insert(&d->idx, &ne->e);
+	evict_locked(d, &ne->e);
+	pthread_mutex_unlock(&d->lock);
+
 	if (d->flags & CACHE_FSYNC) {
 		char prefix[3] = {hex[0], hex[1], '\0'};
 		cleanup_fd int dfd = openat(d->root_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -481,26 +592,13 @@ int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const
 			return rs_err(err, -errno, "cache %s: fsync sha256/%s: %s", d->dir, prefix,
 				      strerror(errno));
 	}
-
-	struct cache_ent *ne = calloc(1, sizeof(*ne));
-	pthread_mutex_lock(&d->lock);
-	struct cache_ent *e = cache_idx_find(&d->idx, key);
-	if (e) {
-		cache_idx_touch(&d->idx, e);
-		free(ne);
-	} else if (ne) {
-		memcpy(ne->key, key, RS_SHA256_LEN);
-		ne->size = len;
-		cache_idx_insert(&d->idx, ne);
-		evict_locked(d, ne);
-	} else {
-		/* Not indexed, so not bounded: remove the file again. */
-		unlinkat(d->root_fd, rel, 0);
-		pthread_mutex_unlock(&d->lock);
-		return rs_err(err, -ENOMEM, "cache %s: sha256/%s: out of memory", d->dir, rel);
-	}
-	pthread_mutex_unlock(&d->lock);
 	return 0;
+}
+
+int cache_disk_put(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *data,
+		   size_t len, unsigned put_flags, struct rs_error *err)
+{
+	return cache_disk_put_keyed(d, key, NULL, data, len, put_flags, err);
 }
 
 void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out)

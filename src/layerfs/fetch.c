@@ -432,7 +432,10 @@ static int8_t land_chunk(struct lfs_runtime *rt, struct lfs_layer *l, uint32_t i
 	unsigned put = prio >= LFS_PRIO_PREFETCH    ? CACHE_PUT_WRITEBACK
 		       : prio == LFS_PRIO_READAHEAD ? CACHE_PUT_ONCE
 						    : 0;
-	if (cache_put(rt->cache, key, b, put, &cerr) < 0)
+	/* A legacy chunk's key is of its place: the disk tier keeps its sha256. */
+	int pr = c->has_digest ? cache_put(rt->cache, key, b, put, &cerr)
+			       : cache_put_unkeyed(rt->cache, key, b, put, &cerr);
+	if (pr < 0)
 		rs_log(RS_LOG_WARN, "layerfs: disk cache: %s", cerr.msg);
 	cache_buf_unref(b);
 	return 1;

@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cache/cache.h"
 
@@ -597,6 +601,266 @@ static void test_concurrency(void **state)
 	cache_close(s.c);
 }
 
+/* ---- the disk tier under concurrent puts, gets and evictions ------------ */
+
+#define RACE_KEYS 64
+#define RACE_LEN 4096
+#define RACE_THREADS 8
+#define RACE_OPS 5000
+
+struct race {
+	struct cache_disk *d;
+	uint8_t keys[RACE_KEYS][RS_SHA256_LEN];
+	struct cache_buf *vals[RACE_KEYS];
+	atomic_int bad;
+};
+
+static void *race_worker(void *arg)
+{
+	struct race *r = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (int i = 0; i < RACE_OPS; i++) {
+		unsigned id = (unsigned)rand_r(&seed) % RACE_KEYS;
+		struct rs_error err = {0};
+		if (rand_r(&seed) & 1) {
+			if (cache_disk_put(r->d, r->keys[id], cache_buf_data(r->vals[id]), RACE_LEN,
+					   0, &err) != 0)
+				atomic_fetch_add(&r->bad, 1);
+			continue;
+		}
+		struct cache_buf *b = NULL;
+		int rc = cache_disk_get(r->d, r->keys[id], &b, &err);
+		if ((rc == 0 && !value_ok(b, id, RACE_LEN)) || (rc != 0 && rc != -ENOENT))
+			atomic_fetch_add(&r->bad, 1);
+		cache_buf_unref(b);
+	}
+	return NULL;
+}
+
+/* Files of the store on disk: how many, their bytes. */
+static void disk_files(const char *dir, uint64_t *n, uint64_t *bytes)
+{
+	*n = *bytes = 0;
+	for (int i = 0; i < 256; i++) {
+		char sub[512];
+		snprintf(sub, sizeof(sub), "%s/sha256/%02x", dir, i);
+		DIR *dd = opendir(sub);
+		assert_non_null(dd);
+		struct dirent *de;
+		while ((de = readdir(dd))) {
+			if (de->d_name[0] == '.')
+				continue;
+			char p[1024];
+			snprintf(p, sizeof(p), "%s/%s", sub, de->d_name);
+			struct stat st;
+			assert_int_equal(stat(p, &st), 0);
+			(*n)++;
+			*bytes += (uint64_t)st.st_size;
+		}
+		closedir(dd);
+	}
+}
+
+/* Puts, gets and evictions of the same keys from several threads: the index
+ * and the directory must agree afterwards (a file removed for an entry that a
+ * put had just renewed, or an entry forgotten while its file was put again,
+ * leaves an indexed key without a file, or a file outside the bound). */
+static void test_disk_race(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	static struct race r;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(cache_disk_open(dir, 3 * RACE_LEN, 0, &r.d, &err), 0);
+	for (unsigned i = 0; i < RACE_KEYS; i++)
+		r.vals[i] = make_value(i, RACE_LEN, r.keys[i]);
+	pthread_t t[RACE_THREADS];
+	for (int i = 0; i < RACE_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race_worker, &r), 0);
+	for (int i = 0; i < RACE_THREADS; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&r.bad), 0);
+	struct cache_disk_stats st;
+	cache_disk_stats(r.d, &st);
+	uint64_t n, bytes;
+	disk_files(dir, &n, &bytes);
+	if (n != st.entries || bytes != st.bytes)
+		fail_msg("index: %llu entries, %llu bytes; disk: %llu files, %llu bytes",
+			 (unsigned long long)st.entries, (unsigned long long)st.bytes,
+			 (unsigned long long)n, (unsigned long long)bytes);
+	assert_true(st.bytes <= st.max_bytes);
+	/* Every indexed key reads back. */
+	uint64_t hits = 0;
+	for (unsigned i = 0; i < RACE_KEYS; i++) {
+		struct cache_buf *b = NULL;
+		if (cache_disk_get(r.d, r.keys[i], &b, &err) == 0) {
+			assert_true(value_ok(b, i, RACE_LEN));
+			hits++;
+		}
+		cache_buf_unref(b);
+	}
+	assert_int_equal(hits, st.entries);
+	cache_disk_close(r.d);
+	for (unsigned i = 0; i < RACE_KEYS; i++)
+		cache_buf_unref(r.vals[i]);
+}
+
+/* ---- a put's rename racing an eviction, made to happen ------------------ */
+
+/* renameat() of the store, interposed: once armed for a name, the call that
+ * renames into it waits (bounded) after the rename for another thread's put,
+ * so that put runs in the window a put leaves between renaming its file into
+ * place and indexing it. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char name[80]; /* armed for this name; "" disarmed */
+	bool renamed, other_done;
+} hook = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, "", false, false};
+
+int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+	static int (*real)(int, const char *, int, const char *);
+	if (!real)
+		real = (int (*)(int, const char *, int, const char *))dlsym(RTLD_NEXT, "renameat");
+	int r = real(olddirfd, oldpath, newdirfd, newpath);
+	pthread_mutex_lock(&hook.lock);
+	if (hook.name[0] && strstr(newpath, hook.name)) {
+		hook.name[0] = '\0';
+		hook.renamed = true;
+		pthread_cond_broadcast(&hook.cond);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 300 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!hook.other_done &&
+		       pthread_cond_timedwait(&hook.cond, &hook.lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&hook.lock);
+	return r;
+}
+
+struct put_arg {
+	struct cache_disk *d;
+	const uint8_t *key;
+	struct cache_buf *b;
+	int rc;
+};
+
+static void *put_main(void *arg)
+{
+	struct put_arg *a = arg;
+	struct rs_error err = {0};
+	a->rc = cache_disk_put(a->d, a->key, cache_buf_data(a->b), cache_buf_len(a->b), 0, &err);
+	pthread_mutex_lock(&hook.lock);
+	hook.other_done = true;
+	pthread_cond_broadcast(&hook.cond);
+	pthread_mutex_unlock(&hook.lock);
+	return NULL;
+}
+
+/* K is the least recently used entry and is put again; while its new file
+ * is being renamed into place another put (of J) takes the store over its
+ * bound. K, just written, must stay and read back; the old code unlinked
+ * the new file as the old entry's eviction and then indexed K without a file. */
+static void test_disk_put_rename_vs_evict(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_disk *d = NULL;
+	assert_int_equal(cache_disk_open(dir, 2 * 4096, 0, &d, &err), 0);
+	uint8_t kk[RS_SHA256_LEN], ka[RS_SHA256_LEN], kj[RS_SHA256_LEN];
+	struct cache_buf *vk = make_value(1, 4096, kk), *va = make_value(2, 4096, ka),
+			 *vj = make_value(3, 4096, kj);
+	assert_int_equal(cache_disk_put(d, kk, cache_buf_data(vk), 4096, 0, &err), 0);
+	assert_int_equal(cache_disk_put(d, ka, cache_buf_data(va), 4096, 0, &err), 0);
+
+	char hex[RS_DIGEST_STR_LEN];
+	rs_digest_format(kk, hex);
+	pthread_mutex_lock(&hook.lock);
+	snprintf(hook.name, sizeof(hook.name), "/%s", hex + strlen("sha256:"));
+	hook.renamed = hook.other_done = false;
+	pthread_mutex_unlock(&hook.lock);
+
+	struct put_arg pk = {d, kk, vk, -1}, pj = {d, kj, vj, -1};
+	pthread_t tk, tj;
+	assert_int_equal(pthread_create(&tk, NULL, put_main, &pk), 0);
+	pthread_mutex_lock(&hook.lock);
+	while (!hook.renamed)
+		pthread_cond_wait(&hook.cond, &hook.lock);
+	hook.other_done = false; /* K's own put_main has not returned yet */
+	pthread_mutex_unlock(&hook.lock);
+	assert_int_equal(pthread_create(&tj, NULL, put_main, &pj), 0);
+	pthread_join(tj, NULL);
+	pthread_join(tk, NULL);
+	assert_int_equal(pk.rc, 0);
+	assert_int_equal(pj.rc, 0);
+
+	struct cache_buf *b = NULL;
+	int rc = cache_disk_get(d, kk, &b, &err);
+	if (rc != 0)
+		fail_msg("K, put last but one, does not read back: %d", rc);
+	assert_true(value_ok(b, 1, 4096));
+	cache_buf_unref(b);
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	uint64_t n, bytes;
+	disk_files(dir, &n, &bytes);
+	assert_int_equal(n, st.entries);
+	assert_int_equal(bytes, st.bytes);
+	cache_disk_close(d);
+	cache_buf_unref(vk);
+	cache_buf_unref(va);
+	cache_buf_unref(vj);
+}
+
+/* A legacy chunk: its key is of the layer and offset, not of its bytes. It
+ * is stored with its content digest, survives a reopen and is checked
+ * against that digest: a file changed on disk is not served. */
+static void test_disk_keyed(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_disk *d = NULL;
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	uint8_t digest[RS_SHA256_LEN], key[RS_SHA256_LEN];
+	struct cache_buf *v = make_value(9, 5000, digest);
+	rs_sha256("layer sha256:ab.. offset 123", 28, key);
+	assert_int_equal(cache_disk_put_keyed(d, key, digest, cache_buf_data(v), 5000, 0, &err), 0);
+	assert_disk_value(d, key, 9, 5000);
+	cache_disk_close(d);
+
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	assert_disk_value(d, key, 9, 5000);
+	struct cache_disk_stats st;
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.corrupt, 0);
+	assert_int_equal(st.entries, 1);
+	cache_disk_close(d);
+
+	/* One byte changed on disk: a miss, counted as corrupt, file deleted. */
+	char kh[RS_DIGEST_STR_LEN], dh[RS_DIGEST_STR_LEN], path[512];
+	rs_digest_format(key, kh);
+	rs_digest_format(digest, dh);
+	snprintf(path, sizeof(path), "%s/sha256/%.2s/%s.%s", dir, kh + 7, kh + 7, dh + 7);
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\xff", 1, 100), 1);
+	close(fd);
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, key, &b, &err), -ENOENT);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.corrupt, 1);
+	assert_false(exists(path));
+	cache_disk_close(d);
+	cache_buf_unref(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +875,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disk_tmp_removed, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_tiers, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_concurrency, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_race, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_put_rename_vs_evict, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_keyed, setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
