@@ -114,7 +114,6 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	l->no_prefetch = o->no_prefetch;
 	l->no_background = o->no_background;
 	l->defer_fetch = o->defer_fetch;
-	l->allow_unverified = o->allow_unverified;
 	atomic_init(&l->toc_unchecked, !o->toc_digest && !o->allow_unverified);
 	atomic_init(&l->fetch_started, false);
 	atomic_init(&l->diffid_state, LFS_DIFFID_OFF);

@@ -106,7 +106,6 @@ struct lfs_layer {
 	long read_timeout_ms;
 	bool no_prefetch, no_background;
 	bool defer_fetch;
-	bool allow_unverified;
 	atomic_bool toc_unchecked; /* opened with toc_digest_later, not checked yet */
 	atomic_bool fetch_started;
 
