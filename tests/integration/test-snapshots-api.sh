@@ -258,6 +258,10 @@ api d4 remove "$B_BASE"
 want "direct Remove of a parent with children: FAILED_PRECONDITION" d4 '.code == 9'
 
 # --- remove, GC, cleanup ------------------------------------------------------------------
+# A directory no snapshot owns: only Cleanup removes it, so its going shows
+# that containerd's GC called Cleanup (Remove deletes its own directory).
+ORPHAN=$SNAP_ROOT/snapshots/rs-test-orphan
+mkdir -p "$ORPHAN/fs" && echo left >"$ORPHAN/fs/file" || fail "cannot plant $ORPHAN"
 cs r1 rm v1 k2
 ctr_ok "rm v1 k2" r1
 cs r2 rm base
@@ -276,11 +280,11 @@ done
 api ls2 list
 want "our snapshotter is empty after the removals" ls2 '.code == 0 and (.infos | length) == 0'
 for _ in $(seq 50); do
-	grep -q 'api: Cleanup: ok' "$SRV_LOG" && break
+	[ -e "$ORPHAN" ] || break
 	sleep 0.2
 done
-grep -q 'api: Cleanup: ok' "$SRV_LOG" && pass "containerd's GC called Cleanup" ||
-	fail "no Cleanup call from containerd's GC"
+[ -e "$ORPHAN" ] && fail "no Cleanup call from containerd's GC: $ORPHAN is still there" ||
+	pass "containerd's GC called Cleanup: the orphan directory is gone"
 leftover=$(find "$SNAP_ROOT/snapshots" -mindepth 1 -maxdepth 1 | wc -l)
 [ "$leftover" = 0 ] && pass "no snapshot directories left" || fail "$leftover directories left"
 
@@ -352,8 +356,5 @@ want "GC removed the image's layers from our snapshotter" ls6 '(.infos | length)
 
 api_stop
 [ "${SRV_RC:-1}" = 0 ] && pass "daemon stopped cleanly at the end" || fail "daemon exit ${SRV_RC:-?} at stop"
-if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' "$SRV_LOG" >/dev/null; then
-	fail "sanitizer reports in the daemon's log"
-	grep -E -A20 'Sanitizer|runtime error' "$SRV_LOG" | head -60
-fi
+# Sanitizer reports (ASan, UBSan, TSan builds) fail the test in lib.sh.
 finish
