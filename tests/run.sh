@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: dependencies, builds, unit tests under ASan+UBSan,
-# fuzz targets (if present), integration tests.  Prints one line per result
+# The one test command: dependencies, builds, unit tests under ASan+UBSan and
+# under TSan, fuzz targets (if present), integration tests (some again with
+# the ASan and the TSan binaries).  Prints one line per result
 # and ends with "N passed, N failed[, N skipped]"; exits non-zero on failure.
 #
 # Environment:
@@ -8,6 +9,12 @@
 #   RS_ONLY=PATTERN   run only integration tests whose name matches PATTERN
 #   RS_QUICK=1        smaller integration matrices
 #   RS_NO_ASAN_INTEGRATION=1  skip re-running test-bad-input.sh with the ASan CLI
+#   RS_NO_TSAN=1      no ThreadSanitizer build, unit tests or integration reruns
+#   RS_NO_TSAN_INTEGRATION=1  TSan build and unit tests only
+#   RS_TSAN_ONLY=1    only the TSan build, its unit tests and its integration
+#                     reruns (no build/, build-asan/, fuzz or plain integration)
+#   RS_BUILD_DIR, RS_ASAN_DIR, RS_TSAN_DIR  build directories (default build,
+#                     build-asan, build-tsan; relative to the repository)
 #   FUZZ_SECONDS=N    time budget passed to tests/fuzz/run-fuzz.sh (default 30)
 #   TEST_TIMEOUT=N    seconds per integration script (default 900)
 set -uo pipefail
@@ -15,7 +22,15 @@ export LC_ALL=C
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" || exit 1
-LOGS=$REPO/build/test-logs
+BUILD=${RS_BUILD_DIR:-build}
+ASAN_DIR=${RS_ASAN_DIR:-build-asan}
+TSAN_DIR=${RS_TSAN_DIR:-build-tsan}
+TSAN_ONLY=false
+[ "${RS_TSAN_ONLY:-0}" = 1 ] && TSAN_ONLY=true
+TSAN_WANTED=true
+[ "${RS_NO_TSAN:-0}" = 1 ] && ! $TSAN_ONLY && TSAN_WANTED=false
+LOGS=$REPO/$BUILD/test-logs
+$TSAN_ONLY && LOGS=$REPO/$TSAN_DIR/test-logs
 START=$(date +%s)
 
 N_PASS=0
@@ -78,38 +93,65 @@ build_dir() {
 }
 
 mkdir -p "$LOGS"
-section "build (build/)"
-BUILD_OK=true
-if build_dir build; then
-	result PASS "build: build/"
-else
-	result FAIL "build: build/" "see $LOGS"
-	BUILD_OK=false
+BUILD_OK=false
+ASAN_OK=false
+if ! $TSAN_ONLY; then
+	section "build ($BUILD/)"
+	BUILD_OK=true
+	if build_dir "$BUILD"; then
+		result PASS "build: $BUILD/"
+	else
+		result FAIL "build: $BUILD/" "see $LOGS"
+		BUILD_OK=false
+	fi
+	section "build ($ASAN_DIR/, address+undefined sanitizers)"
+	ASAN_OK=true
+	if build_dir "$ASAN_DIR" -Db_sanitize=address,undefined -Db_lundef=false; then
+		result PASS "build: $ASAN_DIR/"
+	else
+		result FAIL "build: $ASAN_DIR/" "see $LOGS"
+		ASAN_OK=false
+	fi
 fi
-section "build (build-asan/, address+undefined sanitizers)"
-ASAN_OK=true
-if build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
-	result PASS "build: build-asan/"
-else
-	result FAIL "build: build-asan/" "see $LOGS"
-	ASAN_OK=false
+# gRPC is linked shared there (meson option grpc_link=auto), so that
+# ignore_noninstrumented_modules hides its uninstrumented internals.
+TSAN_OK=false
+if $TSAN_WANTED; then
+	section "build ($TSAN_DIR/, thread sanitizer)"
+	TSAN_T0=$(date +%s)
+	TSAN_OK=true
+	if build_dir "$TSAN_DIR" -Db_sanitize=thread -Db_lundef=false; then
+		result PASS "build: $TSAN_DIR/" "$(($(date +%s) - TSAN_T0))s"
+	else
+		result FAIL "build: $TSAN_DIR/" "see $LOGS"
+		TSAN_OK=false
+	fi
 fi
 
 # Sanitizer reports must not look like our exit codes 1-3.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-exitcode=223:abort_on_error=0:detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=223}
+# A race stops the process at once with 66; lib.sh collects the report (its
+# log_path) and fails the test.  Suppressions, if any, name third-party
+# frames only.
+TSAN_DEFAULT=halt_on_error=1:exitcode=66:second_deadlock_stack=1:ignore_noninstrumented_modules=1
+[ -s tests/tsan.supp ] && TSAN_DEFAULT=$TSAN_DEFAULT:suppressions=$REPO/tests/tsan.supp
+export TSAN_OPTIONS=${TSAN_OPTIONS:-$TSAN_DEFAULT}
 
 # --- code checks -----------------------------------------------------------------
 section "code checks"
 # Warnings count as failures: the builds above must be clean (-Wall -Wextra).
-if grep -h 'warning:' "$LOGS"/ninja-build.log "$LOGS"/ninja-build-asan.log 2>/dev/null |
+if grep -h 'warning:' "$LOGS/ninja-$(basename "$BUILD").log" "$LOGS/ninja-$(basename "$ASAN_DIR").log" \
+	"$LOGS/ninja-$(basename "$TSAN_DIR").log" 2>/dev/null |
 	sort -u >"$LOGS/warnings.log" && [ -s "$LOGS/warnings.log" ]; then
 	result FAIL "compiler warnings" "$(wc -l <"$LOGS/warnings.log") distinct"
 	head -n 20 "$LOGS/warnings.log" | sed 's/^/    /'
 else
 	result PASS "compiler warnings: none"
 fi
-if command -v clang-format >/dev/null; then
+if $TSAN_ONLY; then
+	:
+elif command -v clang-format >/dev/null; then
 	if bash tests/check-format.sh >"$LOGS/format.log" 2>&1; then
 		result PASS "clang-format"
 	else
@@ -121,34 +163,54 @@ else
 fi
 
 # --- unit tests ------------------------------------------------------------------
-section "unit tests (meson test -C build-asan)"
-if $ASAN_OK; then
-	rm -f build-asan/meson-logs/testlog.json
-	meson test -C build-asan --print-errorlogs >"$LOGS/unit.log" 2>&1
+# run_unit DIR LABEL [meson test options...]
+run_unit() {
+	local dir=$1 label=$2 log unit_rc
+	shift 2
+	log=$LOGS/unit${label:+-$label}.log
+	rm -f "$dir/meson-logs/testlog.json"
+	meson test -C "$dir" --print-errorlogs "$@" >"$log" 2>&1
 	unit_rc=$?
-	if [ -s build-asan/meson-logs/testlog.json ]; then
+	if [ -s "$dir/meson-logs/testlog.json" ]; then
 		while IFS=$'\t' read -r name res dur; do
 			case $res in
-			OK | EXPECTEDFAIL) result PASS "unit: $name" "${dur}s" ;;
-			SKIP) result SKIP "unit: $name" ;;
-			*) result FAIL "unit: $name" "$res" ;;
+			OK | EXPECTEDFAIL) result PASS "unit${label:+[$label]}: $name" "${dur}s" ;;
+			SKIP) result SKIP "unit${label:+[$label]}: $name" ;;
+			*) result FAIL "unit${label:+[$label]}: $name" "$res" ;;
 			esac
 		done < <(jq -r '[.name, .result, (.duration * 10 | floor / 10 | tostring)] | @tsv' \
-			build-asan/meson-logs/testlog.json)
-		[ "$unit_rc" -ne 0 ] && grep -E -A20 '^(=+ [0-9]+/[0-9]+ =+|FAIL|ERROR)' "$LOGS/unit.log" |
+			"$dir/meson-logs/testlog.json")
+		[ "$unit_rc" -ne 0 ] && grep -E -A20 '^(=+ [0-9]+/[0-9]+ =+|FAIL|ERROR)' "$log" |
 			head -n 60 | sed 's/^/    /'
-	elif grep -q 'No tests defined' "$LOGS/unit.log"; then
+	elif grep -q 'No tests defined' "$log"; then
 		echo "    (no unit tests defined yet)"
 	elif [ "$unit_rc" -ne 0 ]; then
-		result FAIL "unit: meson test" "exit $unit_rc"
-		tail -n 30 "$LOGS/unit.log" | sed 's/^/    /'
+		result FAIL "unit${label:+[$label]}: meson test" "exit $unit_rc"
+		tail -n 30 "$log" | sed 's/^/    /'
 	fi
-else
-	echo "    (not run: ASan build failed)"
+}
+if ! $TSAN_ONLY; then
+	section "unit tests (meson test -C $ASAN_DIR)"
+	if $ASAN_OK; then
+		run_unit "$ASAN_DIR" ""
+	else
+		echo "    (not run: ASan build failed)"
+	fi
+fi
+if $TSAN_WANTED; then
+	# TSan runs them 3-10x slower: meson's per-test timeouts are stretched.
+	section "unit tests under ThreadSanitizer (meson test -C $TSAN_DIR)"
+	if $TSAN_OK; then
+		TSAN_T0=$(date +%s)
+		run_unit "$TSAN_DIR" tsan --timeout-multiplier 4
+		echo "    ($(($(date +%s) - TSAN_T0))s)"
+	else
+		echo "    (not run: TSan build failed)"
+	fi
 fi
 
 # --- fuzz ------------------------------------------------------------------------
-if [ -f tests/fuzz/run-fuzz.sh ]; then
+if ! $TSAN_ONLY && [ -f tests/fuzz/run-fuzz.sh ]; then
 	section "fuzz (tests/fuzz/run-fuzz.sh, ${FUZZ_SECONDS:-30}s budget)"
 	export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 	timeout $((FUZZ_SECONDS * 10 + 300)) bash tests/fuzz/run-fuzz.sh >"$LOGS/fuzz.log" 2>&1
@@ -199,28 +261,44 @@ run_integration() {
 }
 
 shopt -s nullglob
+selected() { [ -z "${RS_ONLY:-}" ] || [[ $1 == *${RS_ONLY}* ]]; }
 for t in tests/integration/test-*.sh; do
-	if [ -n "${RS_ONLY:-}" ] && [[ $(basename "$t") != *${RS_ONLY}* ]]; then
-		continue
-	fi
+	$TSAN_ONLY && break
+	selected "$(basename "$t")" || continue
 	if ! $BUILD_OK; then
 		result FAIL "integration: $(basename "$t")" "not run: build failed"
 		continue
 	fi
-	run_integration "$t" "" "$REPO/build/src/cmd/stargz"
+	RS_DAEMON=$REPO/$BUILD/src/cmd/remote-snapshotter API_TEST_SERVER=$REPO/$BUILD/tests/api/api-test-server \
+		API_TEST_CLIENT=$REPO/$BUILD/tests/api/api-test-client \
+		run_integration "$t" "" "$REPO/$BUILD/src/cmd/stargz"
 done
 # Hostile input once more against the sanitized CLI: memory errors show up
 # there first.
 if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -f tests/integration/test-bad-input.sh ] &&
-	[ -x build-asan/src/cmd/stargz ] &&
-	{ [ -z "${RS_ONLY:-}" ] || [[ test-bad-input.sh == *${RS_ONLY}* ]]; }; then
-	RS_SANITIZED=1 run_integration tests/integration/test-bad-input.sh asan "$REPO/build-asan/src/cmd/stargz"
+	[ -x "$ASAN_DIR/src/cmd/stargz" ] && selected test-bad-input.sh; then
+	RS_SANITIZED=1 run_integration tests/integration/test-bad-input.sh asan "$REPO/$ASAN_DIR/src/cmd/stargz"
 fi
 # The daemon and the lazy pull end to end with sanitized binaries.
-if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x build-asan/src/cmd/remote-snapshotter ] &&
-	{ [ -z "${RS_ONLY:-}" ] || [[ test-lazy-pull.sh == *${RS_ONLY}* ]]; }; then
-	RS_SANITIZED=1 RS_DAEMON=$REPO/build-asan/src/cmd/remote-snapshotter \
-		run_integration tests/integration/test-lazy-pull.sh asan "$REPO/build-asan/src/cmd/stargz"
+if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x "$ASAN_DIR/src/cmd/remote-snapshotter" ] &&
+	selected test-lazy-pull.sh; then
+	RS_SANITIZED=1 RS_DAEMON=$REPO/$ASAN_DIR/src/cmd/remote-snapshotter \
+		run_integration tests/integration/test-lazy-pull.sh asan "$REPO/$ASAN_DIR/src/cmd/stargz"
+fi
+# The threaded parts with the TSan binaries: layerfs's worker pool and
+# fetcher under concurrent readers, faults and the disk cache (stargz mount),
+# the daemon with containerd, the API server's poller and handlers, and
+# stargz build's parallel compression on hostile input.
+if $TSAN_OK && [ "${RS_NO_TSAN_INTEGRATION:-0}" != 1 ]; then
+	TSAN_T0=$(date +%s)
+	for t in test-mount.sh test-mount-faults.sh test-lazy-pull.sh test-snapshots-api.sh test-bad-input.sh; do
+		[ -f "tests/integration/$t" ] && selected "$t" || continue
+		RS_SANITIZED=1 RS_DAEMON=$REPO/$TSAN_DIR/src/cmd/remote-snapshotter \
+			API_TEST_SERVER=$REPO/$TSAN_DIR/tests/api/api-test-server \
+			API_TEST_CLIENT=$REPO/$TSAN_DIR/tests/api/api-test-client \
+			run_integration "tests/integration/$t" tsan "$REPO/$TSAN_DIR/src/cmd/stargz"
+	done
+	echo "    (TSan integration: $(($(date +%s) - TSAN_T0))s)"
 fi
 
 # --- summary -----------------------------------------------------------------------
