@@ -198,6 +198,12 @@ for f in "$T"/*.out "$T"/*.err "$T/dbg-status.json" $(find "$C" -type f 2>/dev/n
 		fi
 	done
 done
+# A sanitizer build reports on stderr and may still exit 1 or 3.
+if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.err 2>/dev/null; then
+	fail "a sanitizer reported (files above)"
+else
+	pass "no sanitizer report in any stderr"
+fi
 [ "$leaks" = 0 ] &&
 	pass "no password, Basic value, token or Authorization in any output, status.json or cache file (${#SECRETS[@]} secrets, $(find "$C" -type f 2>/dev/null | wc -l) cache files)"
 
