@@ -297,6 +297,58 @@ static void test_enqueue_after_close(void **state)
 	pthread_mutex_destroy(&rt.lock);
 }
 
+/* A job of separate runs stays within LFS_JOB_MAX_BYTES of compressed data. */
+static void test_job_byte_cap(void **state)
+{
+	(void)state;
+	enum { N = 20 };
+	const int64_t mib = 1 << 20;
+	struct lfs_runtime rt = {0};
+	pthread_mutex_init(&rt.lock, NULL);
+	pthread_cond_init(&rt.queue_cond, NULL);
+	struct esgz_chunk chunks[N];
+	memset(chunks, 0, sizeof(chunks));
+	for (int i = 0; i < N; i++) { /* 1 MiB members with gaps: one run each */
+		chunks[i].offset = 2 * i * mib;
+		chunks[i].comp_end = chunks[i].offset + mib;
+		chunks[i].size = 4 * mib;
+	}
+	struct lfs_layer *l = calloc(1, sizeof(*l));
+	assert_non_null(l);
+	l->rt = &rt;
+	atomic_init(&l->refs, 1);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	l->chunks = chunks;
+	l->nchunks = N;
+	l->chunk_state = calloc(N, 1);
+	assert_non_null(l->chunk_state);
+
+	lfs_fetch_queue_range(l, 0, N - 1, LFS_PRIO_READAHEAD);
+	uint32_t seen = 0, jobs = 0;
+	for (struct lfs_job *j = rt.queue_head[LFS_PRIO_READAHEAD]; j; j = j->next) {
+		int64_t bytes = 0;
+		for (uint32_t k = 0; k < j->nruns; k++) {
+			const struct lfs_run *r = &j->runs[k];
+			bytes += chunks[r->first + r->count - 1].comp_end - chunks[r->first].offset;
+			seen += r->count;
+		}
+		assert_true(bytes <= LFS_JOB_MAX_BYTES);
+		jobs++;
+	}
+	assert_int_equal(seen, N);
+	assert_int_equal(jobs, 3); /* 8 + 8 + 4 runs of 1 MiB */
+	for (uint32_t i = 0; i < N; i++)
+		assert_true(l->chunk_state[i] & LFS_CHUNK_INFLIGHT);
+
+	lfs_fetch_cancel(&rt, l);
+	assert_int_equal(atomic_load(&l->refs), 1);
+	l->chunks = NULL;
+	lfs_layer_unref(l);
+	pthread_cond_destroy(&rt.queue_cond);
+	pthread_mutex_destroy(&rt.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,6 +359,7 @@ int main(void)
 	    cmocka_unit_test(test_read_pieces),
 	    cmocka_unit_test(test_queue_order_promote_take),
 	    cmocka_unit_test(test_enqueue_after_close),
+	    cmocka_unit_test(test_job_byte_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
