@@ -13,10 +13,13 @@
 #     untrusted certificate: the token request fails TLS (the realm gets no
 #     request); with the CA in hosts.toml instead, the realm is reached;
 #   * STARGZ_LOG_LEVEL=debug inspect, convert and mount (with --cache-dir)
-#     from the token registry: no password, Basic value, issued token or
-#     Authorization header in any output, in status.json or the cache dir.
-# Env: STARGZ.  Skips (77) without docker-registry, skopeo, python3-jwt,
-# FUSE.  Everything on 127.0.0.1.
+#     from the token registry, and (with containerd) the daemon at
+#     --log-level debug serving a lazy `stargz rpull`: no password, Basic
+#     value, issued token or Authorization header in any output, in
+#     status.json, the cache dir, the daemon's log or any file under its root.
+# Env: STARGZ, RS_DAEMON (default build/src/cmd/remote-snapshotter).  Skips
+# (77) without docker-registry, skopeo, python3-jwt, FUSE; the daemon part
+# without containerd.  Everything on 127.0.0.1.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
 . "$(dirname "$0")/mount-lib.sh"
@@ -185,11 +188,31 @@ DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG mount_start dbg-mount --plain-http --toc-dige
 		[ "$RC" = 0 ] && pass "debug: mount stopped (exit 0)" || fail "debug: mount exit $RC"
 	}
 unset STARGZ_LOG_LEVEL
+
+# --- 5: the daemon at log level debug, a lazy pull through containerd -------------------
+RS_DAEMON=${RS_DAEMON:-$REPO/build/src/cmd/remote-snapshotter}
+DAEMON_FILES=()
+if [ -x "$RS_DAEMON" ] && command -v containerd >/dev/null && command -v ctr >/dev/null; then
+	. "$TESTS_DIR/daemon-lib.sh"
+	if DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG daemon_start --log-level debug && ctrd_with_stargz; then
+		DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG rpull dmn-pull "$R/rs/creds:v1" --snapshotter stargz
+		expect_rc "daemon: stargz rpull from the token registry" 0 dmn-pull
+		grep -q ' lazy' "$T/dmn-pull.out" && pass "daemon: the layer was mounted lazily" ||
+			{ fail "daemon: the layer was not lazy"; show_file "$T/dmn-pull.out"; }
+		daemon_kill TERM
+		# The root's own files, not what its FUSE mounts serve.
+		mapfile -t DAEMON_FILES < <(find "$RS_ROOT" -xdev -type f 2>/dev/null)
+		DAEMON_FILES+=("$RS_LOG")
+	fi
+else
+	log "daemon section skipped: no $RS_DAEMON or no containerd/ctr"
+fi
 [ -s "$T/tokens.issued" ] || fail "no token was issued at all (the grep below tests nothing)"
 SECRETS=("$TOKEN_PASS" "$BASIC" "fake-realm-token-")
 while read -r tok; do SECRETS+=("$tok"); done <"$T/tokens.issued"
 leaks=0
-for f in "$T"/*.out "$T"/*.err "$T/dbg-status.json" $(find "$C" -type f 2>/dev/null); do
+for f in "$T"/*.out "$T"/*.err "$T/dbg-status.json" $(find "$C" -type f 2>/dev/null) \
+	"${DAEMON_FILES[@]}"; do
 	[ -f "$f" ] || continue
 	for s in "${SECRETS[@]}" "Authorization" "Bearer " "Basic "; do
 		if grep -aqF -- "$s" "$f"; then
@@ -205,6 +228,6 @@ else
 	pass "no sanitizer report in any stderr"
 fi
 [ "$leaks" = 0 ] &&
-	pass "no password, Basic value, token or Authorization in any output, status.json or cache file (${#SECRETS[@]} secrets, $(find "$C" -type f 2>/dev/null | wc -l) cache files)"
+	pass "no password, Basic value, token or Authorization in any output, status.json, cache file, daemon log or file under the daemon's root (${#SECRETS[@]} secrets, $(find "$C" -type f 2>/dev/null | wc -l) cache files, ${#DAEMON_FILES[@]} daemon files)"
 
 finish
