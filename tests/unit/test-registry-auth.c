@@ -32,12 +32,15 @@ static struct {
 	pthread_mutex_t lock; /* guards everything here */
 	char realm[200];      /* non-empty: the registry challenges with it */
 	bool redirect;        /* blob GETs go 307 to the storage server */
+	bool realm_redirect;  /* the realm answers 307 to the storage server */
 	char seen[N_SRV][8192];
 	int count[N_SRV];
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int fds[N_SRV], ports[N_SRV];
 static char cfg_path[] = "/tmp/rs-test-auth-XXXXXX";
+static char idt_path[] = "/tmp/rs-test-auth-idt-XXXXXX"; /* an identity token */
+#define IDTOKEN "refresh-me-7f3a"
 
 static void send_str(int fd, const char *s)
 {
@@ -59,11 +62,17 @@ static void answer(int who, int c, const char *req)
 	size_t l = strlen(S.seen[who]);
 	snprintf(S.seen[who] + l, sizeof(S.seen[who]) - l, "%s\n", req);
 	bool challenge = S.realm[0] && !strstr(req, "Authorization: Bearer " TOKEN);
-	bool redirect = S.redirect;
+	bool redirect = S.redirect, realm_redirect = S.realm_redirect;
 	char realm[200];
 	snprintf(realm, sizeof(realm), "%s", S.realm);
 	pthread_mutex_unlock(&S.lock);
-	if (who == REALM) {
+	if (who == REALM && realm_redirect) {
+		snprintf(out, sizeof(out),
+			 "HTTP/1.1 307 Temporary Redirect\r\nLocation: "
+			 "http://127.0.0.1:%d/token\r\nContent-Length: 0\r\nConnection: "
+			 "close\r\n\r\n",
+			 ports[STORE]);
+	} else if (who == REALM) {
 		snprintf(out, sizeof(out),
 			 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n{\"token\":\"" TOKEN
@@ -140,6 +149,14 @@ static int setup(void **state)
 	FILE *f = fdopen(fd, "w");
 	fprintf(f, "{\"auths\":{\"127.0.0.1:%d\":{\"auth\":\"" PASS_B64 "\"}}}", ports[REG]);
 	fclose(f);
+	if ((fd = mkstemp(idt_path)) < 0)
+		return -1;
+	f = fdopen(fd, "w");
+	fprintf(f,
+		"{\"auths\":{\"127.0.0.1:%d\":{\"auth\":\"PHRva2VuPjo=\",\"identitytoken\":"
+		"\"" IDTOKEN "\"}}}",
+		ports[REG]);
+	fclose(f);
 	return 0;
 }
 
@@ -147,6 +164,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	unlink(cfg_path);
+	unlink(idt_path);
 	return 0;
 }
 
@@ -155,19 +173,18 @@ static void reset(const char *realm, bool redirect)
 	pthread_mutex_lock(&S.lock);
 	snprintf(S.realm, sizeof(S.realm), "%s", realm ? realm : "");
 	S.redirect = redirect;
+	S.realm_redirect = false;
 	memset(S.seen, 0, sizeof(S.seen));
 	memset(S.count, 0, sizeof(S.count));
 	pthread_mutex_unlock(&S.lock);
 }
 
-/* One 4-byte range read of the blob; returns its result. */
-static int read_blob(bool with_creds, struct rs_error *err)
+/* One 4-byte range read of the blob with the docker config cfg; returns
+ * its result. */
+static int read_blob_with(const char *cfg, struct rs_error *err)
 {
-	struct reg_options o = {.plain_http = true,
-				.retries = -1,
-				.hosts_dir = "/nonexistent",
-				.docker_config =
-				    with_creds ? cfg_path : "/nonexistent/config.json"};
+	struct reg_options o = {
+	    .plain_http = true, .retries = -1, .hosts_dir = "/nonexistent", .docker_config = cfg};
 	struct reg_client *c = NULL;
 	assert_int_equal(reg_client_new(&o, &c, err), 0);
 	char name[64];
@@ -182,6 +199,11 @@ static int read_blob(bool with_creds, struct rs_error *err)
 	reg_ref_free(&ref);
 	reg_client_free(c);
 	return rc;
+}
+
+static int read_blob(bool with_creds, struct rs_error *err)
+{
+	return read_blob_with(with_creds ? cfg_path : "/nonexistent/config.json", err);
 }
 
 static int count(int who)
@@ -274,6 +296,28 @@ static void test_http_realm(void **state)
 	assert_no_secret(REALM);
 }
 
+/* An OAuth2 refresh-token POST is not replayed where the realm redirects it
+ * (a 307 keeps method and body): the redirect is the realm's answer. */
+static void test_token_post_not_redirected(void **state)
+{
+	(void)state;
+	char realm[100];
+	snprintf(realm, sizeof(realm), "http://127.0.0.1:%d/token", ports[REALM]);
+	reset(realm, false);
+	pthread_mutex_lock(&S.lock);
+	S.realm_redirect = true;
+	pthread_mutex_unlock(&S.lock);
+	struct rs_error err = {0};
+	assert_int_equal(read_blob_with(idt_path, &err), -EACCES);
+	if (!strstr(err.msg, "307"))
+		fail_msg("unexpected error: %s", err.msg);
+	pthread_mutex_lock(&S.lock);
+	bool posted = strstr(S.seen[REALM], "POST ") != NULL;
+	pthread_mutex_unlock(&S.lock);
+	assert_true(posted);
+	assert_int_equal(count(STORE), 0);
+}
+
 static void test_origin(void **state)
 {
 	(void)state;
@@ -309,6 +353,7 @@ int main(void)
 	    cmocka_unit_test(test_origin),
 	    cmocka_unit_test(test_redirect_401_not_answered),
 	    cmocka_unit_test(test_http_realm),
+	    cmocka_unit_test(test_token_post_not_redirected),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
