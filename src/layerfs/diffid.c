@@ -7,7 +7,13 @@
  * holds the layer its chain ID names, so two images cannot share a snapshot
  * with different content. A layer that fails is marked failed: every read
  * gets EIO. A check that passed leaves a marker in the chunk cache, so a
- * restarted daemon with the same disk cache does not read the blob again. */
+ * restarted daemon with the same disk cache does not read the blob again.
+ *
+ * A layer whose check is pending has its background fetch done by the same
+ * stream: each chunk not yet fetched is landed as its bytes pass, so the
+ * blob is read once, not once for the chunks and once for the check. If
+ * that stream breaks off, the ordinary background fetch takes over and the
+ * check reads the blob again once the layer is complete. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +29,13 @@
  * low-speed limit. */
 #define YIELD_MS 200
 #define RETRY_MS 5000
+/* A chunk whose compressed bytes claim more than this is left to the
+ * ordinary fetch (which bounds its own requests): the stream keeps a
+ * chunk's bytes until they are all in. */
+#define LAND_MAX_COMP ((int64_t)64 << 20)
+/* A mismatch is believed only when a second reading of the blob gives it
+ * too: bytes flipped on the way would otherwise fail a good layer. */
+#define MISMATCHES_TO_FAIL 2
 
 struct hash_stream {
 	struct lfs_layer *l;
@@ -35,6 +48,14 @@ struct hash_stream {
 	uint8_t *out;
 	uint64_t raw_bytes;
 	struct rs_error err;
+	/* Landing (the stream as background fetch): bytes [keep_off, pos) of
+	 * the blob are in keep, from the offset of chunk next, the first not
+	 * yet passed. */
+	bool land;
+	int64_t pos, keep_off;
+	struct rs_buf keep;
+	uint32_t next;
+	uint32_t landed, bad;
 };
 
 static bool ondemand_waiting(struct lfs_runtime *rt)
@@ -97,6 +118,72 @@ static int feed_zstd(struct hash_stream *h, const uint8_t *data, size_t n)
 	return 0;
 }
 
+/* Lands chunk i from its compressed bytes if nobody has it or is on it. */
+static void land_one(struct hash_stream *h, uint32_t i, const uint8_t *comp)
+{
+	struct lfs_layer *l = h->l;
+	pthread_mutex_lock(&l->lock);
+	bool take = !(l->chunk_state[i] & (LFS_CHUNK_INFLIGHT | LFS_CHUNK_FETCHED));
+	if (take)
+		l->chunk_state[i] |= LFS_CHUNK_INFLIGHT;
+	pthread_mutex_unlock(&l->lock);
+	if (!take)
+		return;
+	lfs_chunk_land_settle(l->rt, l, i, comp, LFS_PRIO_BACKGROUND);
+	pthread_mutex_lock(&l->lock);
+	if (l->chunk_state[i] & LFS_CHUNK_FETCHED)
+		h->landed++;
+	else
+		h->bad++;
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Keeps what the chunks still ahead need of bytes [pos, pos + n) and lands
+ * every chunk whose bytes are now all in. */
+static int land_passing(struct hash_stream *h, const uint8_t *data, size_t n)
+{
+	struct lfs_layer *l = h->l;
+	int64_t end = h->pos + (int64_t)n;
+	while (h->next < l->nchunks) {
+		const struct esgz_chunk *c = &l->chunks[h->next];
+		if (c->comp_end - c->offset > LAND_MAX_COMP || c->offset < h->keep_off) {
+			h->next++; /* the ordinary fetch gets it */
+			continue;
+		}
+		break;
+	}
+	if (h->next >= l->nchunks)
+		return 0;
+	/* Drop what no chunk ahead needs, then keep the part of this piece
+	 * from the next chunk's start on. */
+	int64_t from = l->chunks[h->next].offset;
+	if (from > h->keep_off) {
+		int64_t drop = from - h->keep_off;
+		if (drop >= (int64_t)h->keep.len) {
+			h->keep.len = 0;
+		} else {
+			memmove(h->keep.data, h->keep.data + drop, h->keep.len - (size_t)drop);
+			h->keep.len -= (size_t)drop;
+		}
+		h->keep_off = from;
+	}
+	int64_t skip = h->keep_off > h->pos ? h->keep_off - h->pos : 0;
+	if (skip < (int64_t)n && rs_buf_append(&h->keep, data + skip, n - (size_t)skip) < 0)
+		return rs_err(&h->err, -ENOMEM, "out of memory");
+	while (h->next < l->nchunks) {
+		const struct esgz_chunk *c = &l->chunks[h->next];
+		if (c->offset < h->keep_off || c->comp_end - c->offset > LAND_MAX_COMP) {
+			h->next++;
+			continue;
+		}
+		if (c->comp_end > end)
+			break;
+		land_one(h, h->next, h->keep.data + (c->offset - h->keep_off));
+		h->next++;
+	}
+	return 0;
+}
+
 static int on_blob_bytes(void *ctx, const void *data, size_t n)
 {
 	struct hash_stream *h = ctx;
@@ -104,13 +191,19 @@ static int on_blob_bytes(void *ctx, const void *data, size_t n)
 		return rs_err(&h->err, -ECANCELED, "the layer is being closed");
 	for (int waited = 0; waited < YIELD_MS && ondemand_waiting(h->l->rt); waited += 20)
 		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
-	return h->fmt == ESGZ_FORMAT_ZSTD_CHUNKED ? feed_zstd(h, data, n) : feed_gzip(h, data, n);
+	int r = h->fmt == ESGZ_FORMAT_ZSTD_CHUNKED ? feed_zstd(h, data, n) : feed_gzip(h, data, n);
+	if (r == 0 && h->land)
+		r = land_passing(h, data, n);
+	h->pos += (int64_t)n;
+	return r;
 }
 
-/* The sha256 of the blob's uncompressed bytes. */
-static int hash_blob(struct lfs_layer *l, uint8_t sum[RS_SHA256_LEN], struct rs_error *err)
+/* The sha256 of the blob's uncompressed bytes; with land, the chunks not
+ * yet fetched are landed on the way (*bad: how many failed verification). */
+static int hash_blob(struct lfs_layer *l, bool land, uint8_t sum[RS_SHA256_LEN], uint32_t *bad,
+		     struct rs_error *err)
 {
-	struct hash_stream h = {.l = l, .fmt = l->blob->footer.format};
+	struct hash_stream h = {.l = l, .fmt = l->blob->footer.format, .land = land};
 	int r = 0;
 	h.out = malloc(OUT_BUF);
 	if (!h.out || rs_sha256_init(&h.sha) < 0) {
@@ -141,9 +234,12 @@ static int hash_blob(struct lfs_layer *l, uint8_t sum[RS_SHA256_LEN], struct rs_
 	rs_sha256_final(&h.sha, sum);
 	rs_sha256_free(&h.sha);
 	free(h.out);
+	rs_buf_free(&h.keep);
+	*bad = h.bad;
 	if (r == 0)
-		rs_log(RS_LOG_DEBUG, "layerfs: %s: %llu uncompressed bytes hashed", l->digest,
-		       (unsigned long long)h.raw_bytes);
+		rs_log(RS_LOG_DEBUG,
+		       "layerfs: %s: %llu uncompressed bytes hashed, %u chunks landed", l->digest,
+		       (unsigned long long)h.raw_bytes, h.landed);
 	return r;
 }
 
@@ -218,6 +314,7 @@ int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const cha
 	free(l->expect_chain_parent);
 	l->expect_diff_id = l->expect_chain_id = l->expect_chain_parent = NULL;
 	atomic_store(&l->diffid_state, LFS_DIFFID_OFF);
+	atomic_store(&l->diffid_stream_off, true);
 	if (!d && !c)
 		return 0;
 	/* Names that are not digests (a snapshot named by hand) say nothing
@@ -240,13 +337,41 @@ int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const cha
 	    (p && !l->expect_chain_parent))
 		return rs_err(err, -ENOMEM, "out of memory");
 	atomic_store(&l->diffid_state, LFS_DIFFID_PENDING);
+	atomic_store(&l->diffid_stream_off, false);
 	return 0;
 }
 
-void lfs_diffid_check(struct lfs_layer *l)
+/* Re-arms the background fetch, which calls again after RETRY_MS. */
+static void retry_later(struct lfs_layer *l)
 {
-	if (atomic_load(&l->diffid_state) != LFS_DIFFID_PENDING)
-		return;
+	pthread_mutex_lock(&l->lock);
+	l->bg_retry_at = lfs_now_ms() + RETRY_MS;
+	pthread_mutex_unlock(&l->lock);
+	atomic_store(&l->bg_active, true);
+}
+
+static void judge_failed(struct lfs_layer *l, int r, const char *got, const struct rs_error *err)
+{
+	atomic_store(&l->diffid_state, LFS_DIFFID_MISMATCH);
+	pthread_mutex_lock(&l->lock);
+	l->verify_errors++;
+	pthread_mutex_unlock(&l->lock);
+	if (r < 0)
+		rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: %s", l->digest, err->msg);
+	else if (l->expect_diff_id)
+		rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: diffID is %s, expected %s",
+		       l->digest, got, l->expect_diff_id);
+	else
+		rs_log(RS_LOG_ERROR,
+		       "layerfs: %s: layer failed: diffID %s does not give chain ID %s (parent %s)",
+		       l->digest, got, l->expect_chain_id,
+		       l->expect_chain_parent ? l->expect_chain_parent : "none");
+}
+
+/* One reading of the blob for a pending check; with land, as the layer's
+ * background fetch. */
+static void run_check(struct lfs_layer *l, bool land)
+{
 	struct rs_buf m = {0};
 	uint8_t key[RS_SHA256_LEN];
 	if (marker(l, &m) == 0 && marker_cached(l, &m, key)) {
@@ -257,53 +382,62 @@ void lfs_diffid_check(struct lfs_layer *l)
 	}
 	int64_t t0 = lfs_now_ms();
 	uint8_t sum[RS_SHA256_LEN];
+	uint32_t bad = 0;
 	struct rs_error err = {0};
-	int r = hash_blob(l, sum, &err);
-	if (r == -ECANCELED) {
-		rs_buf_free(&m);
-		return;
-	}
-	if (r < 0 && r != -EBADMSG) {
-		/* The registry, not the layer: the background fetch asks again. */
-		rs_log(RS_LOG_WARN, "layerfs: %s: diffID check postponed: %s", l->digest, err.msg);
-		pthread_mutex_lock(&l->lock);
-		l->bg_retry_at = lfs_now_ms() + RETRY_MS;
-		l->fetch_errors++;
-		pthread_mutex_unlock(&l->lock);
-		atomic_store(&l->bg_active, true);
-		rs_buf_free(&m);
-		return;
-	}
+	int r = hash_blob(l, land, sum, &bad, &err);
 	char got[RS_DIGEST_STR_LEN] = "";
 	if (r == 0)
 		rs_digest_format(sum, got);
-	if (r == 0 && diffid_matches(l, sum)) {
+	if (r == -ECANCELED) {
+		/* the layer is closing */
+	} else if (r < 0 && r != -EBADMSG) {
+		/* The registry, not the layer: asked again later; a broken
+		 * landing stream leaves the rest to the ordinary fetch. */
+		rs_log(RS_LOG_WARN, "layerfs: %s: diffID check postponed: %s", l->digest, err.msg);
+		pthread_mutex_lock(&l->lock);
+		l->fetch_errors++;
+		pthread_mutex_unlock(&l->lock);
+		atomic_store(&l->diffid_stream_off, true);
+		retry_later(l);
+	} else if (r == 0 && bad == 0 && diffid_matches(l, sum)) {
 		memcpy(l->diff_id, sum, RS_SHA256_LEN);
 		atomic_store(&l->diffid_state, LFS_DIFFID_OK);
 		if (m.len)
 			marker_store(l, &m, key);
 		rs_log(RS_LOG_INFO, "layerfs: %s: diffID %s checked (%lld ms)", l->digest, got,
 		       (long long)(lfs_now_ms() - t0));
+	} else if (bad > 0 || ++l->diffid_mismatches < MISMATCHES_TO_FAIL) {
+		/* Chunks that failed their digest on the way, or a first
+		 * mismatch: read again (by chunks, then whole) before judging. */
+		rs_log(RS_LOG_WARN, "layerfs: %s: diffID %s%s; checking again", l->digest,
+		       r == 0 ? got : err.msg,
+		       bad > 0 ? " with chunks that failed verification" : "");
+		if (r == 0 && bad == 0)
+			memcpy(l->diff_id, sum, RS_SHA256_LEN);
+		atomic_store(&l->diffid_stream_off, true);
+		retry_later(l);
 	} else {
 		if (r == 0)
 			memcpy(l->diff_id, sum, RS_SHA256_LEN);
-		atomic_store(&l->diffid_state, LFS_DIFFID_MISMATCH);
-		pthread_mutex_lock(&l->lock);
-		l->verify_errors++;
-		pthread_mutex_unlock(&l->lock);
-		if (r < 0)
-			rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: %s", l->digest, err.msg);
-		else if (l->expect_diff_id)
-			rs_log(RS_LOG_ERROR, "layerfs: %s: layer failed: diffID is %s, expected %s",
-			       l->digest, got, l->expect_diff_id);
-		else
-			rs_log(RS_LOG_ERROR,
-			       "layerfs: %s: layer failed: diffID %s does not give chain ID %s "
-			       "(parent %s)",
-			       l->digest, got, l->expect_chain_id,
-			       l->expect_chain_parent ? l->expect_chain_parent : "none");
+		judge_failed(l, r, got, &err);
 	}
 	rs_buf_free(&m);
+}
+
+void lfs_diffid_check(struct lfs_layer *l)
+{
+	if (atomic_load(&l->diffid_state) == LFS_DIFFID_PENDING)
+		run_check(l, false);
+}
+
+bool lfs_diffid_stream(struct lfs_layer *l)
+{
+	if (atomic_load(&l->diffid_state) != LFS_DIFFID_PENDING ||
+	    atomic_load(&l->diffid_stream_off))
+		return false;
+	atomic_store(&l->diffid_stream_off, true); /* once; a retry goes by chunks */
+	run_check(l, true);
+	return true;
 }
 
 bool lfs_layer_failed(struct lfs_layer *l)

@@ -336,6 +336,13 @@ static struct lfs_job *background_job(struct lfs_layer *l)
 	pthread_mutex_lock(&l->lock);
 	if (l->prefetch_pending > 0 || lfs_now_ms() < l->bg_retry_at)
 		goto out;
+	if (!atomic_load(&l->diffid_stream_off)) {
+		/* One stream for the rest of the chunks and the diffID check. */
+		pthread_mutex_unlock(&l->lock);
+		if (lfs_diffid_stream(l))
+			return NULL;
+		pthread_mutex_lock(&l->lock);
+	}
 	uint32_t i = l->bg_cursor;
 	while (i < l->nchunks && busy_or_done(l, i))
 		i++;

@@ -117,6 +117,7 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	atomic_init(&l->toc_unchecked, !o->toc_digest && !o->allow_unverified);
 	atomic_init(&l->fetch_started, false);
 	atomic_init(&l->diffid_state, LFS_DIFFID_OFF);
+	atomic_init(&l->diffid_stream_off, true);
 	l->registry_ok = true;
 	snprintf(l->digest, sizeof(l->digest), "%s", o->digest);
 	rs_sha256(l->digest, strlen(l->digest), l->layer_key);

@@ -161,6 +161,8 @@ struct lfs_layer {
 	char *expect_diff_id, *expect_chain_id, *expect_chain_parent;
 	atomic_int diffid_state;        /* enum lfs_diffid_state */
 	uint8_t diff_id[RS_SHA256_LEN]; /* valid once diffid_state is OK or MISMATCH */
+	atomic_bool diffid_stream_off;  /* the background fetch goes by chunks */
+	uint32_t diffid_mismatches;     /* by the background fetch only */
 };
 
 /* ---- layer.c -------------------------------------------------------------- */
@@ -311,8 +313,13 @@ enum lfs_diffid_state {
 	LFS_DIFFID_MISMATCH, /* the layer failed: reads get EIO */
 };
 /* Runs a pending check of a complete layer (blocking: the blob is streamed).
- * A registry failure leaves it pending and re-arms the background fetch. */
+ * A registry failure or a first mismatch leaves it pending and re-arms the
+ * background fetch. */
 void lfs_diffid_check(struct lfs_layer *l);
+/* For the background fetch of a layer with a pending check: the check's
+ * stream lands the chunks not yet fetched as it passes them (once; false
+ * when not wanted, and the fetch goes by chunks). Blocking. */
+bool lfs_diffid_stream(struct lfs_layer *l);
 bool lfs_layer_failed(struct lfs_layer *l);
 const char *lfs_diffid_state_name(int s);
 

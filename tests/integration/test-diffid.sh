@@ -76,6 +76,18 @@ while read -r d size diff; do
 done <"$T/layers.txt"
 check "each blob was read whole exactly once, for the check ($n_once of $nlayers)" \
 	[ "$n_once" -eq "$nlayers" ]
+# That one stream was also the background fetch: what each blob cost is
+# its TOC and footer (the first request) plus the blob once, not twice.
+n_cheap=0
+while read -r d size diff; do
+	toc_off=$(jq -r --arg d "$d" '.layers[] | select(.digest == $d) |
+		.annotations["io.github.remote-snapshotter.toc-offset"]' "$T/manifest.json")
+	got=$(jq -s --arg p "/v2/rs/busybox/blobs/$d" '[.[] | select(.path == $p) | .bytes] | add' "$PX_LOG")
+	[ "$got" -le $((size + 3 * (size - toc_off) + 1024)) ] && n_cheap=$((n_cheap + 1))
+	log "$d: $got bytes fetched for a $size-byte blob (TOC and footer $((size - toc_off)))"
+done <"$T/layers.txt"
+check "each blob cost its TOC and footer plus itself once ($n_cheap of $nlayers)" \
+	[ "$n_cheap" -eq "$nlayers" ]
 run run1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-diffid-1 cat /etc/hello.txt
 expect_rc "ctr run on the checked image" 0 run1
 check "the container reads its file" grep -q 'hello from rs-rig' "$T/run1.out"
