@@ -24,7 +24,8 @@
 #   * another uid sees the TOC's permissions (allow_other, default_permissions);
 #   * SIGTERM / SIGINT: exit 0 and the mountpoints are gone;
 #   * bad input: a digest the registry lacks, the config's digest, a wrong
-#     --toc-digest (exit 1), a missing mountpoint, a bad digest, a bad ref.
+#     --toc-digest (exit 1), no TOC digest without --allow-unverified (exit 1),
+#     a missing mountpoint, a bad digest, a bad ref.
 # Skips (77) while `stargz mount` is missing.  Registry on 127.0.0.1 only.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
@@ -434,6 +435,9 @@ bad_mount bad-cfg --plain-http "$REF" "$CFG" "$T/bad"
 expect_err "the config's digest (not an eStargz layer)" bad-cfg "1|3" "estargz|footer|toc|format|layer|gzip"
 bad_mount bad-toc --plain-http --toc-digest "sha256:$(printf '0%.0s' $(seq 64))" "$REF" "$DG0" "$T/bad"
 expect_err "--toc-digest that does not match the TOC is refused" bad-toc 1 "toc|digest"
+run bad-unverified timeout 60 "$STARGZ" mount --plain-http "$REF" "$DG0" "$T/bad"
+is_mounted "$T/bad" && { fail "bad-unverified: $T/bad got mounted"; umount -l "$T/bad"; }
+expect_err "a layer with no --toc-digest is refused without --allow-unverified" bad-unverified 1 "TOC digest.*allow_unverified"
 bad_mount bad-mp --plain-http "$REF" "$DG0" "$T/no/such/dir"
 expect_err "a missing mountpoint" bad-mp "2|3" "$T/no/such/dir|mountpoint|no such"
 bad_mount bad-dgfmt --plain-http "$REF" sha256:xyz "$T/bad"
