@@ -92,57 +92,59 @@ static const char *select_digest(struct conv_doc *d, const char *platform, struc
 	return dg;
 }
 
+static json_t *index_entry(char digit, const char *os, const char *arch, const char *variant)
+{
+	char dg[80] = "sha256:";
+	memset(dg + 7, digit, 64);
+	dg[71] = 0;
+	json_t *p = json_pack("{s:s,s:s}", "os", os, "architecture", arch);
+	if (variant)
+		json_object_set_new(p, "variant", json_string(variant));
+	return json_pack("{s:s,s:i,s:s,s:o}", "mediaType",
+			 "application/vnd.oci.image.manifest.v1+json", "size", 1, "digest", dg,
+			 "platform", p);
+}
+
 static void test_index_select(void **state)
 {
 	(void)state;
 	struct rs_error err = {0};
-#define E(d, plat)                                                                                 \
-	"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"size\":1,\"digest\":"     \
-	"\"sha256:" d "\",\"platform\":{" plat "}}"
-#define H64(c)                                                                                     \
-	c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
-	    c c c c c c c c c c c c c c c c c c c
+	json_t *m = json_array();
+	json_array_append_new(m, index_entry('1', "unknown", "unknown", NULL));
+	json_array_append_new(m, index_entry('2', "linux", "arm", "v6"));
+	json_array_append_new(m, index_entry('3', "linux", "arm", "v7"));
+	json_array_append_new(m, index_entry('4', "linux", "amd64", "v3"));
+	json_array_append_new(m, index_entry('5', "linux", "amd64", NULL));
+	json_array_append_new(m, index_entry('6', "linux", "arm64", "v8"));
 	struct conv_doc d = {0};
-	d
-	    .json = json_loads("{\"mediaType\":\"application/"
-			       "vnd.oci.image.index.v1+json\",\"manifests\":[" E(H64("1"), "\"os\":"
-											   "\"unkno"
-											   "wn\","
-											   "\"archi"
-											   "tecture"
-											   "\":"
-											   "\"unkno"
-											   "wn\"") "," E(H64("2"), "\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v6\"") "," E(
-				   H64("3"), "\"os\":\"linux\",\"architecture\":\"arm\","
-					     "\"variant\":\"v7\"") "," E(H64("4"),
-									 "\"os\":\"linux\","
-									 "\"architecture\":"
-									 "\"amd64\",\"variant\":"
-									 "\"v3\"") "," E(H64("5"),
-											 "\"os\":"
-											 "\"linux\""
-											 ",\"archit"
-											 "ecture\":"
-											 "\"amd64"
-											 "\"") "," E(H64("6"),
-												     "\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"") "]}",
-			       0, NULL);
+	d.json = json_pack("{s:s,s:o}", "mediaType", "application/vnd.oci.image.index.v1+json",
+			   "manifests", m);
 	assert_non_null(d.json);
 	snprintf(d.media_type, sizeof(d.media_type), "application/vnd.oci.image.index.v1+json");
-	assert_string_equal(select_digest(&d, "linux/arm", &err), "sha256:" H64("3"));
-	assert_string_equal(select_digest(&d, "linux/arm/v7", &err), "sha256:" H64("3"));
-	assert_string_equal(select_digest(&d, "linux/arm/v6", &err), "sha256:" H64("2"));
-	/* no variant wanted: the plain amd64 one, though v3 comes first */
-	assert_string_equal(select_digest(&d, "linux/amd64", &err), "sha256:" H64("5"));
-	assert_string_equal(select_digest(&d, "linux/x86_64/v3", &err), "sha256:" H64("4"));
-	assert_string_equal(select_digest(&d, "linux/amd64/v2", &err), "sha256:" H64("5"));
-	assert_string_equal(select_digest(&d, "linux/arm64", &err), "sha256:" H64("6"));
+	const struct {
+		const char *want;
+		char digit; /* 0: none fits */
+	} cases[] = {
+	    {"linux/arm", '3'},        {"linux/arm/v7", '3'},   {"linux/arm/v6", '2'},
+	    {"linux/arm/v8", '3'},     {"linux/amd64", '5'}, /* the plain one, though v3 is first */
+	    {"linux/x86_64/v3", '4'},  {"linux/amd64/v2", '5'}, {"linux/arm64", '6'},
+	    {"linux/aarch64/v8", '6'}, {"linux/arm/v5", 0},     {"windows/amd64", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got = select_digest(&d, cases[i].want, &err);
+		if (!cases[i].digit) {
+			if (got)
+				fail_msg("%s: picked %s, want none", cases[i].want, got);
+			continue;
+		}
+		if (!got || got[7] != cases[i].digit)
+			fail_msg("%s: picked %s, want entry %c (%s)", cases[i].want,
+				 got ? got : "none", cases[i].digit, err.msg);
+	}
 	assert_null(select_digest(&d, "linux/arm/v5", &err));
 	assert_non_null(strstr(err.msg, "linux/arm/v5"));
 	assert_non_null(strstr(err.msg, "linux/arm/v6, linux/arm/v7"));
 	json_decref(d.json);
-#undef E
-#undef H64
 }
 
 /* ---- documents --------------------------------------------------------------- */
