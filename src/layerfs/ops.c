@@ -243,6 +243,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			       esgz_index_node(l->idx, node)->type == ESGZ_DIR ? EISDIR : ENXIO);
 		return;
 	}
+	/* Failed its whole-file digest: the page cache may still hold pages
+	 * read before the check, so a new open must not reach them. */
+	if (lfs_file_bad(l, node)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }

@@ -195,9 +195,11 @@ if mount_start e --all --plain-http --no-background-fetch "$R/rs/e:v1" "$M"; the
 	else
 		fail "e: verify_errors: $(cat "$T/status.last")"
 	fi
-	echo 3 >/proc/sys/vm/drop_caches
-	read_file e-bad2 "$M/1/bad"
+	read_file e-bad2 "$M/1/bad" # no drop_caches: the open itself fails
 	expect_eio "e: once its chunks are in, the file with the wrong digest" e-bad2
+	echo 3 >/proc/sys/vm/drop_caches
+	read_file e-bad3 "$M/1/bad"
+	expect_eio "e: and after the page cache is dropped" e-bad3
 	read_file e-good2 "$M/1/good"
 	[ "$RC" = 0 ] && pass "e: the file beside it still reads" || fail "e: good after: exit $RC"
 	grep -q "file 'bad' has digest" "$T/e.err" && pass "e: the log names the file" ||
