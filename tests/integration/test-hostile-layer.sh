@@ -12,7 +12,8 @@
 #   (b)  legacy stargz, no chunk digests, two files at one blob offset with
 #        different sizes: refused (even with --allow-unverified); the same
 #        layer without the second file: refused (exit 1) unless
-#        --allow-unverified, then it reads right;
+#        --allow-unverified, then it reads right, and after a restart on the
+#        same --cache-dir it is served from the disk cache;
 #   (c)  no toc.digest annotation: refused (exit 1) unless --allow-unverified;
 #   (d)  no chunkDigest: refused (exit 1) unless --allow-unverified, then the
 #        bytes are right;
@@ -139,12 +140,27 @@ refused b-allowed 3 "'small' and 'big'.*blob offset $OFF.*sizes 10 and 1048576" 
 image b0 "$T/b0.esgz"
 refused b0 1 "TOC entry 'small' has a chunk without chunkDigest.*allow_unverified" "$R/rs/b0:v1"
 M=$T/b0-ok
-if mount_start b0-ok --all --plain-http --allow-unverified "$R/rs/b0:v1" "$M"; then
+if mount_start b0-ok --all --plain-http --allow-unverified --no-prefetch --no-background-fetch \
+	--cache-dir "$T/cache-b0" "$R/rs/b0:v1" "$M"; then
 	heap_fill "$M"
 	read_file b0-small "$M/1/small"
 	[ "$RC" = 0 ] && [ "$(cat "$T/b0-small.bytes")" = "$SMALL" ] &&
 		pass "b0: a legacy layer with --allow-unverified mounts and reads right" || fail "b0: exit $RC"
 	stop b0-ok
+fi
+# Restarted on the same disk cache: the legacy chunk (no digest to key it by)
+# is served from disk, nothing fetched.
+M=$T/b0-again
+if mount_start b0-again --all --plain-http --allow-unverified --no-prefetch --no-background-fetch \
+	--cache-dir "$T/cache-b0" "$R/rs/b0:v1" "$M"; then
+	read_file b0-again "$M/1/small"
+	if [ "$RC" = 0 ] && [ "$(cat "$T/b0-again.bytes")" = "$SMALL" ] &&
+		wait_status "$M/1" '.fetched_bytes == 0' 5; then
+		pass "b0: after a restart the legacy chunk comes from the disk cache (fetched_bytes 0)"
+	else
+		fail "b0: after a restart: exit $RC, status $(cat "$T/status.last")"
+	fi
+	stop b0-again
 fi
 
 # --- (c) no toc.digest ---------------------------------------------------------------
