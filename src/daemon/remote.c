@@ -138,6 +138,7 @@ static void *open_ahead(void *arg)
 	    .ref = a->ref,
 	    .digest = a->digest,
 	    .allow_unverified = allow_unverified(r, a->ref),
+	    .toc_digest_later = true, /* the .layers label has no TOC digests */
 	    .toc_tail = a->toc_tail,
 	    .defer_fetch = true,
 	    .no_prefetch = r->o.no_prefetch,
