@@ -11,6 +11,7 @@
 
 #include <simdjson.h>
 
+#include "json_alloc.h"
 #include "json_walk.h"
 
 namespace od = simdjson::ondemand;
@@ -313,9 +314,12 @@ extern "C" int esgz_json_walk(const uint8_t *json, size_t len, const esgz_json_e
 	try {
 		od::parser parser;
 		od::document doc;
-		auto e =
-		    parser.iterate(simdjson::padded_string_view(s, len, len + ESGZ_JSON_PADDING))
-			.get(doc);
+		auto e = esgz_json_parser_prepare(parser, len);
+		if (e == simdjson::SUCCESS)
+			e = parser
+				.iterate(
+				    simdjson::padded_string_view(s, len, len + ESGZ_JSON_PADDING))
+				.get(doc);
 		if (e == simdjson::MEMALLOC)
 			return -2;
 		if (e)

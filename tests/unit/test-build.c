@@ -3,6 +3,7 @@
  * with zlib/zstd, libarchive and jansson, independently of the reader code. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -986,6 +987,21 @@ static void test_touched_negative(void **state)
 	rs_buf_free(&tar);
 }
 
+/* src/estargz (its simdjson shim) leaves the program's operator new[]
+ * alone: the one a C++ library of the process calls is libstdc++'s (or a
+ * sanitizer's), not a definition linked into this executable. */
+extern void *_Znam(size_t);
+static void test_array_new_not_replaced(void **state)
+{
+	(void)state;
+	Dl_info a = {0}, b = {0};
+	assert_true(dladdr((void *)_Znam, &a) != 0);
+	assert_true(dladdr((void *)test_array_new_not_replaced, &b) != 0);
+	assert_non_null(a.dli_fname);
+	if (b.dli_fname && strcmp(a.dli_fname, b.dli_fname) == 0)
+		fail_msg("operator new[] is defined in %s itself", a.dli_fname);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -993,7 +1009,7 @@ int main(void)
 	    cmocka_unit_test(test_zstd_chunked),     cmocka_unit_test(test_prioritized),
 	    cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_empty_tar),
 	    cmocka_unit_test(test_touched_chunks),   cmocka_unit_test(test_touched_ignored),
-	    cmocka_unit_test(test_touched_negative),
+	    cmocka_unit_test(test_touched_negative), cmocka_unit_test(test_array_new_not_replaced),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
