@@ -42,6 +42,33 @@ run badlevel timeout 20 "$RSD" --config "$T/bad-level.toml" --root "$T/r0" --add
 expect_rc "an unknown log level is refused" 2 badlevel
 check "and named" grep -q 'log_level "loud"' "$T/badlevel.err"
 
+# [verify]: its keys are checked like the others'.
+cat >"$T/bad-verify.toml" <<'TOML'
+[verify]
+allow_unverified = false
+[verify.hosts."127.0.0.1:5000"]
+allow_unverifed = true
+TOML
+run badverify timeout 20 "$RSD" --config "$T/bad-verify.toml"
+expect_rc "an unknown key in a [verify.hosts] table is refused" 2 badverify
+check "the message names the host's key and its line" \
+	grep -q 'bad-verify.toml:4: unknown key "verify.hosts."127.0.0.1:5000".allow_unverifed"' "$T/badverify.err"
+cat >"$T/bad-verify-type.toml" <<'TOML'
+[verify]
+allow_unverified = "yes"
+TOML
+run badverifytype timeout 20 "$RSD" --config "$T/bad-verify-type.toml"
+expect_rc "[verify] allow_unverified must be a boolean" 2 badverifytype
+check "the message names it" grep -q 'bad-verify-type.toml:2: "allow_unverified" must be true or false' "$T/badverifytype.err"
+cat >"$T/bad-verify-dup.toml" <<'TOML'
+[verify.hosts."a:1"]
+allow_unverified = true
+[verify.hosts."b:1"]
+TOML
+run badverifyempty timeout 20 "$RSD" --config "$T/bad-verify-dup.toml"
+expect_rc "a [verify.hosts] table without allow_unverified is refused" 2 badverifyempty
+check "naming the host" grep -q 'verify.hosts."b:1": allow_unverified is missing' "$T/badverifyempty.err"
+
 run badflag timeout 20 "$RSD" --no-such-flag
 expect_rc "an unknown flag is a usage error" 2 badflag
 
