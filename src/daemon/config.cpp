@@ -179,7 +179,8 @@ void load_verify(daemon_config *c, const char *file, const toml::table &t)
 			auto ht = hv.as_table();
 			if (!ht)
 				fail(file, hv,
-				     "\"verify.hosts." + std::string(hk.str()) + "\" must be a table");
+				     "\"verify.hosts." + std::string(hk.str()) +
+					 "\" must be a table");
 			add_verify_host(c, file, std::string(hk.str()), *ht);
 		}
 	}
