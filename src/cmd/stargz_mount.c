@@ -31,6 +31,15 @@ static const char usage_mount[] =
     "its chunkDigest. Otherwise stargz mount exits with status 1, unless\n"
     "--allow-unverified.\n"
     "\n"
+    "The whole layer is checked too, once it is all in: its uncompressed tar must\n"
+    "have the diffID the image config's rootfs.diff_ids gives it (with --all; a\n"
+    "config that is not valid or lists another number of layers refuses the mount,\n"
+    "status 1) or --diff-id (single layer). The background fetch makes the check:\n"
+    "it then reads the blob as one stream that lands the chunks still missing and\n"
+    "hashes everything. A layer that fails is marked failed in status.json (state\n"
+    "\"failed\", diff_id_check \"mismatch\") and every read of it gets EIO. No check\n"
+    "with --no-background-fetch, nor for one layer without --diff-id.\n"
+    "\n"
     "  --plain-http          talk plain HTTP to registries\n"
     "  --hosts-dir DIR       registry host configuration (certs.d layout)\n"
     "  --no-prefetch         do not prefetch the files before .prefetch.landmark\n"
@@ -40,6 +49,8 @@ static const char usage_mount[] =
     "  --mem-cache MIB       memory for decompressed chunks (default 512)\n"
     "  --timeout SECONDS     a read not served by then fails with EIO (default 30)\n"
     "  --toc-digest DIGEST   expected sha256 of the layer's TOC (single layer)\n"
+    "  --diff-id DIGEST      expected diffID of the layer, checked once it is\n"
+    "                        complete (single layer; needs the background fetch)\n"
     "  --allow-unverified    mount layers without a TOC digest or chunk digests\n"
     "  --workers N           FUSE worker threads (default 16)\n"
     "  --fetchers N          fetch threads (default 4)\n"
@@ -60,6 +71,7 @@ enum {
 	M_WORKERS,
 	M_FETCHERS,
 	M_ALLOW_UNVERIFIED,
+	M_DIFF_ID,
 };
 
 struct mount_args {
@@ -67,6 +79,7 @@ struct mount_args {
 	struct lfs_runtime_opts rt;
 	struct lfs_layer_opts layer;
 	bool all;
+	const char *diff_id; /* single layer; with --all, the config's */
 	long long timeout_s;
 };
 
@@ -82,6 +95,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 	    {"mem-cache", required_argument, NULL, M_MEM},
 	    {"timeout", required_argument, NULL, M_TIMEOUT},
 	    {"toc-digest", required_argument, NULL, M_TOC_DIGEST},
+	    {"diff-id", required_argument, NULL, M_DIFF_ID},
 	    {"allow-unverified", no_argument, NULL, M_ALLOW_UNVERIFIED},
 	    {"all", no_argument, NULL, M_ALL},
 	    {"workers", required_argument, NULL, M_WORKERS},
@@ -137,6 +151,9 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 		case M_TOC_DIGEST:
 			a->layer.toc_digest = optarg;
 			break;
+		case M_DIFF_ID:
+			a->diff_id = optarg;
+			break;
 		case M_ALL:
 			a->all = true;
 			break;
@@ -176,13 +193,30 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 					       "layer's annotation is used");
 		return -1;
 	}
+	if (a->diff_id && rs_digest_parse(a->diff_id, strlen(a->diff_id), sum) < 0) {
+		*status = usage_error("mount", "--diff-id '%s' is not sha256:<64 hex digits>",
+				      a->diff_id);
+		return -1;
+	}
+	if (a->all && a->diff_id) {
+		*status = usage_error("mount", "--diff-id names one layer; with --all the image "
+					       "config's rootfs.diff_ids are used");
+		return -1;
+	}
+	if (a->diff_id && a->layer.no_background) {
+		*status = usage_error("mount", "--diff-id is checked by the background fetch; "
+					       "it cannot go with --no-background-fetch");
+		return -1;
+	}
 	a->layer.read_timeout_ms = (long)a->timeout_s * 1000;
 	a->reg.timeout_ms = (long)a->timeout_s * 1000;
 	a->reg.retries = 1;
 	return 0;
 }
 
-/* Opens and mounts every layer of the image at DIR/<index>. */
+/* Opens and mounts every layer of the image at DIR/<index>, each to be
+ * checked against the config's diffID unless there is no background fetch
+ * to check it (then the config is not fetched at all). */
 static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *ref, const char *dir,
 		     struct rs_error *err)
 {
@@ -192,9 +226,12 @@ static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *r
 		return rc;
 	struct reg_manifest m = {0};
 	rc = reg_resolve(a->layer.client, &r, NULL, NULL, &m, err);
+	cleanup_free struct reg_diff_id *diff_ids = NULL;
+	if (rc == 0 && !a->layer.no_background)
+		rc = reg_config_diff_ids(a->layer.client, &r, &m, &diff_ids, err);
 	reg_ref_free(&r);
 	if (rc < 0)
-		return rc;
+		goto out;
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		rc = rs_err(err, -errno, "%s: %s", dir, strerror(errno));
 		goto out;
@@ -217,7 +254,10 @@ static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *r
 			rs_error_prefix(err, "layer %zu", i);
 			break;
 		}
-		rc = lfs_layer_mount(l, mp, err);
+		if (diff_ids)
+			rc = lfs_layer_expect_diff_id(l, diff_ids[i].s, NULL, NULL, err);
+		if (rc == 0)
+			rc = lfs_layer_mount(l, mp, err);
 		if (rc < 0) {
 			lfs_layer_close(l);
 			break;
@@ -261,6 +301,8 @@ int cmd_mount(int argc, char **argv)
 		struct lfs_layer *l;
 		a.layer.digest = argv[optind + 1];
 		rc = lfs_layer_open(rt, &a.layer, &l, &err);
+		if (rc == 0 && a.diff_id)
+			rc = lfs_layer_expect_diff_id(l, a.diff_id, NULL, NULL, &err);
 		if (rc == 0) {
 			rc = lfs_layer_mount(l, argv[optind + 2], &err);
 			if (rc < 0)

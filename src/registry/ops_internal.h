@@ -19,6 +19,15 @@ static inline void reg_http_resp_freep(struct reg_http_resp *r)
 /* True for "sha256:" followed by 64 lowercase hex digits. */
 bool reg_digest_valid(const char *s);
 
+/* ---- image configs (config.c) -------------------------------------------- */
+
+/* An image config is never larger than this. */
+#define REG_CONFIG_MAX (16 << 20)
+
+/* rootfs.diff_ids of a config body, checked to be n_layers digests. */
+int reg_config_parse_diff_ids(const void *data, size_t len, size_t n_layers,
+			      struct reg_diff_id **out, struct rs_error *err);
+
 /* ---- platforms (platform.c) ---------------------------------------------- */
 
 /* This host's architecture in GOARCH terms (amd64, arm64, arm, 386, ...). */

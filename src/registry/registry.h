@@ -135,6 +135,22 @@ int reg_manifest_parse(const void *data, size_t len, const char *media_type_hint
 		       struct reg_manifest *out, struct rs_error *err);
 void reg_manifest_free(struct reg_manifest *m);
 
+/* ---- image configs ------------------------------------------------------ */
+
+/* One layer's diffID: the sha256 of its uncompressed tar, "sha256:<hex>". */
+struct reg_diff_id {
+	char s[RS_DIGEST_STR_LEN];
+};
+
+/* The config of image manifest m, fetched (at most 16 MiB, checked against
+ * the manifest's digest and size): its rootfs.diff_ids, one per layer of m,
+ * bottom first, into *out (m->n_layers entries; caller frees). -EBADMSG for a
+ * config that is not JSON, lacks rootfs.diff_ids, gives another count or an
+ * entry that is not a digest; -EFBIG when it would be too large. */
+int reg_config_diff_ids(struct reg_client *c, const struct reg_ref *ref,
+			const struct reg_manifest *m, struct reg_diff_id **out,
+			struct rs_error *err);
+
 /* ---- blobs -------------------------------------------------------------- */
 
 /* Size by HEAD. */

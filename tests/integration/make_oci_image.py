@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Build an OCI image layout (and a tar of it) from layer tar files.
 
-    make_oci_image.py --name REF [--annotate N:KEY=VALUE]... OUT_DIR LAYER...
+    make_oci_image.py --name REF [--annotate N:KEY=VALUE]... [--diff-id N:VALUE]...
+                      OUT_DIR LAYER...
 
 LAYER may be a plain tar, a .tar.gz or a .tar.zst; its media type follows
 from its magic bytes.  Writes OUT_DIR/{oci-layout,index.json,blobs/sha256/*}
 and OUT_DIR.tar (the layout as a tar, what `ctr images import` reads).  The
 manifest descriptor in index.json is annotated with REF both as
 io.containerd.image.name and org.opencontainers.image.ref.name.
+--diff-id puts VALUE in the config's rootfs.diff_ids for layer N in place of
+the layer's real diffID (a lying config); VALUE "-" drops the entry.
 """
 
 import argparse
@@ -65,6 +68,8 @@ def main():
     ap.add_argument("--arch", default=None, help="default: this machine's")
     ap.add_argument("--annotate", action="append", default=[], metavar="N:KEY=VALUE",
                     help="annotation on layer N (0-based) of the manifest")
+    ap.add_argument("--diff-id", action="append", default=[], metavar="N:VALUE",
+                    help="config diff_ids entry N replaced by VALUE ('-': dropped)")
     ap.add_argument("out")
     ap.add_argument("layers", nargs="+")
     a = ap.parse_args()
@@ -88,6 +93,11 @@ def main():
         idx, kv = an.split(":", 1)
         k, v = kv.split("=", 1)
         layers[int(idx)].setdefault("annotations", {})[k] = v
+
+    for dv in a.diff_id:
+        idx, v = dv.split(":", 1)
+        diff_ids[int(idx)] = v
+    diff_ids = [d for d in diff_ids if d != "-"]
 
     arch = a.arch or {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm",
                       "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(

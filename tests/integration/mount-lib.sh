@@ -10,6 +10,7 @@
 #                              eStargz layer annotated with its TOC digest when
 #                              LAYER.json from `stargz build` exists) pushed
 #                              with skopeo; the layout stays at $T/img-NAME-TAG
+#                              (MAKE_OCI_ARGS: more make_oci_image.py options)
 #   netproxy_start VAR [ARGS...]   netproxy.py in front of $NETPROXY_UPSTREAM
 #                              (default $PLAIN_REG); sets
 #                              VAR=127.0.0.1:PORT, VAR_CTL (control file,
@@ -70,7 +71,8 @@ push_image() {
 		i=$((i + 1))
 	done
 	rm -rf "$lay"
-	"$RIG_PY" "$TESTS_DIR/make_oci_image.py" --name "${ref##*:}" "${ann[@]}" "$lay" "$@" \
+	"$RIG_PY" "$TESTS_DIR/make_oci_image.py" --name "${ref##*:}" "${ann[@]}" \
+		${MAKE_OCI_ARGS[@]+"${MAKE_OCI_ARGS[@]}"} "$lay" "$@" \
 		>"$lay.json" 2>"$lay.err" || {
 		fail "make_oci_image.py for $ref"
 		show_file "$lay.err"

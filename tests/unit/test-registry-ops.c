@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Unit tests of the registry operations' pure parts: manifests and indexes,
- * platform choice, multipart/byteranges replies, upload URLs. */
+ * image configs' diff_ids, platform choice, multipart/byteranges replies, upload URLs. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -444,6 +444,94 @@ static void test_spans(void **state)
 	free(s);
 }
 
+/* ---- image configs ------------------------------------------------------------- */
+
+static void expect_config_error(const char *json, size_t n_layers, int code, const char *needle)
+{
+	struct reg_diff_id *ids = (struct reg_diff_id *)1;
+	struct rs_error err = {0};
+	int r = reg_config_parse_diff_ids(json, strlen(json), n_layers, &ids, &err);
+	if (r != code || !strstr(err.msg, needle) || ids)
+		fail_msg("%s: expected %d with '%s', got %d '%s'", json, code, needle, r, err.msg);
+}
+
+static void test_config_diff_ids(void **state)
+{
+	(void)state;
+	const char *j = "{\"architecture\":\"amd64\",\"rootfs\":{\"type\":\"layers\","
+			"\"diff_ids\":[\"" D1 "\",\"" D2 "\"]},\"history\":[]}";
+	struct reg_diff_id *ids = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(reg_config_parse_diff_ids(j, strlen(j), 2, &ids, &err), 0);
+	assert_string_equal(ids[0].s, D1);
+	assert_string_equal(ids[1].s, D2);
+	free(ids);
+	const char *none = "{\"rootfs\":{\"diff_ids\":[]}}";
+	assert_int_equal(reg_config_parse_diff_ids(none, strlen(none), 0, &ids, &err), 0);
+	assert_null(ids);
+
+	expect_config_error("not json", 1, -EBADMSG, "not valid JSON");
+	expect_config_error("[\"" D1 "\"]", 1, -EBADMSG, "not a JSON object");
+	expect_config_error("{\"architecture\":\"amd64\"}", 1, -EBADMSG, "no \"rootfs\"");
+	expect_config_error("{\"rootfs\":[]}", 1, -EBADMSG, "no \"rootfs\"");
+	expect_config_error("{\"rootfs\":{\"type\":\"layers\"}}", 1, -EBADMSG, "rootfs.diff_ids");
+	expect_config_error("{\"rootfs\":{\"diff_ids\":\"" D1 "\"}}", 1, -EBADMSG,
+			    "rootfs.diff_ids");
+	expect_config_error(j, 3, -EBADMSG, "2 diff_ids for the manifest's 3 layers");
+	expect_config_error(j, 1, -EBADMSG, "2 diff_ids for the manifest's 1 layers");
+	expect_config_error("{\"rootfs\":{\"diff_ids\":[\"" D1 "\",\"sha256:abc\"]}}", 2, -EBADMSG,
+			    "diff_ids[1] 'sha256:abc' is not sha256");
+	expect_config_error("{\"rootfs\":{\"diff_ids\":[\"SHA256:" D1 "\"]}}", 1, -EBADMSG,
+			    "diff_ids[0]");
+	expect_config_error("{\"rootfs\":{\"diff_ids\":[7]}}", 1, -EBADMSG,
+			    "diff_ids[0] '(not a string)'");
+	expect_config_error("{\"rootfs\":{\"diff_ids\":[\"" D1 "\"]},\"rootfs\":{}}", 1, -EBADMSG,
+			    "not valid JSON");
+
+	/* Oversized: refused before it is parsed. */
+	size_t big = (size_t)REG_CONFIG_MAX + 1;
+	char *huge = malloc(big);
+	assert_non_null(huge);
+	memset(huge, ' ', big);
+	huge[0] = '{';
+	huge[big - 1] = '}';
+	ids = NULL;
+	assert_int_equal(reg_config_parse_diff_ids(huge, big, 1, &ids, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "larger than"));
+	assert_null(ids);
+	free(huge);
+}
+
+/* A manifest whose config descriptor is oversized or not a digest is refused
+ * before any request: the client's registry (a closed loopback port) would
+ * give a connection error instead. */
+static void test_config_descriptor_checked(void **state)
+{
+	(void)state;
+	struct reg_options o = {.plain_http = true, .retries = -1, .hosts_dir = "/nonexistent"};
+	struct reg_client *c = NULL;
+	struct rs_error err = {0};
+	struct reg_ref ref;
+	assert_int_equal(reg_client_new(&o, &c, &err), 0);
+	assert_int_equal(reg_ref_parse("127.0.0.1:1/t/img:1", &ref, &err), 0);
+	struct reg_manifest m = {.config = {.digest = D1, .size = (int64_t)REG_CONFIG_MAX + 1}};
+	struct reg_diff_id *ids = NULL;
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "config " D1));
+	assert_null(ids);
+	m.config.size = -1;
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EFBIG);
+	m.config = (struct reg_descriptor){.digest = "sha256:abc", .size = 10};
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "'sha256:abc' is not a digest"));
+	/* A sane descriptor does reach the (absent) registry. */
+	m.config = (struct reg_descriptor){.digest = D1, .size = 10};
+	int r = reg_config_diff_ids(c, &ref, &m, &ids, &err);
+	assert_true(r < 0 && r != -EFBIG && r != -EINVAL && r != -EBADMSG);
+	reg_ref_free(&ref);
+	reg_client_free(c);
+}
+
 /* ---- upload URLs --------------------------------------------------------------- */
 
 static void check_str(char *got, const char *want)
@@ -493,6 +581,8 @@ int main(void)
 	    cmocka_unit_test(test_multipart),
 	    cmocka_unit_test(test_multipart_errors),
 	    cmocka_unit_test(test_spans),
+	    cmocka_unit_test(test_config_diff_ids),
+	    cmocka_unit_test(test_config_descriptor_checked),
 	    cmocka_unit_test(test_upload_urls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
