@@ -375,6 +375,11 @@ static void run_check(struct lfs_layer *l, bool land)
 	struct rs_buf m = {0};
 	uint8_t key[RS_SHA256_LEN];
 	if (marker(l, &m) == 0 && marker_cached(l, &m, key)) {
+		/* The marker proves an expected diffID; a chain ID hides it. */
+		if (l->expect_diff_id)
+			l->diff_id_known =
+			    rs_digest_parse(l->expect_diff_id, strlen(l->expect_diff_id),
+					    l->diff_id) == 0;
 		atomic_store(&l->diffid_state, LFS_DIFFID_OK);
 		rs_log(RS_LOG_DEBUG, "layerfs: %s: diffID checked before (cache)", l->digest);
 		rs_buf_free(&m);
@@ -401,6 +406,7 @@ static void run_check(struct lfs_layer *l, bool land)
 		retry_later(l);
 	} else if (r == 0 && bad == 0 && diffid_matches(l, sum)) {
 		memcpy(l->diff_id, sum, RS_SHA256_LEN);
+		l->diff_id_known = true;
 		atomic_store(&l->diffid_state, LFS_DIFFID_OK);
 		if (m.len)
 			marker_store(l, &m, key);
@@ -412,13 +418,17 @@ static void run_check(struct lfs_layer *l, bool land)
 		rs_log(RS_LOG_WARN, "layerfs: %s: diffID %s%s; checking again", l->digest,
 		       r == 0 ? got : err.msg,
 		       bad > 0 ? " with chunks that failed verification" : "");
-		if (r == 0 && bad == 0)
+		if (r == 0 && bad == 0) {
 			memcpy(l->diff_id, sum, RS_SHA256_LEN);
+			l->diff_id_known = true;
+		}
 		atomic_store(&l->diffid_stream_off, true);
 		retry_later(l);
 	} else {
-		if (r == 0)
+		if (r == 0) {
 			memcpy(l->diff_id, sum, RS_SHA256_LEN);
+			l->diff_id_known = true;
+		}
 		judge_failed(l, r, got, &err);
 	}
 	rs_buf_free(&m);

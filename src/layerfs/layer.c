@@ -376,7 +376,7 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	    l->data_bytes > 0 ? 100.0 * (double)out->fetched_bytes / (double)l->data_bytes : 100.0;
 	int check = atomic_load(&l->diffid_state);
 	out->diff_id_check = lfs_diffid_state_name(check);
-	if (check == LFS_DIFFID_OK || check == LFS_DIFFID_MISMATCH)
+	if ((check == LFS_DIFFID_OK || check == LFS_DIFFID_MISMATCH) && l->diff_id_known)
 		rs_digest_format(l->diff_id, out->diff_id);
 	if (check == LFS_DIFFID_MISMATCH)
 		out->state = LFS_STATE_FAILED;

@@ -160,7 +160,9 @@ struct lfs_layer {
 	 * read-only) and its result. */
 	char *expect_diff_id, *expect_chain_id, *expect_chain_parent;
 	atomic_int diffid_state;        /* enum lfs_diffid_state */
-	uint8_t diff_id[RS_SHA256_LEN]; /* valid once diffid_state is OK or MISMATCH */
+	uint8_t diff_id[RS_SHA256_LEN]; /* valid once diffid_state is OK or MISMATCH, */
+	bool diff_id_known;             /* and this is set (a chain ID's cache marker
+					 * vouches for the layer without it) */
 	atomic_bool diffid_stream_off;  /* the background fetch goes by chunks */
 	uint32_t diffid_mismatches;     /* by the background fetch only */
 };

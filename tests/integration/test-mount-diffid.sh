@@ -104,6 +104,25 @@ if mount_start all --all --plain-http "$R/rs/lying:v1" "$M"; then
 	stop all
 fi
 
+# Again on a disk cache, twice: the second mount finds the passed checks'
+# markers in the cache (no reading of the blob for them) and still shows the
+# diffIDs; the failed layer left no marker and fails again.
+for run_no in 1 2; do
+	M=$T/cache$run_no
+	if STARGZ_LOG_LEVEL=debug mount_start "cache$run_no" --all --plain-http --cache-dir "$T/cache" "$R/rs/lying:v1" "$M"; then
+		for i in 0 2; do
+			status_is "--cache-dir, mount $run_no: layer $i ok with the config's diffID" \
+				"$M/$i" "$(ok_expr "${REAL[i]}")" 60
+		done
+		status_is "--cache-dir, mount $run_no: layer 1 failed" "$M/1" "$FAILED_EXPR" 90
+		stop "cache$run_no"
+	fi
+done
+check "--cache-dir, mount 2: layers 0 and 2 passed by their cache markers, not read again" \
+	[ "$(grep -c "diffID checked before (cache)" "$T/cache2.err")" -eq 2 ]
+check "--cache-dir, mount 1: no cache marker yet" \
+	[ "$(grep -c "diffID checked before (cache)" "$T/cache1.err")" -eq 0 ]
+
 # Without the background fetch nothing checks: the config is not even read.
 M=$T/nobg
 if mount_start nobg --all --plain-http --no-background-fetch "$R/rs/lying:v1" "$M"; then

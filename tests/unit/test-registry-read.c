@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Range reads against a tiny HTTP/1.1 server on 127.0.0.1 that answers one
- * range at a time (206), as many registries and CDNs do. */
+ * range at a time (206), as many registries and CDNs do; a GET without Range
+ * gets an image config (200), for reg_config_diff_ids. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,6 +23,8 @@
 #define DIGEST "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 
 static uint8_t blob[BLOB_LEN];
+static const char config_body[] =
+    "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" DIGEST "\",\"" DIGEST "\"]}}";
 static int listen_fd;
 static int port;
 
@@ -65,6 +68,13 @@ static void *serve(void *arg)
 				 b - a + 1, a, b, BLOB_LEN);
 			send_all(c, hdr, strlen(hdr));
 			send_all(c, blob + a, (size_t)(b - a + 1));
+		} else if (!rg && strncmp(req, "GET ", 4) == 0) {
+			snprintf(hdr, sizeof(hdr),
+				 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+				 "Connection: close\r\n\r\n",
+				 strlen(config_body));
+			send_all(c, hdr, strlen(hdr));
+			send_all(c, config_body, strlen(config_body));
 		} else {
 			snprintf(hdr, sizeof(hdr),
 				 "HTTP/1.1 416 Range Not Satisfiable\r\n"
@@ -183,11 +193,59 @@ static void test_stream(void **state)
 	reg_client_free(c);
 }
 
+/* The config is believed only when it is the manifest's: its digest and size. */
+static void test_config(void **state)
+{
+	(void)state;
+	struct reg_ref ref;
+	struct reg_client *c = client(&ref);
+	uint8_t sum[RS_SHA256_LEN];
+	char dg[RS_DIGEST_STR_LEN];
+	rs_sha256(config_body, strlen(config_body), sum);
+	rs_digest_format(sum, dg);
+	struct reg_manifest m = {.config = {.digest = dg, .size = (int64_t)strlen(config_body)},
+				 .n_layers = 2};
+	struct reg_diff_id *ids = NULL;
+	struct rs_error err = {0};
+	int rc = reg_config_diff_ids(c, &ref, &m, &ids, &err);
+	if (rc != 0)
+		fail_msg("config: %s", err.msg);
+	assert_string_equal(ids[0].s, DIGEST);
+	assert_string_equal(ids[1].s, DIGEST);
+	free(ids);
+	ids = NULL;
+	/* another digest: the bytes are not the manifest's config */
+	char other[RS_DIGEST_STR_LEN];
+	snprintf(other, sizeof(other), "%s", DIGEST);
+	other[7] = '1';
+	m.config.digest = other;
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "has digest"));
+	assert_null(ids);
+	/* the manifest says more bytes than come */
+	m.config.digest = dg;
+	m.config.size++;
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "the manifest says"));
+	/* fewer: the reply is cut at the manifest's size and refused */
+	m.config.size -= 2;
+	assert_true(reg_config_diff_ids(c, &ref, &m, &ids, &err) < 0);
+	assert_null(ids);
+	/* right bytes, another layer count */
+	m.config.size++;
+	m.n_layers = 3;
+	assert_int_equal(reg_config_diff_ids(c, &ref, &m, &ids, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "2 diff_ids for the manifest's 3 layers"));
+	reg_ref_free(&ref);
+	reg_client_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_overlapping_ranges),
 	    cmocka_unit_test(test_stream),
+	    cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
