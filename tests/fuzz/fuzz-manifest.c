@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Fuzzes the manifest/index parser and platform choice. */
+/* Fuzzes the manifest/index parser, platform choice and the image config's
+ * diff_ids parser. */
 #include <string.h>
 
 #include "registry/ops_internal.h"
@@ -19,6 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!reg_digest_valid(m.layers[k].digest) || m.layers[k].size < 0)
 				__builtin_trap();
 		reg_manifest_free(&m);
+	}
+	struct reg_diff_id *ids;
+	if (reg_config_parse_diff_ids(data, size, 2, &ids, &err) == 0) {
+		for (size_t k = 0; k < 2; k++)
+			if (!reg_digest_valid(ids[k].s))
+				__builtin_trap();
+		free(ids);
 	}
 	return 0;
 }

@@ -38,6 +38,18 @@ def write(target, name, data):
 for i, t in enumerate(TOCS):
     write("fuzz-toc", f"toc{i}.json", json.dumps(t, indent="\t").encode())
 
+# fuzz-manifest also reads each input as an image config of two layers.
+D = ["sha256:" + c * 64 for c in "12"]
+write("fuzz-manifest", "config0.json", json.dumps(
+    {"architecture": "amd64", "os": "linux",
+     "rootfs": {"type": "layers", "diff_ids": D}}).encode())
+write("fuzz-manifest", "manifest0.json", json.dumps(
+    {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+     "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": D[0], "size": 10},
+     "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                 "digest": D[1], "size": 20}]}).encode())
+
 specs = [
     {"chunk_size": 64, "entries": [
         {"name": "d/", "type": "dir"},
