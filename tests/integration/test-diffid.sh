@@ -95,7 +95,10 @@ check "the container reads its file" grep -q 'hello from rs-rig' "$T/run1.out"
 # --- a snapshot whose chain ID the layer does not give ------------------------------
 # The daemon is asked to mount the top layer as a snapshot named by a digest
 # that is not its chain ID: the layer mounts (nothing is known yet), and once
-# complete it fails the check, and its reads get EIO.
+# complete it fails the check, and its reads get EIO. containerd is stopped
+# first: its garbage collector removes from the snapshotter what its own
+# database does not know, and it knows nothing of this snapshot.
+containerd_stop
 top=$(tail -1 "$T/layers.txt" | cut -d' ' -f1)
 wrong=sha256:$(printf 'not the chain id' | sha256sum | cut -d' ' -f1)
 run badprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
