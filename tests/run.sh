@@ -279,11 +279,15 @@ if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -f tests/integration
 	[ -x "$ASAN_DIR/src/cmd/stargz" ] && selected test-bad-input.sh; then
 	RS_SANITIZED=1 run_integration tests/integration/test-bad-input.sh asan "$REPO/$ASAN_DIR/src/cmd/stargz"
 fi
-# The daemon and the lazy pull end to end with sanitized binaries.
-if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x "$ASAN_DIR/src/cmd/remote-snapshotter" ] &&
-	selected test-lazy-pull.sh; then
-	RS_SANITIZED=1 RS_DAEMON=$REPO/$ASAN_DIR/src/cmd/remote-snapshotter \
-		run_integration tests/integration/test-lazy-pull.sh asan "$REPO/$ASAN_DIR/src/cmd/stargz"
+# The daemon and the lazy pull end to end with sanitized binaries, and the
+# crafted images, registries and layers that attack the read path.
+if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x "$ASAN_DIR/src/cmd/remote-snapshotter" ]; then
+	for t in test-lazy-pull.sh test-hostile-layer.sh test-registry-creds.sh test-diffid.sh; do
+		[ -f "tests/integration/$t" ] && selected "$t" || continue
+		RS_SANITIZED=1 RS_DAEMON=$REPO/$ASAN_DIR/src/cmd/remote-snapshotter \
+			API_TEST_CLIENT=$REPO/$ASAN_DIR/tests/api/api-test-client \
+			run_integration "tests/integration/$t" asan "$REPO/$ASAN_DIR/src/cmd/stargz"
+	done
 fi
 # The threaded parts with the TSan binaries: layerfs's worker pool and
 # fetcher under concurrent readers, faults and the disk cache (stargz mount),
@@ -291,7 +295,8 @@ fi
 # stargz build's parallel compression on hostile input.
 if $TSAN_OK && [ "${RS_NO_TSAN_INTEGRATION:-0}" != 1 ]; then
 	TSAN_T0=$(date +%s)
-	for t in test-mount.sh test-mount-faults.sh test-lazy-pull.sh test-snapshots-api.sh test-bad-input.sh; do
+	for t in test-mount.sh test-mount-faults.sh test-lazy-pull.sh test-snapshots-api.sh test-bad-input.sh \
+		test-hostile-layer.sh test-registry-creds.sh test-diffid.sh; do
 		[ -f "tests/integration/$t" ] && selected "$t" || continue
 		RS_SANITIZED=1 RS_DAEMON=$REPO/$TSAN_DIR/src/cmd/remote-snapshotter \
 			API_TEST_SERVER=$REPO/$TSAN_DIR/tests/api/api-test-server \

@@ -51,9 +51,7 @@ struct ahead {
 	char *ref, *digest;
 	int64_t toc_tail;
 	bool done;
-	int rc;
-	struct rs_error err;
-	struct lfs_layer *layer;
+	struct lfs_layer *layer; /* NULL when the open failed (the Prepare opens again) */
 };
 
 struct daemon_remote {
@@ -149,9 +147,9 @@ static void *open_ahead(void *arg)
 	struct rs_error err = {0};
 	int rc = lfs_layer_open(r->o.rt, &lo, &l, &err);
 	pthread_mutex_lock(&r->lock);
+	if (rc < 0)
+		rs_log(RS_LOG_DEBUG, "remote: opening %s ahead: %s", a->digest, err.msg);
 	a->done = true;
-	a->rc = rc;
-	a->err = err;
 	a->layer = rc == 0 ? l : NULL;
 	r->ahead_running--;
 	pthread_cond_broadcast(&r->cond);
