@@ -392,6 +392,11 @@ static int remote_check(void *ctx, const char *fs_dir, struct rs_error *err)
 		return rs_err(err, -ENOTCONN, "no layer is mounted at %s", fs_dir);
 	if (!st.mounted)
 		return rs_err(err, -ENOTCONN, "the FUSE mount of %s at %s is gone", digest, fs_dir);
+	if (st.state == LFS_STATE_FAILED)
+		return rs_err(err, -EIO,
+			      "layer %s at %s failed its whole-layer check: its diffID %s does not "
+			      "give the snapshot's chain ID",
+			      digest, fs_dir, st.diff_id);
 	if (st.state == LFS_STATE_COMPLETE || st.registry_ok)
 		return 0;
 	/* The last fetch failed: is the registry back? */

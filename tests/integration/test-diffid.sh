@@ -126,6 +126,8 @@ if [ -n "$bad" ]; then
 	run badread cat "$file"
 	check "a read of its file $file gets EIO" \
 		sh -c "[ $RC -ne 0 ] && grep -q 'Input/output error' '$T/badread.err'"
+	run onbad timeout 60 "$APICLI" -P "$wrong" "$RS_SOCK" prepare rs-on-bad
+	check "a Prepare on top of the failed layer is refused as UNAVAILABLE" grep -q '"code": *14' "$T/onbad.out"
 	statuses >"$T/statuses2"
 	check "the layer pulled under its right chain ID is still ok" grep -q "^$top complete ok " "$T/statuses2"
 fi
