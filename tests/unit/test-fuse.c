@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* src/fuse: INIT negotiation, the request decoder's bounds, the dirent
+ * builders, replies; and, as root, a real mount served by one thread. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fuse/rfuse.h"
+
+/* ---- INIT ------------------------------------------------------------ */
+
+static size_t init_in(unsigned char *buf, uint32_t major, uint32_t minor, uint32_t flags,
+		      uint32_t flags2, bool ext)
+{
+	struct fuse_init_in in = {.major = major,
+				  .minor = minor,
+				  .max_readahead = 128 << 10,
+				  .flags = flags,
+				  .flags2 = flags2};
+	memcpy(buf, &in, sizeof(in));
+	return ext ? sizeof(in) : 16;
+}
+
+static const struct rfuse_wishes all_wishes = {
+    .async_read = true,
+    .passthrough = true,
+    .max_stack_depth = 1,
+    .readdirplus = true,
+    .parallel_dirops = true,
+    .cache_symlinks = true,
+};
+
+#define KFLAGS                                                                                     \
+	(FUSE_ASYNC_READ | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |           \
+	 FUSE_DO_READDIRPLUS | FUSE_INIT_EXT | FUSE_WRITEBACK_CACHE)
+
+static void test_init_full(void **state)
+{
+	unsigned char buf[64];
+	size_t n = init_in(buf, 7, 44, KFLAGS,
+			   (uint32_t)((FUSE_PASSTHROUGH | FUSE_HAS_RESEND) >> 32), true);
+	struct rfuse_init_out out;
+	size_t out_len;
+	struct rfuse_granted g;
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out_len, sizeof(out));
+	assert_int_equal(out.major, 7);
+	assert_int_equal(out.minor, RFUSE_MINOR_MAX);
+	assert_int_equal(out.max_pages, 256);
+	assert_int_equal(out.max_stack_depth, 1);
+	assert_true(out.flags & FUSE_INIT_EXT);
+	assert_true(out.flags2 & (FUSE_PASSTHROUGH >> 32));
+	/* Offered but not asked for: not taken. */
+	assert_false(out.flags & FUSE_WRITEBACK_CACHE);
+	assert_true(g.passthrough && g.async_read && g.readdirplus && g.parallel_dirops);
+	assert_true(g.cache_symlinks && g.readdir_cache && g.keep_cache && g.has_resend);
+	assert_int_equal(g.max_pages, 256);
+	assert_int_equal(g.max_readahead, 128 << 10);
+	rfuse_log_granted(&g);
+}
+
+static void test_init_no_passthrough(void **state)
+{
+	unsigned char buf[64];
+	struct rfuse_init_out out;
+	size_t out_len;
+	struct rfuse_granted g;
+	/* A kernel with flags2 but without the passthrough bit. */
+	size_t n = init_in(buf, 7, 38, KFLAGS, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_false(g.passthrough);
+	assert_false(g.has_resend);
+	assert_int_equal(out.max_stack_depth, 0);
+	assert_int_equal(out.flags2, 0);
+	assert_false(out.flags & FUSE_INIT_EXT);
+	assert_int_equal(out.minor, 38);
+	assert_true(g.async_read);
+	/* flags2 without FUSE_INIT_EXT in flags is not there. */
+	n = init_in(buf, 7, 40, KFLAGS & ~FUSE_INIT_EXT, (uint32_t)(FUSE_PASSTHROUGH >> 32), true);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_false(g.passthrough);
+	assert_int_equal(g.kernel_flags >> 32, 0);
+	/* Passthrough offered, not wished. */
+	struct rfuse_wishes w = all_wishes;
+	w.passthrough = false;
+	n = init_in(buf, 7, 40, KFLAGS, (uint32_t)(FUSE_PASSTHROUGH >> 32), true);
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	assert_false(g.passthrough);
+	assert_int_equal(out.flags2, 0);
+	/* A wished stack depth past the kernel's limit is clamped. */
+	w.passthrough = true;
+	w.max_stack_depth = 9;
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out.max_stack_depth, RFUSE_MAX_STACK_DEPTH);
+}
+
+static void test_init_old_minor(void **state)
+{
+	unsigned char buf[64];
+	struct rfuse_init_out out;
+	size_t out_len;
+	struct rfuse_granted g;
+	/* Before 7.36 the kernel sends 16 bytes; before 7.23 it takes 24 back. */
+	size_t n = init_in(buf, 7, 22, FUSE_ASYNC_READ | FUSE_PARALLEL_DIROPS, 0, false);
+	assert_int_equal(n, 16);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out_len, 24);
+	assert_int_equal(out.minor, 22);
+	assert_int_equal(g.max_pages, 0);
+	assert_false(g.readdir_cache);
+	assert_true(g.async_read);
+	assert_true(g.parallel_dirops);
+	assert_false(g.readdirplus);
+	n = init_in(buf, 7, 4, 0, 0, false);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out_len, 8);
+	n = init_in(buf, 7, 31, KFLAGS, 0, false);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out_len, sizeof(out));
+	assert_true(g.readdir_cache);
+	assert_int_equal(g.max_pages, 256);
+	assert_false(g.passthrough);
+}
+
+static void test_init_versions(void **state)
+{
+	unsigned char buf[64];
+	struct rfuse_init_out out;
+	size_t out_len;
+	struct rfuse_granted g;
+	struct rs_error err = {0};
+	size_t n = init_in(buf, 8, 0, 0, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 1);
+	assert_int_equal(out_len, 8);
+	assert_int_equal(out.major, 7);
+	n = init_in(buf, 6, 0, 0, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "too old"));
+	assert_int_equal(rfuse_negotiate(buf, 7, &all_wishes, &out, &out_len, &g, NULL), -EINVAL);
+	n = init_in(buf, 7, 40, 0, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, 12, &all_wishes, &out, &out_len, &g, NULL), -EINVAL);
+	/* A smaller wished request size gives fewer pages. */
+	struct rfuse_wishes w = all_wishes;
+	w.max_request = 128 << 10;
+	n = init_in(buf, 7, 40, FUSE_MAX_PAGES, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	assert_int_equal(out.max_pages, 32);
+}
+
+/* ---- the decoder ----------------------------------------------------- */
+
+struct capture {
+	int n;
+	struct {
+		struct fuse_out_header h;
+		unsigned char body[512];
+		size_t body_len;
+	} r[64];
+	int lookups, reads, forgets, getxattrs;
+	char last_name[64];
+	uint64_t forgot;
+};
+
+static int capture_send(void *ctx, const struct iovec *iov, int n)
+{
+	struct capture *c = ctx;
+	assert_true(c->n < 64);
+	unsigned char all[1024];
+	size_t len = 0;
+	for (int i = 0; i < n; i++) {
+		assert_true(len + iov[i].iov_len <= sizeof(all));
+		memcpy(all + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	assert_true(len >= sizeof(struct fuse_out_header));
+	memcpy(&c->r[c->n].h, all, sizeof(c->r[c->n].h));
+	assert_int_equal(c->r[c->n].h.len, len);
+	c->r[c->n].body_len = len - sizeof(struct fuse_out_header);
+	memcpy(c->r[c->n].body, all + sizeof(struct fuse_out_header), c->r[c->n].body_len);
+	c->n++;
+	return 0;
+}
+
+static void cb_lookup(struct rfuse_req *r, uint64_t parent, const char *name)
+{
+	struct capture *c = rfuse_session_userdata(r->s);
+	c->lookups++;
+	snprintf(c->last_name, sizeof(c->last_name), "%s", name);
+	rfuse_reply_err(r, ENOENT);
+}
+
+static void cb_read(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
+{
+	struct capture *c = rfuse_session_userdata(r->s);
+	c->reads++;
+	struct iovec v[2] = {{.iov_base = "ab", .iov_len = 2}, {.iov_base = "cd", .iov_len = 2}};
+	rfuse_reply_data(r, v, 2);
+}
+
+static void cb_forget(void *ud, uint64_t nodeid, uint64_t nlookup)
+{
+	struct capture *c = ud;
+	c->forgets++;
+	c->forgot += nlookup;
+}
+
+static void cb_getxattr(struct rfuse_req *r, uint64_t nodeid, const char *name, uint32_t size)
+{
+	struct capture *c = rfuse_session_userdata(r->s);
+	c->getxattrs++;
+	snprintf(c->last_name, sizeof(c->last_name), "%s", name);
+	rfuse_reply_xattr_size(r, 7);
+}
+
+static const struct rfuse_ops test_ops = {
+    .lookup = cb_lookup,
+    .read = cb_read,
+    .forget = cb_forget,
+    .getxattr = cb_getxattr,
+};
+
+/* A request: header + body, with len as given (or the true length when 0). */
+static size_t req(unsigned char *buf, uint32_t opcode, uint64_t unique, const void *body,
+		  size_t body_len, uint32_t len)
+{
+	struct fuse_in_header h = {.opcode = opcode, .unique = unique, .nodeid = 1};
+	h.len = len ? len : (uint32_t)(sizeof(h) + body_len);
+	memcpy(buf, &h, sizeof(h));
+	if (body_len)
+		memcpy(buf + sizeof(h), body, body_len);
+	return sizeof(h) + body_len;
+}
+
+static struct rfuse_session *session_up(struct capture *c)
+{
+	struct rfuse_session *s;
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(rfuse_session_new(-1, &test_ops, c, &all_wishes, &s, NULL), 0);
+	rfuse_session_set_send(s, capture_send, c);
+	unsigned char buf[256], in[64];
+	size_t n = init_in(in, 7, 44, KFLAGS, 0, true);
+	size_t len = req(buf, FUSE_INIT, 1, in, n, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(c->n, 1);
+	assert_int_equal(c->r[0].h.error, 0);
+	assert_int_equal(c->r[0].body_len, sizeof(struct rfuse_init_out));
+	assert_non_null(rfuse_session_granted(s));
+	c->n = 0;
+	return s;
+}
+
+static int last_error(struct capture *c)
+{
+	assert_true(c->n > 0);
+	return c->r[c->n - 1].h.error;
+}
+
+static void test_decoder_before_init(void **state)
+{
+	struct capture c = {0};
+	struct rfuse_session *s;
+	assert_int_equal(rfuse_session_new(-1, &test_ops, &c, NULL, &s, NULL), 0);
+	rfuse_session_set_send(s, capture_send, &c);
+	unsigned char buf[256];
+	size_t len = req(buf, FUSE_LOOKUP, 5, "a", 2, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EIO);
+	assert_int_equal(c.lookups, 0);
+	assert_null(rfuse_session_granted(s));
+	assert_int_equal(rfuse_notify_inval_inode(s, 1, 0, 0), -ENOTCONN);
+	/* A kernel too old for our request layouts is refused. */
+	unsigned char in[64];
+	size_t n = init_in(in, 7, 11, 0, 0, false);
+	len = req(buf, FUSE_INIT, 6, in, n, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EPROTO);
+	assert_null(rfuse_session_granted(s));
+	rfuse_session_free(s);
+}
+
+static void test_decoder_bounds(void **state)
+{
+	struct capture c;
+	struct rfuse_session *s = session_up(&c);
+	unsigned char buf[512];
+
+	/* Short header: too short for a unique id, nothing to answer. */
+	memset(buf, 0, sizeof(buf));
+	rfuse_session_process(s, buf, 10);
+	assert_int_equal(c.n, 0);
+	/* Short header with a unique id: EIO. */
+	rfuse_session_process(s, buf, 20);
+	assert_int_equal(last_error(&c), -EIO);
+
+	/* len says more (or less) than what was read. */
+	size_t len = req(buf, FUSE_LOOKUP, 7, "a", 2, 100);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EIO);
+	assert_int_equal(c.r[c.n - 1].h.unique, 7);
+	len = req(buf, FUSE_LOOKUP, 7, "a", 2, 41);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EIO);
+
+	/* READ with a short fixed part never reaches the callback. */
+	struct fuse_read_in rd = {.size = 4};
+	len = req(buf, FUSE_READ, 8, &rd, sizeof(rd) - 1, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	assert_int_equal(c.reads, 0);
+	len = req(buf, FUSE_READ, 9, &rd, sizeof(rd), 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), 0);
+	assert_int_equal(c.r[c.n - 1].body_len, 4);
+	assert_memory_equal(c.r[c.n - 1].body, "abcd", 4);
+
+	/* Names: no NUL, empty, missing; then a good one. */
+	len = req(buf, FUSE_LOOKUP, 10, "abc", 3, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	len = req(buf, FUSE_LOOKUP, 11, "", 1, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	len = req(buf, FUSE_LOOKUP, 12, NULL, 0, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	assert_int_equal(c.lookups, 0);
+	len = req(buf, FUSE_LOOKUP, 13, "name\0junk", 9, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -ENOENT);
+	assert_int_equal(c.lookups, 1);
+	assert_string_equal(c.last_name, "name");
+
+	/* GETXATTR: the name after the fixed part. */
+	unsigned char gx[sizeof(struct fuse_getxattr_in) + 8] = {0};
+	memcpy(gx + sizeof(struct fuse_getxattr_in), "user.x", 7);
+	len = req(buf, FUSE_GETXATTR, 14, gx, sizeof(struct fuse_getxattr_in) + 6, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	len = req(buf, FUSE_GETXATTR, 15, gx, sizeof(gx), 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), 0);
+	assert_int_equal(c.getxattrs, 1);
+	assert_string_equal(c.last_name, "user.x");
+
+	/* Callbacks not given: ENOSYS; defaults for open and release. */
+	len = req(buf, FUSE_STATFS, 16, NULL, 0, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -ENOSYS);
+	struct fuse_open_in op = {0};
+	len = req(buf, FUSE_OPEN, 17, &op, sizeof(op), 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), 0);
+	assert_int_equal(c.r[c.n - 1].body_len, sizeof(struct rfuse_open_out));
+	rfuse_session_free(s);
+}
+
+static void test_decoder_opcodes(void **state)
+{
+	struct capture c;
+	struct rfuse_session *s = session_up(&c);
+	unsigned char buf[512], body[128] = {0};
+	static const uint32_t unknown[] = {0, 7, 19, RFUSE_OP_STATX, 53, 99, 4096, 0xffffffffu};
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		size_t len = req(buf, unknown[i], 100 + i, body, sizeof(body), 0);
+		rfuse_session_process(s, buf, len);
+		assert_int_equal(last_error(&c), -ENOSYS);
+	}
+	static const uint32_t writes[] = {
+	    FUSE_SETATTR,   FUSE_SYMLINK,  FUSE_MKNOD,   FUSE_MKDIR,
+	    FUSE_UNLINK,    FUSE_RMDIR,    FUSE_RENAME,  FUSE_LINK,
+	    FUSE_WRITE,     FUSE_SETXATTR, FUSE_CREATE,  FUSE_REMOVEXATTR,
+	    FUSE_FALLOCATE, FUSE_RENAME2,  FUSE_TMPFILE, FUSE_COPY_FILE_RANGE};
+	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		/* Refused whatever the body: even an empty one. */
+		size_t len = req(buf, writes[i], 200 + i, body, i % 2 ? sizeof(body) : 0, 0);
+		rfuse_session_process(s, buf, len);
+		assert_int_equal(last_error(&c), -EROFS);
+	}
+
+	/* FORGET and BATCH_FORGET: no replies, even when malformed. */
+	int before = c.n;
+	struct fuse_forget_in fg = {.nlookup = 3};
+	size_t len = req(buf, FUSE_FORGET, 300, &fg, sizeof(fg), 0);
+	rfuse_session_process(s, buf, len);
+	len = req(buf, FUSE_FORGET, 301, &fg, 4, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(c.forgets, 1);
+	unsigned char bf[sizeof(struct fuse_batch_forget_in) + 2 * sizeof(struct fuse_forget_one)];
+	struct fuse_batch_forget_in bin = {.count = 1000};
+	struct fuse_forget_one one[2] = {{.nodeid = 2, .nlookup = 5}, {.nodeid = 3, .nlookup = 7}};
+	memcpy(bf, &bin, sizeof(bin));
+	memcpy(bf + sizeof(bin), one, sizeof(one));
+	/* A count far past the bytes sent, and a torn last record. */
+	len = req(buf, FUSE_BATCH_FORGET, 302, bf, sizeof(bf) - 1, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(c.forgets, 2);
+	assert_int_equal(c.forgot, 3 + 5);
+	struct fuse_interrupt_in it = {.unique = 9};
+	len = req(buf, FUSE_INTERRUPT, 303, &it, sizeof(it), 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(c.n, before);
+
+	/* A second INIT is an error; DESTROY ends the session. */
+	unsigned char in[64];
+	size_t n = init_in(in, 7, 44, KFLAGS, 0, true);
+	len = req(buf, FUSE_INIT, 304, in, n, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EIO);
+	len = req(buf, FUSE_DESTROY, 305, NULL, 0, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), 0);
+	assert_true(rfuse_session_exited(s));
+	len = req(buf, FUSE_LOOKUP, 306, "a", 2, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -ENODEV);
+	rfuse_session_free(s);
+}
+
+/* ---- replies and dirents -------------------------------------------- */
+
+static void test_dirbuf(void **state)
+{
+	unsigned char mem[200];
+	memset(mem, 0xaa, sizeof(mem));
+	struct rfuse_dirbuf d;
+	rfuse_dirbuf_init(&d, mem, sizeof(mem));
+	assert_true(rfuse_dirbuf_add(&d, "a", 1, 5, S_IFREG | 0644, 1));
+	assert_int_equal(d.len, 32); /* 24 + 1, up to 8 */
+	assert_true(rfuse_dirbuf_add(&d, "12345678", 8, 6, S_IFDIR | 0755, 2));
+	assert_int_equal(d.len, 64);
+	struct fuse_dirent de;
+	memcpy(&de, mem, sizeof(de));
+	assert_int_equal(de.ino, 5);
+	assert_int_equal(de.off, 1);
+	assert_int_equal(de.namelen, 1);
+	assert_int_equal(de.type, DT_REG);
+	assert_int_equal(mem[FUSE_NAME_OFFSET], 'a');
+	for (size_t i = FUSE_NAME_OFFSET + 1; i < 32; i++)
+		assert_int_equal(mem[i], 0);
+	memcpy(&de, mem + 32, sizeof(de));
+	assert_int_equal(de.type, DT_DIR);
+	assert_int_equal(de.namelen, 8);
+	/* Empty names and names that do not fit are refused, nothing written. */
+	assert_false(rfuse_dirbuf_add(&d, "", 0, 7, S_IFREG, 3));
+	char big[200];
+	memset(big, 'x', sizeof(big));
+	assert_false(rfuse_dirbuf_add(&d, big, 120, 7, S_IFREG, 3));
+	assert_int_equal(d.len, 64);
+	assert_int_equal(mem[64], 0xaa);
+
+	struct fuse_entry_out e = {.nodeid = 9, .attr = {.ino = 9, .mode = S_IFLNK | 0777}};
+	rfuse_dirbuf_init(&d, mem, sizeof(mem));
+	assert_true(rfuse_dirbuf_add_plus(&d, "link", 4, &e, 1));
+	assert_int_equal(d.len, FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET_DIRENTPLUS + 4));
+	struct fuse_direntplus dp;
+	memcpy(&dp, mem, sizeof(dp));
+	assert_int_equal(dp.entry_out.nodeid, 9);
+	assert_int_equal(dp.dirent.ino, 9);
+	assert_int_equal(dp.dirent.type, DT_LNK);
+	assert_memory_equal(mem + FUSE_NAME_OFFSET_DIRENTPLUS, "link", 4);
+	assert_false(rfuse_dirbuf_add_plus(&d, big, 100, &e, 2));
+}
+
+static void test_replies(void **state)
+{
+	struct capture c;
+	struct rfuse_session *s = session_up(&c);
+	struct rfuse_req r = {.s = s, .unique = 42};
+	assert_int_equal(rfuse_reply_open(&r, 3, FOPEN_PASSTHROUGH | FOPEN_KEEP_CACHE, 11), 0);
+	struct rfuse_open_out o;
+	memcpy(&o, c.r[0].body, sizeof(o));
+	assert_int_equal(o.fh, 3);
+	assert_int_equal(o.backing_id, 11);
+	assert_int_equal(c.r[0].h.unique, 42);
+	assert_int_equal(rfuse_reply_open(&r, 3, FOPEN_KEEP_CACHE, 11), 0);
+	memcpy(&o, c.r[1].body, sizeof(o));
+	assert_int_equal(o.backing_id, 0);
+	struct statvfs sv = {.f_bsize = 4096, .f_blocks = 10, .f_namemax = 255};
+	assert_int_equal(rfuse_reply_statfs(&r, &sv), 0);
+	struct fuse_statfs_out so;
+	memcpy(&so, c.r[2].body, sizeof(so));
+	assert_int_equal(so.st.blocks, 10);
+	assert_int_equal(so.st.namelen, 255);
+	/* Errors out of range become EIO. */
+	assert_int_equal(rfuse_reply_err(&r, -5), 0);
+	assert_int_equal(c.r[3].h.error, -EIO);
+	assert_int_equal(rfuse_notify_inval_entry(s, 1, "abc", 3), 0);
+	assert_int_equal(c.r[4].h.unique, 0);
+	assert_int_equal(c.r[4].h.error, FUSE_NOTIFY_INVAL_ENTRY);
+	assert_int_equal(c.r[4].body_len, sizeof(struct fuse_notify_inval_entry_out) + 4);
+	assert_int_equal(rfuse_notify_inval_inode(s, 2, 0, -1), 0);
+	assert_int_equal(c.r[5].h.error, FUSE_NOTIFY_INVAL_INODE);
+	assert_int_equal(rfuse_notify_inval_entry(s, 1, "", 0), -EINVAL);
+	struct rs_error err = {0};
+	assert_int_equal(rfuse_mount("/nonexistent-dir", "a,b", "x", &err), -EINVAL);
+	rfuse_session_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_init_full),
+	    cmocka_unit_test(test_init_no_passthrough),
+	    cmocka_unit_test(test_init_old_minor),
+	    cmocka_unit_test(test_init_versions),
+	    cmocka_unit_test(test_decoder_before_init),
+	    cmocka_unit_test(test_decoder_bounds),
+	    cmocka_unit_test(test_decoder_opcodes),
+	    cmocka_unit_test(test_dirbuf),
+	    cmocka_unit_test(test_replies),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
