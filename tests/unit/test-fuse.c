@@ -508,6 +508,251 @@ static void test_replies(void **state)
 	rfuse_session_free(s);
 }
 
+/* ---- a real mount, as root ------------------------------------------ */
+
+static const char hello_data[] = "hello world\n";
+
+struct tnode {
+	const char *name;
+	uint64_t ino;
+	mode_t mode;
+};
+static const struct tnode tree[] = {
+    {".", 1, S_IFDIR | 0755},
+    {"..", 1, S_IFDIR | 0755},
+    {"hello", 2, S_IFREG | 0644},
+    {"link", 3, S_IFLNK | 0777},
+};
+
+static const struct tnode *tnode_of(uint64_t ino)
+{
+	for (size_t i = 1; i < sizeof(tree) / sizeof(tree[0]); i++)
+		if (tree[i].ino == ino)
+			return &tree[i];
+	return NULL;
+}
+
+static void tattr(const struct tnode *n, struct fuse_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = n->ino;
+	a->mode = n->mode;
+	a->nlink = S_ISDIR(n->mode) ? 2 : 1;
+	a->size = n->ino == 2 ? sizeof(hello_data) - 1 : n->ino == 3 ? 5 : 0;
+	a->mtime = 1600000000;
+	a->blksize = 4096;
+}
+
+static void m_lookup(struct rfuse_req *r, uint64_t parent, const char *name)
+{
+	for (size_t i = 2; i < sizeof(tree) / sizeof(tree[0]); i++) {
+		if (parent == 1 && strcmp(name, tree[i].name) == 0) {
+			struct fuse_entry_out e = {
+			    .nodeid = tree[i].ino, .entry_valid = 60, .attr_valid = 60};
+			tattr(&tree[i], &e.attr);
+			rfuse_reply_entry(r, &e);
+			return;
+		}
+	}
+	rfuse_reply_err(r, ENOENT);
+}
+
+static void m_getattr(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, bool has_fh)
+{
+	const struct tnode *n = tnode_of(nodeid);
+	if (!n) {
+		rfuse_reply_err(r, ENOENT);
+		return;
+	}
+	struct fuse_attr_out a = {.attr_valid = 60};
+	tattr(n, &a.attr);
+	rfuse_reply_attr(r, &a);
+}
+
+static void m_readlink(struct rfuse_req *r, uint64_t nodeid)
+{
+	if (nodeid == 3)
+		rfuse_reply_buf(r, "hello", 5);
+	else
+		rfuse_reply_err(r, EINVAL);
+}
+
+static void m_open(struct rfuse_req *r, uint64_t nodeid, uint32_t flags)
+{
+	rfuse_reply_open(r, 0, FOPEN_KEEP_CACHE, 0);
+}
+
+static void m_read(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
+{
+	size_t len = sizeof(hello_data) - 1;
+	if (nodeid != 2 || off >= len) {
+		rfuse_reply_buf(r, NULL, 0);
+		return;
+	}
+	size_t n = len - off < size ? len - off : size;
+	struct iovec v[2] = {{.iov_base = (char *)hello_data + off, .iov_len = n / 2},
+			     {.iov_base = (char *)hello_data + off + n / 2, .iov_len = n - n / 2}};
+	rfuse_reply_data(r, v, 2);
+}
+
+static void m_readdir(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, uint64_t off,
+		      uint32_t size)
+{
+	char mem[4096];
+	struct rfuse_dirbuf d;
+	rfuse_dirbuf_init(&d, mem, size < sizeof(mem) ? size : sizeof(mem));
+	for (uint64_t i = off; i < sizeof(tree) / sizeof(tree[0]); i++)
+		if (!rfuse_dirbuf_add(&d, tree[i].name, strlen(tree[i].name), tree[i].ino,
+				      tree[i].mode, i + 1))
+			break;
+	rfuse_reply_buf(r, d.buf, d.len);
+}
+
+static void m_getxattr(struct rfuse_req *r, uint64_t nodeid, const char *name, uint32_t size)
+{
+	if (nodeid != 2 || strcmp(name, "user.k") != 0)
+		rfuse_reply_err(r, ENODATA);
+	else if (size == 0)
+		rfuse_reply_xattr_size(r, 1);
+	else
+		rfuse_reply_buf(r, "v", 1);
+}
+
+static void m_listxattr(struct rfuse_req *r, uint64_t nodeid, uint32_t size)
+{
+	static const char names[] = "user.k"; /* with its NUL: 7 bytes */
+	if (nodeid != 2)
+		rfuse_reply_xattr_size(r, 0);
+	else if (size == 0)
+		rfuse_reply_xattr_size(r, sizeof(names));
+	else if (size < sizeof(names))
+		rfuse_reply_err(r, ERANGE);
+	else
+		rfuse_reply_buf(r, names, sizeof(names));
+}
+
+static void m_statfs(struct rfuse_req *r, uint64_t nodeid)
+{
+	struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255, .f_files = 3};
+	rfuse_reply_statfs(r, &sv);
+}
+
+static const struct rfuse_ops mount_ops = {
+    .lookup = m_lookup,
+    .getattr = m_getattr,
+    .readlink = m_readlink,
+    .open = m_open,
+    .read = m_read,
+    .readdir = m_readdir,
+    .getxattr = m_getxattr,
+    .listxattr = m_listxattr,
+    .statfs = m_statfs,
+};
+
+static void *serve(void *arg)
+{
+	return (void *)(intptr_t)rfuse_session_loop(arg);
+}
+
+/* What the mounted tree showed, checked after unmounting, so that a failed
+ * check never leaves a mount behind. */
+struct seen {
+	int root_stat, file_stat, read_n, link_n, xattr_n, list_n, entries, erofs, statfs_rc;
+	mode_t root_mode;
+	off_t file_size;
+	char data[64], link[16], xattr[8], list[16];
+	bool saw_hello, saw_link;
+};
+
+static void look(const char *dir, struct seen *v)
+{
+	char p[512], q[512];
+	struct stat st;
+	v->root_stat = stat(dir, &st);
+	v->root_mode = st.st_mode;
+	snprintf(p, sizeof(p), "%s/hello", dir);
+	v->file_stat = stat(p, &st);
+	v->file_size = st.st_size;
+	int fd = open(p, O_RDONLY);
+	v->read_n = fd >= 0 ? (int)read(fd, v->data, sizeof(v->data) - 1) : -errno;
+	if (fd >= 0)
+		close(fd);
+	fd = open(p, O_WRONLY);
+	v->erofs = fd < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	v->xattr_n = (int)getxattr(p, "user.k", v->xattr, sizeof(v->xattr) - 1);
+	v->list_n = (int)listxattr(p, v->list, sizeof(v->list));
+	snprintf(q, sizeof(q), "%s/link", dir);
+	v->link_n = (int)readlink(q, v->link, sizeof(v->link) - 1);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		v->entries++;
+		v->saw_hello |= strcmp(de->d_name, "hello") == 0 && de->d_type == DT_REG;
+		v->saw_link |= strcmp(de->d_name, "link") == 0 && de->d_type == DT_LNK;
+	}
+	if (d)
+		closedir(d);
+	struct statvfs sv;
+	v->statfs_rc = statvfs(dir, &sv);
+}
+
+static void test_mount(void **state)
+{
+	if (getuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
+		skip();
+	char dir[] = "/tmp/rfuse-test-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct rs_error err = {0};
+	int fd = rfuse_mount(dir, "rfuse-test", "rfusetest", &err);
+	if (fd == -EPERM || fd == -ENODEV) {
+		rmdir(dir);
+		skip();
+	}
+	if (fd < 0)
+		rmdir(dir);
+	assert_true(fd >= 0);
+	static const struct rfuse_wishes w = {
+	    .async_read = true, .parallel_dirops = true, .cache_symlinks = true};
+	struct rfuse_session *s;
+	assert_int_equal(rfuse_session_new(fd, &mount_ops, NULL, &w, &s, NULL), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, serve, s), 0);
+	struct seen v = {0};
+	look(dir, &v);
+	int um = rfuse_unmount(dir, &err);
+	void *rc = NULL;
+	pthread_join(t, &rc);
+	const struct rfuse_granted *g = rfuse_session_granted(s);
+	bool inited = g != NULL;
+	uint32_t max_pages = g ? g->max_pages : 0;
+	rfuse_session_free(s);
+	close(fd);
+	rmdir(dir);
+
+	assert_int_equal(um, 0);
+	assert_int_equal((intptr_t)rc, 0);
+	assert_true(inited);
+	assert_int_equal(max_pages, 256);
+	assert_int_equal(v.root_stat, 0);
+	assert_true(S_ISDIR(v.root_mode));
+	assert_int_equal(v.file_stat, 0);
+	assert_int_equal(v.file_size, sizeof(hello_data) - 1);
+	assert_int_equal(v.read_n, sizeof(hello_data) - 1);
+	assert_string_equal(v.data, hello_data);
+	assert_int_equal(v.erofs, EROFS);
+	assert_int_equal(v.xattr_n, 1);
+	assert_string_equal(v.xattr, "v");
+	assert_int_equal(v.list_n, 7);
+	assert_string_equal(v.list, "user.k");
+	assert_int_equal(v.link_n, 5);
+	assert_string_equal(v.link, "hello");
+	assert_int_equal(v.entries, 4);
+	assert_true(v.saw_hello && v.saw_link);
+	assert_int_equal(v.statfs_rc, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +765,7 @@ int main(void)
 	    cmocka_unit_test(test_decoder_opcodes),
 	    cmocka_unit_test(test_dirbuf),
 	    cmocka_unit_test(test_replies),
+	    cmocka_unit_test(test_mount),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
