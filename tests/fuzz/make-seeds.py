@@ -112,3 +112,34 @@ for i, f in enumerate([
         b"/bin/cat /data/c\t/data/a\n",
         b"[\"a\\u0000b\"]"]):
     write("fuzz-record-list", f"seed{i}", f)
+
+# fuzz-fuse-request: a mode byte (bit 0: INIT done first), then one request
+# as /dev/fuse hands it over: fuse_in_header (40 bytes) and the body.
+import struct
+
+
+def fuse_req(opcode, body, mode=1, nodeid=1):
+    hdr = struct.pack("<IIQQIIII", 40 + len(body), opcode, 7, nodeid, 0, 0, 1, 0)
+    return bytes([mode]) + hdr + body
+
+
+READ_IN = struct.pack("<QQIIQII", 0, 0, 4096, 0, 0, 0, 0)
+for i, r in enumerate([
+    fuse_req(26, struct.pack("<IIII", 7, 44, 131072, 0x7fffffff) + bytes(48), mode=0),  # INIT
+    fuse_req(1, b"hello\0"),                                     # LOOKUP
+    fuse_req(2, struct.pack("<Q", 1)),                           # FORGET
+    fuse_req(42, struct.pack("<II", 2, 0) + struct.pack("<QQQQ", 2, 1, 3, 1)),  # BATCH_FORGET
+    fuse_req(3, struct.pack("<IIQ", 0, 0, 0)),                   # GETATTR
+    fuse_req(5, b""),                                            # READLINK
+    fuse_req(14, struct.pack("<II", 0, 0)),                      # OPEN
+    fuse_req(15, READ_IN),                                       # READ
+    fuse_req(28, READ_IN),                                       # READDIR
+    fuse_req(44, READ_IN),                                       # READDIRPLUS
+    fuse_req(22, struct.pack("<II", 64, 0) + b"user.k\0"),       # GETXATTR
+    fuse_req(23, struct.pack("<II", 0, 0)),                      # LISTXATTR
+    fuse_req(46, struct.pack("<QQII", 0, 0, 3, 0)),              # LSEEK
+    fuse_req(16, READ_IN + b"data"),                             # WRITE (EROFS)
+    fuse_req(36, struct.pack("<Q", 7)),                          # INTERRUPT
+    fuse_req(38, b""),                                           # DESTROY
+]):
+    write("fuzz-fuse-request", f"req{i}", r)
