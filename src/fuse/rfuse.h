@@ -136,6 +136,14 @@ void rfuse_session_process(struct rfuse_session *s, const void *buf, size_t len)
  * one buffer. Returns 0 at a clean end, or a negative errno. */
 int rfuse_session_loop(struct rfuse_session *s);
 
+/* Registers fd (open for reading) as a backing file, so an OPEN can answer
+ * FOPEN_PASSTHROUGH with the returned id (> 0) and the kernel reads fd
+ * itself. Needs CAP_SYS_ADMIN, passthrough granted at INIT, and fd on a
+ * filesystem stacked less deep than the granted max_stack_depth. */
+int rfuse_backing_open(struct rfuse_session *s, int fd, struct rs_error *err);
+/* Drops the id; files already opened with it keep reading. */
+int rfuse_backing_close(struct rfuse_session *s, int32_t id, struct rs_error *err);
+
 /* ---- replies --------------------------------------------------------- */
 
 void rfuse_attr_from_stat(struct fuse_attr *a, const struct stat *st);

@@ -5,6 +5,7 @@
  * only its fixed part and the checked name. */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "rfuse_internal.h"
@@ -425,5 +426,28 @@ int rfuse_session_loop(struct rfuse_session *s)
 		if (n > 0)
 			rfuse_session_process(s, buf, (size_t)n);
 	}
+	return 0;
+}
+
+int rfuse_backing_open(struct rfuse_session *s, int fd, struct rs_error *err)
+{
+	const struct rfuse_granted *g = rfuse_session_granted(s);
+	if (!g || !g->passthrough)
+		return rs_err(err, -EOPNOTSUPP, "fuse passthrough was not granted at INIT");
+	struct rfuse_backing_map map = {.fd = fd};
+	int id = ioctl(s->fd, RFUSE_DEV_IOC_BACKING_OPEN, &map);
+	if (id < 0)
+		return rs_err(err, -errno, "FUSE_DEV_IOC_BACKING_OPEN: %s", strerror(errno));
+	if (id == 0)
+		return rs_err(err, -EIO, "FUSE_DEV_IOC_BACKING_OPEN gave id 0");
+	return id;
+}
+
+int rfuse_backing_close(struct rfuse_session *s, int32_t id, struct rs_error *err)
+{
+	uint32_t v = (uint32_t)id;
+	if (ioctl(s->fd, RFUSE_DEV_IOC_BACKING_CLOSE, &v) < 0)
+		return rs_err(err, -errno, "FUSE_DEV_IOC_BACKING_CLOSE %d: %s", id,
+			      strerror(errno));
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,11 +519,14 @@ struct tnode {
 	mode_t mode;
 };
 static const struct tnode tree[] = {
-    {".", 1, S_IFDIR | 0755},
-    {"..", 1, S_IFDIR | 0755},
-    {"hello", 2, S_IFREG | 0644},
-    {"link", 3, S_IFLNK | 0777},
+    {".", 1, S_IFDIR | 0755},    {"..", 1, S_IFDIR | 0755}, {"hello", 2, S_IFREG | 0644},
+    {"link", 3, S_IFLNK | 0777}, {"pt", 4, S_IFREG | 0644},
 };
+
+/* "pt" is served by passthrough from this file when the kernel grants it. */
+static const char pt_data[] = "read by the kernel from the backing file\n";
+static int pt_fd = -1;
+static _Atomic int pt_backing_id, pt_reads, pt_opens;
 
 static const struct tnode *tnode_of(uint64_t ino)
 {
@@ -538,7 +542,10 @@ static void tattr(const struct tnode *n, struct fuse_attr *a)
 	a->ino = n->ino;
 	a->mode = n->mode;
 	a->nlink = S_ISDIR(n->mode) ? 2 : 1;
-	a->size = n->ino == 2 ? sizeof(hello_data) - 1 : n->ino == 3 ? 5 : 0;
+	a->size = n->ino == 2   ? sizeof(hello_data) - 1
+		  : n->ino == 3 ? 5
+		  : n->ino == 4 ? sizeof(pt_data) - 1
+				: 0;
 	a->mtime = 1600000000;
 	a->blksize = 4096;
 }
@@ -579,12 +586,29 @@ static void m_readlink(struct rfuse_req *r, uint64_t nodeid)
 
 static void m_open(struct rfuse_req *r, uint64_t nodeid, uint32_t flags)
 {
+	const struct rfuse_granted *g = rfuse_session_granted(r->s);
+	if (nodeid == 4 && g->passthrough) {
+		pt_opens++;
+		int id = pt_backing_id;
+		if (id <= 0) {
+			id = rfuse_backing_open(r->s, pt_fd, NULL);
+			if (id < 0) {
+				rfuse_reply_err(r, -id);
+				return;
+			}
+			pt_backing_id = id;
+		}
+		rfuse_reply_open(r, 0, FOPEN_PASSTHROUGH, id);
+		return;
+	}
 	rfuse_reply_open(r, 0, FOPEN_KEEP_CACHE, 0);
 }
 
 static void m_read(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
 {
 	size_t len = sizeof(hello_data) - 1;
+	if (nodeid == 4)
+		pt_reads++;
 	if (nodeid != 2 || off >= len) {
 		rfuse_reply_buf(r, NULL, 0);
 		return;
@@ -660,7 +684,8 @@ struct seen {
 	int root_stat, file_stat, read_n, link_n, xattr_n, list_n, entries, erofs, statfs_rc;
 	mode_t root_mode;
 	off_t file_size;
-	char data[64], link[16], xattr[8], list[16];
+	char data[64], link[16], xattr[8], list[16], pt[128];
+	int pt_n;
 	bool saw_hello, saw_link;
 };
 
@@ -683,6 +708,11 @@ static void look(const char *dir, struct seen *v)
 		close(fd);
 	v->xattr_n = (int)getxattr(p, "user.k", v->xattr, sizeof(v->xattr) - 1);
 	v->list_n = (int)listxattr(p, v->list, sizeof(v->list));
+	snprintf(q, sizeof(q), "%s/pt", dir);
+	fd = open(q, O_RDONLY);
+	v->pt_n = fd >= 0 ? (int)read(fd, v->pt, sizeof(v->pt) - 1) : -errno;
+	if (fd >= 0)
+		close(fd);
 	snprintf(q, sizeof(q), "%s/link", dir);
 	v->link_n = (int)readlink(q, v->link, sizeof(v->link) - 1);
 	DIR *d = opendir(dir);
@@ -713,8 +743,18 @@ static void test_mount(void **state)
 	if (fd < 0)
 		rmdir(dir);
 	assert_true(fd >= 0);
-	static const struct rfuse_wishes w = {
-	    .async_read = true, .parallel_dirops = true, .cache_symlinks = true};
+	char backing[] = "/tmp/rfuse-backing-XXXXXX";
+	pt_fd = mkstemp(backing);
+	assert_true(pt_fd >= 0);
+	unlink(backing);
+	assert_int_equal(write(pt_fd, pt_data, sizeof(pt_data) - 1), sizeof(pt_data) - 1);
+	/* Depth 1: an overlay can still stack on the mount; the backing file
+	 * must then sit on a plain filesystem. */
+	static const struct rfuse_wishes w = {.async_read = true,
+					      .parallel_dirops = true,
+					      .cache_symlinks = true,
+					      .passthrough = true,
+					      .max_stack_depth = 1};
 	struct rfuse_session *s;
 	assert_int_equal(rfuse_session_new(fd, &mount_ops, NULL, &w, &s, NULL), 0);
 	pthread_t t;
@@ -727,6 +767,10 @@ static void test_mount(void **state)
 	const struct rfuse_granted *g = rfuse_session_granted(s);
 	bool inited = g != NULL;
 	uint32_t max_pages = g ? g->max_pages : 0;
+	bool passthrough = g && g->passthrough;
+	if (pt_backing_id > 0)
+		rfuse_backing_close(s, pt_backing_id, NULL);
+	close(pt_fd);
 	rfuse_session_free(s);
 	close(fd);
 	rmdir(dir);
@@ -748,9 +792,19 @@ static void test_mount(void **state)
 	assert_string_equal(v.list, "user.k");
 	assert_int_equal(v.link_n, 5);
 	assert_string_equal(v.link, "hello");
-	assert_int_equal(v.entries, 4);
+	assert_int_equal(v.entries, 5);
 	assert_true(v.saw_hello && v.saw_link);
 	assert_int_equal(v.statfs_rc, 0);
+	if (passthrough) {
+		/* Opened through the daemon, read with no READ reaching it. */
+		assert_int_equal(v.pt_n, sizeof(pt_data) - 1);
+		assert_string_equal(v.pt, pt_data);
+		assert_int_equal(pt_opens, 1);
+		assert_int_equal(pt_reads, 0);
+		assert_true(pt_backing_id > 0);
+	} else {
+		print_message("kernel did not grant passthrough: not checked\n");
+	}
 }
 
 int main(void)
