@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -685,7 +686,8 @@ struct seen {
 	mode_t root_mode;
 	off_t file_size;
 	char data[64], link[16], xattr[8], list[16], pt[128];
-	int pt_n;
+	int pt_n, ovl_rc, ovl_n, ovl_pt_n;
+	char ovl[64], ovl_pt[128];
 	bool saw_hello, saw_link;
 };
 
@@ -761,6 +763,29 @@ static void test_mount(void **state)
 	assert_int_equal(pthread_create(&t, NULL, serve, s), 0);
 	struct seen v = {0};
 	look(dir, &v);
+	/* An overlay on the mount, as containers use it: it must still stack
+	 * (passthrough's depth 1 leaves room) and read through. */
+	char low[] = "/tmp/rfuse-low-XXXXXX", odir[] = "/tmp/rfuse-ovl-XXXXXX";
+	assert_non_null(mkdtemp(low));
+	assert_non_null(mkdtemp(odir));
+	char oopts[256], p[300];
+	snprintf(oopts, sizeof(oopts), "lowerdir=%s:%s", dir, low);
+	v.ovl_rc = mount("overlay", odir, "overlay", MS_RDONLY, oopts) < 0 ? errno : 0;
+	if (v.ovl_rc == 0) {
+		snprintf(p, sizeof(p), "%s/hello", odir);
+		int ofd = open(p, O_RDONLY);
+		v.ovl_n = ofd >= 0 ? (int)read(ofd, v.ovl, sizeof(v.ovl) - 1) : -errno;
+		if (ofd >= 0)
+			close(ofd);
+		snprintf(p, sizeof(p), "%s/pt", odir);
+		ofd = open(p, O_RDONLY);
+		v.ovl_pt_n = ofd >= 0 ? (int)read(ofd, v.ovl_pt, sizeof(v.ovl_pt) - 1) : -errno;
+		if (ofd >= 0)
+			close(ofd);
+		umount2(odir, MNT_DETACH);
+	}
+	rmdir(odir);
+	rmdir(low);
 	int um = rfuse_unmount(dir, &err);
 	void *rc = NULL;
 	pthread_join(t, &rc);
@@ -795,11 +820,18 @@ static void test_mount(void **state)
 	assert_int_equal(v.entries, 5);
 	assert_true(v.saw_hello && v.saw_link);
 	assert_int_equal(v.statfs_rc, 0);
+	if (v.ovl_rc == 0) {
+		assert_int_equal(v.ovl_n, sizeof(hello_data) - 1);
+		assert_string_equal(v.ovl, hello_data);
+	}
 	if (passthrough) {
 		/* Opened through the daemon, read with no READ reaching it. */
 		assert_int_equal(v.pt_n, sizeof(pt_data) - 1);
 		assert_string_equal(v.pt, pt_data);
-		assert_int_equal(pt_opens, 1);
+		assert_int_equal(v.ovl_rc, 0);
+		assert_int_equal(v.ovl_pt_n, sizeof(pt_data) - 1);
+		assert_string_equal(v.ovl_pt, pt_data);
+		assert_int_equal(pt_opens, 2);
 		assert_int_equal(pt_reads, 0);
 		assert_true(pt_backing_id > 0);
 	} else {
