@@ -23,7 +23,7 @@ for t in fuzz-toc fuzz-blob fuzz-tar fuzz-multipart fuzz-manifest fuzz-transport
 	fuzz-record-list fuzz-fuse-request; do
 	work=$(mktemp -d)
 	cp "$here/seeds/$t"/* "$work/" 2>/dev/null || true
-	if "$bdir/tests/fuzz/$t" -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 \
+	if "$bdir/tests/fuzz/$t" -max_total_time="$secs" -timeout=20 -max_len=262144 -rss_limit_mb=2048 \
 		-print_final_stats=0 "$work" >"$work.log" 2>&1; then
 		echo "fuzz $t: ok ($(grep -c . "$work.log") log lines, ${secs}s)"
 	else
