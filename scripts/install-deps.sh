@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	meson ninja-build pkg-config gcc g++ clang clang-format libclang-rt-14-dev
-	libfuse3-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libzstd-dev
+	libcurl4-openssl-dev zlib1g-dev libdeflate-dev libzstd-dev
 	libssl-dev libjansson-dev libsimdjson-dev libsqlite3-dev libarchive-dev
 	libtomlplusplus-dev
 	# containerd API: gRPC core, protobuf-c, containerd's and protobuf's .proto files

@@ -13,7 +13,7 @@
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 
-uint32_t lfs_node_of(const struct lfs_layer *l, fuse_ino_t ino)
+uint32_t lfs_node_of(const struct lfs_layer *l, uint64_t ino)
 {
 	if (ino < 1 || ino > l->nnodes)
 		return ESGZ_NONE;
@@ -122,7 +122,7 @@ void lfs_fill_stat(const struct lfs_layer *l, uint32_t node, struct stat *st)
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
-void lfs_fill_status_stat(const struct lfs_layer *l, fuse_ino_t ino, struct stat *st)
+void lfs_fill_status_stat(const struct lfs_layer *l, uint64_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;

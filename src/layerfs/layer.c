@@ -3,6 +3,7 @@
  * closed. A layer is freed when the last reference goes: the opener's, and
  * one per fetch job still running. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +105,8 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 		return rs_err(err, -EINVAL, "layer digest '%s' is not sha256:<64 hex digits>",
 			      o->digest ? o->digest : "");
 	struct lfs_layer *l = calloc(1, sizeof(*l));
+	if (l)
+		l->fuse_fd = -1;
 	if (!l)
 		return rs_err(err, -ENOMEM, "out of memory");
 	atomic_init(&l->refs, 1);
@@ -256,6 +259,23 @@ void lfs_layer_fetch_start(struct lfs_layer *l)
 	lfs_fetch_layer_start(l);
 }
 
+/* Lazily detaches the mount, then closes the connection: files still open
+ * through it get ENOTCONN. */
+static void end_session(struct lfs_layer *l)
+{
+	struct rs_error err = {0};
+	/* A connection the kernel already ended (unmounted from outside) has
+	 * no mount of ours left: the path may now hold someone else's. */
+	struct pollfd p = {.fd = l->fuse_fd, .events = 0};
+	bool gone = poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+	if (l->mountpoint && !gone && rfuse_unmount(l->mountpoint, &err) < 0)
+		rs_log(RS_LOG_DEBUG, "layerfs: %s: %s", l->digest, err.msg);
+	close(l->fuse_fd);
+	l->fuse_fd = -1;
+	rfuse_session_free(l->se);
+	l->se = NULL;
+}
+
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err)
 {
 	if (l->se)
@@ -272,28 +292,24 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 	if (!S_ISDIR(st.st_mode))
 		return rs_err(err, -ENOTDIR, "mountpoint %s is not a directory", mountpoint);
 	int64_t t0 = lfs_now_ms();
-	char opts[256];
-	snprintf(opts, sizeof(opts),
-		 "ro,allow_other,default_permissions,fsname=stargz-%.12s,subtype=stargz",
-		 l->digest + 7);
-	char *argv[] = {"stargz", "-o", opts, NULL};
-	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-	l->se = fuse_session_new(&args, &lfs_ops, sizeof(lfs_ops), l);
-	fuse_opt_free_args(&args);
-	if (!l->se)
-		return rs_err(err, -EINVAL, "creating the FUSE session failed");
-	if (fuse_session_mount(l->se, mountpoint) != 0) {
-		fuse_session_destroy(l->se);
-		l->se = NULL;
-		return rs_err(err, -EIO, "mounting FUSE at %s failed (is /dev/fuse there?)",
-			      mountpoint);
+	char fsname[64];
+	snprintf(fsname, sizeof(fsname), "stargz-%.12s", l->digest + 7);
+	int fd = rfuse_mount(mountpoint, fsname, "stargz", err);
+	if (fd < 0)
+		return fd;
+	struct rfuse_session *se;
+	int r = rfuse_session_new(fd, &lfs_ops, l, &l->rt->fuse_wishes, &se, err);
+	if (r < 0) {
+		(void)rfuse_unmount(mountpoint, NULL);
+		close(fd);
+		return r;
 	}
 	l->mountpoint = strdup(mountpoint);
-	int r = lfs_runtime_attach(l->rt, l, err);
+	l->se = se;
+	l->fuse_fd = fd;
+	r = lfs_runtime_attach(l->rt, l, err);
 	if (r < 0) {
-		fuse_session_unmount(l->se);
-		fuse_session_destroy(l->se);
-		l->se = NULL;
+		end_session(l);
 		return r;
 	}
 	choose_readahead(l, mountpoint);
@@ -328,9 +344,7 @@ void lfs_layer_close(struct lfs_layer *l)
 	lfs_fetch_cancel(rt, l);
 	if (l->se) {
 		lfs_runtime_detach(rt, l);
-		fuse_session_unmount(l->se);
-		fuse_session_destroy(l->se);
-		l->se = NULL;
+		end_session(l);
 	}
 	lfs_layer_unref(l);
 }

@@ -3,14 +3,13 @@
 #ifndef LFS_LAYERFS_INTERNAL_H
 #define LFS_LAYERFS_INTERNAL_H
 
-#define FUSE_USE_VERSION 34
-#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
 
 #include "cache/cache.h"
 #include "estargz/estargz.h"
+#include "fuse/rfuse.h"
 #include "layerfs.h"
 
 /* Fetch priorities, highest first. */
@@ -60,6 +59,7 @@ struct lfs_slot {
 
 struct lfs_runtime {
 	struct cache *cache;
+	struct rfuse_wishes fuse_wishes; /* the same for every mount */
 	int epfd;
 	int wake_fd; /* eventfd: tells workers to stop */
 	pthread_t *workers;
@@ -149,7 +149,8 @@ struct lfs_layer {
 	atomic_uchar *file_state;
 
 	/* FUSE. */
-	struct fuse_session *se;
+	struct rfuse_session *se;
+	int fuse_fd; /* /dev/fuse of the mount, -1 before */
 	char *mountpoint;
 	dev_t bdi_dev;             /* the mount's device: its readahead in sysfs */
 	atomic_bool readahead_low; /* ESGZ_PARTIAL_READAHEAD_KB until complete */
@@ -260,24 +261,24 @@ void lfs_decode_submit(struct lfs_runtime *rt, struct lfs_decode_batch *b, struc
 void lfs_decode_batch_finish(struct lfs_decode_batch *b);
 
 /* ---- ops.c ---------------------------------------------------------------- */
-extern const struct fuse_lowlevel_ops lfs_ops;
+extern const struct rfuse_ops lfs_ops;
 
 /* ---- inode.c -------------------------------------------------------------- */
 /* Inode numbers: node id + 1 (the root is FUSE_ROOT_ID), then the status dir and file. */
-static inline fuse_ino_t lfs_ino_of(uint32_t node)
+static inline uint64_t lfs_ino_of(uint32_t node)
 {
-	return (fuse_ino_t)node + 1;
+	return (uint64_t)node + 1;
 }
-static inline fuse_ino_t lfs_status_dir_ino(const struct lfs_layer *l)
+static inline uint64_t lfs_status_dir_ino(const struct lfs_layer *l)
 {
-	return (fuse_ino_t)l->nnodes + 1;
+	return (uint64_t)l->nnodes + 1;
 }
-static inline fuse_ino_t lfs_status_file_ino(const struct lfs_layer *l)
+static inline uint64_t lfs_status_file_ino(const struct lfs_layer *l)
 {
-	return (fuse_ino_t)l->nnodes + 2;
+	return (uint64_t)l->nnodes + 2;
 }
 /* The node of an inode, or ESGZ_NONE (status inodes, out of range). */
-uint32_t lfs_node_of(const struct lfs_layer *l, fuse_ino_t ino);
+uint32_t lfs_node_of(const struct lfs_layer *l, uint64_t ino);
 /* A `.wh.X` file shown as a whiteout. */
 bool lfs_is_whiteout(const struct lfs_layer *l, uint32_t node);
 /* A directory holding `.wh..wh..opq`. */
@@ -288,11 +289,13 @@ const char *lfs_shown_name(const struct lfs_layer *l, uint32_t node, size_t *len
  * is the node that holds the data (hardlinks followed). */
 uint32_t lfs_lookup(const struct lfs_layer *l, uint32_t dir, const char *name);
 void lfs_fill_stat(const struct lfs_layer *l, uint32_t node, struct stat *st);
-void lfs_fill_status_stat(const struct lfs_layer *l, fuse_ino_t ino, struct stat *st);
+void lfs_fill_status_stat(const struct lfs_layer *l, uint64_t ino, struct stat *st);
 
 /* ---- read.c --------------------------------------------------------------- */
 /* Zeros a reply carries at most for one hole (a read past it is short). */
 #define LFS_HOLE_PIECE ((size_t)64 << 10)
+/* Pieces a reply is written with in one writev (src/fuse takes < 256). */
+#define LFS_REPLY_IOV_MAX 128
 /* The chunks of regular file node a read of size bytes at off needs: returns
  * their count, the first's index among the file's chunks in *first, and in
  * *end the read's end clamped to the file (*end <= off: nothing to read). */
@@ -305,7 +308,7 @@ uint32_t lfs_read_span(const struct esgz_index *idx, uint32_t node, int64_t off,
  * missing or is not exactly its chunk's size. */
 int lfs_read_pieces(const struct esgz_chunk *fc, uint32_t count, struct cache_buf *const *bufs,
 		    int64_t off, int64_t end, struct iovec *iov, size_t *np);
-void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off);
+void lfs_do_read(struct lfs_layer *l, struct rfuse_req *req, uint32_t node, size_t size, off_t off);
 
 /* ---- diffid.c ------------------------------------------------------------- */
 enum lfs_diffid_state {

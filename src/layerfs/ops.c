@@ -10,35 +10,28 @@
 
 #include "layerfs_internal.h"
 
-#define LAYER_TIMEOUT 86400.0
+/* Seconds the kernel may keep entries and attributes: a layer never changes. */
+#define LAYER_TIMEOUT 86400
 #define OPAQUE_XATTR "trusted.overlay.opaque"
 
-static struct lfs_layer *layer_of(fuse_req_t req)
+static struct lfs_layer *layer_of(struct rfuse_req *r)
 {
-	return fuse_req_userdata(req);
+	return rfuse_session_userdata(r->s);
 }
 
-static void op_init(void *userdata, struct fuse_conn_info *conn)
+static void fill_entry(struct lfs_layer *l, uint64_t ino, struct fuse_entry_out *e)
 {
-	(void)userdata;
-	unsigned want = FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_READ;
-	conn->want |= conn->capable & want;
-	/* Contents never change: no invalidation on attribute changes. */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_readahead = conn->max_readahead > (1u << 20) ? (1u << 20) : conn->max_readahead;
-}
-
-static void fill_entry(struct lfs_layer *l, fuse_ino_t ino, struct fuse_entry_param *e)
-{
+	struct stat st;
 	memset(e, 0, sizeof(*e));
-	e->ino = ino;
+	e->nodeid = ino;
 	uint32_t node = lfs_node_of(l, ino);
 	if (node != ESGZ_NONE) {
-		lfs_fill_stat(l, node, &e->attr);
-		e->attr_timeout = e->entry_timeout = LAYER_TIMEOUT;
+		lfs_fill_stat(l, node, &st);
+		e->attr_valid = e->entry_valid = LAYER_TIMEOUT;
 	} else {
-		lfs_fill_status_stat(l, ino, &e->attr);
+		lfs_fill_status_stat(l, ino, &st);
 	}
+	rfuse_attr_from_stat(&e->attr, &st);
 }
 
 static bool is_dir(struct lfs_layer *l, uint32_t node)
@@ -47,92 +40,99 @@ static bool is_dir(struct lfs_layer *l, uint32_t node)
 	       !lfs_is_whiteout(l, node);
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_lookup(struct rfuse_req *req, uint64_t parent, const char *name)
 {
 	struct lfs_layer *l = layer_of(req);
-	struct fuse_entry_param e;
+	struct fuse_entry_out e;
 	if (parent == lfs_status_dir_ino(l)) {
 		if (strcmp(name, LFS_STATUS_FILE) != 0) {
-			fuse_reply_err(req, ENOENT);
+			rfuse_reply_err(req, ENOENT);
 			return;
 		}
 		fill_entry(l, lfs_status_file_ino(l), &e);
-		fuse_reply_entry(req, &e);
+		rfuse_reply_entry(req, &e);
 		return;
 	}
 	uint32_t dir = lfs_node_of(l, parent);
 	if (!is_dir(l, dir)) {
-		fuse_reply_err(req, dir == ESGZ_NONE ? ENOENT : ENOTDIR);
+		rfuse_reply_err(req, dir == ESGZ_NONE ? ENOENT : ENOTDIR);
 		return;
 	}
 	if (dir == ESGZ_ROOT && strcmp(name, LFS_STATUS_DIR) == 0) {
 		fill_entry(l, lfs_status_dir_ino(l), &e);
-		fuse_reply_entry(req, &e);
+		rfuse_reply_entry(req, &e);
 		return;
 	}
 	uint32_t node = lfs_lookup(l, dir, name);
 	if (node == ESGZ_NONE) {
-		/* Absent names are cached too: the layer will not grow them. */
+		/* Absent names are cached too (node id 0): the layer will not
+		 * grow them. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = LAYER_TIMEOUT;
-		fuse_reply_entry(req, &e);
+		e.entry_valid = LAYER_TIMEOUT;
+		rfuse_reply_entry(req, &e);
 		return;
 	}
 	fill_entry(l, lfs_ino_of(node), &e);
-	fuse_reply_entry(req, &e);
+	rfuse_reply_entry(req, &e);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_getattr(struct rfuse_req *req, uint64_t ino, uint64_t fh, bool has_fh)
 {
-	(void)fi;
+	(void)fh;
+	(void)has_fh;
 	struct lfs_layer *l = layer_of(req);
 	struct stat st;
+	struct fuse_attr_out a = {0};
 	uint32_t node = lfs_node_of(l, ino);
 	if (node != ESGZ_NONE) {
 		lfs_fill_stat(l, node, &st);
-		fuse_reply_attr(req, &st, LAYER_TIMEOUT);
+		a.attr_valid = LAYER_TIMEOUT;
 	} else if (ino == lfs_status_dir_ino(l) || ino == lfs_status_file_ino(l)) {
 		lfs_fill_status_stat(l, ino, &st);
-		fuse_reply_attr(req, &st, 0);
 	} else {
-		fuse_reply_err(req, ENOENT);
+		rfuse_reply_err(req, ENOENT);
+		return;
 	}
+	rfuse_attr_from_stat(&a.attr, &st);
+	rfuse_reply_attr(req, &a);
 }
 
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+static void op_readlink(struct rfuse_req *req, uint64_t ino)
 {
 	struct lfs_layer *l = layer_of(req);
 	uint32_t node = lfs_node_of(l, ino);
 	if (node == ESGZ_NONE || esgz_index_node(l->idx, node)->type != ESGZ_SYMLINK) {
-		fuse_reply_err(req, EINVAL);
+		rfuse_reply_err(req, EINVAL);
 		return;
 	}
-	fuse_reply_readlink(req, esgz_index_str(l->idx, esgz_index_node(l->idx, node)->link));
+	const char *target = esgz_index_str(l->idx, esgz_index_node(l->idx, node)->link);
+	rfuse_reply_buf(req, target, strlen(target));
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_opendir(struct rfuse_req *req, uint64_t ino, uint32_t flags)
 {
+	(void)flags;
 	struct lfs_layer *l = layer_of(req);
 	if (ino != lfs_status_dir_ino(l) && !is_dir(l, lfs_node_of(l, ino))) {
-		fuse_reply_err(req, ENOTDIR);
+		rfuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	fi->cache_readdir = 1;
-	fi->keep_cache = 1;
-	fuse_reply_open(req, fi);
+	rfuse_reply_open(req, 0, FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE, 0);
 }
 
 /* Directory offsets: 1 and 2 follow "." and "..", k + 3 follows child k, so
  * an offset stays valid across calls whatever is hidden. */
-static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+static void readdir_common(struct rfuse_req *req, uint64_t ino, uint32_t size, uint64_t off,
+			   bool plus)
 {
 	struct lfs_layer *l = layer_of(req);
-	char *buf = malloc(size);
+	cleanup_free char *buf = malloc(size ? size : 1);
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		rfuse_reply_err(req, ENOMEM);
 		return;
 	}
-	size_t pos = 0;
+	struct rfuse_dirbuf db;
+	rfuse_dirbuf_init(&db, buf, size);
 	bool status_dir = ino == lfs_status_dir_ino(l);
 	uint32_t dir = lfs_node_of(l, ino), n = 0;
 	const uint32_t *kids = NULL;
@@ -141,79 +141,67 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	} else if (is_dir(l, dir)) {
 		kids = esgz_index_children(l->idx, dir, &n);
 	} else {
-		free(buf);
-		fuse_reply_err(req, ENOTDIR);
+		rfuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	for (off_t k = off; k < (off_t)n + 2; k++) {
-		struct fuse_entry_param e;
+	for (uint64_t k = off; k < (uint64_t)n + 2; k++) {
+		struct fuse_entry_out e;
 		const char *name;
-		char namebuf[256];
-		fuse_ino_t child;
+		size_t namelen;
 		if (k < 2) {
 			name = k == 0 ? "." : "..";
-			child = k == 0 ? ino
-				       : (status_dir
-					      ? FUSE_ROOT_ID
-					      : lfs_ino_of(esgz_index_node(l->idx, dir)->parent));
+			namelen = k + 1;
 			memset(&e, 0, sizeof(e));
-			e.attr.st_ino = child;
-			e.attr.st_mode = S_IFDIR;
+			/* "." and ".." carry no entry (node id 0): the kernel does
+			 * not look them up. */
+			e.attr.ino = k == 0 ? ino
+				     : status_dir
+					 ? FUSE_ROOT_ID
+					 : lfs_ino_of(esgz_index_node(l->idx, dir)->parent);
+			e.attr.mode = S_IFDIR;
 		} else if (status_dir) {
 			name = LFS_STATUS_FILE;
+			namelen = strlen(name);
 			fill_entry(l, lfs_status_file_ino(l), &e);
 		} else {
-			size_t len;
 			uint32_t c = kids[k - 2];
-			const char *shown = lfs_shown_name(l, c, &len);
-			if (!shown || len >= sizeof(namebuf))
+			name = lfs_shown_name(l, c, &namelen);
+			if (!name || namelen > 255)
 				continue;
-			memcpy(namebuf, shown, len);
-			namebuf[len] = '\0';
-			name = namebuf;
 			/* A whiteout and an entry of the same name: show the entry. */
-			if (shown != esgz_index_str(l->idx, esgz_index_node(l->idx, c)->base) &&
-			    esgz_index_child(l->idx, dir, shown, len) != ESGZ_NONE)
+			if (name != esgz_index_str(l->idx, esgz_index_node(l->idx, c)->base) &&
+			    esgz_index_child(l->idx, dir, name, namelen) != ESGZ_NONE)
 				continue;
 			uint32_t target = lfs_is_whiteout(l, c) ? c : esgz_index_resolve(l->idx, c);
 			fill_entry(l, lfs_ino_of(target), &e);
 		}
-		size_t used;
-		if (plus) {
-			/* "." and ".." carry no entry: the kernel does not look them up. */
-			if (k < 2)
-				e.ino = 0;
-			used = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, k + 1);
-		} else {
-			used = fuse_add_direntry(req, buf + pos, size - pos, name, &e.attr, k + 1);
-		}
-		if (used > size - pos)
+		bool fits = plus ? rfuse_dirbuf_add_plus(&db, name, namelen, &e, k + 1)
+				 : rfuse_dirbuf_add(&db, name, namelen, e.attr.ino, e.attr.mode, k + 1);
+		if (!fits)
 			break;
-		pos += used;
 	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
+	rfuse_reply_buf(req, buf, db.len);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+static void op_readdir(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t off,
+		       uint32_t size)
 {
-	(void)fi;
+	(void)fh;
 	readdir_common(req, ino, size, off, false);
 }
 
-static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			   struct fuse_file_info *fi)
+static void op_readdirplus(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t off,
+			   uint32_t size)
 {
-	(void)fi;
+	(void)fh;
 	readdir_common(req, ino, size, off, true);
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_open(struct rfuse_req *req, uint64_t ino, uint32_t flags)
 {
 	struct lfs_layer *l = layer_of(req);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fuse_reply_err(req, EROFS);
+	if ((flags & O_ACCMODE) != O_RDONLY) {
+		rfuse_reply_err(req, EROFS);
 		return;
 	}
 	if (ino == lfs_status_file_ino(l)) {
@@ -225,42 +213,42 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			if (b)
 				rs_buf_free(b);
 			free(b);
-			fuse_reply_err(req, ENOMEM);
+			rfuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)b;
-		fi->direct_io = 1;
-		fuse_reply_open(req, fi);
+		if (rfuse_reply_open(req, (uint64_t)(uintptr_t)b, FOPEN_DIRECT_IO, 0) < 0) {
+			/* The kernel never got the handle: no RELEASE will free it. */
+			rs_buf_free(b);
+			free(b);
+		}
 		return;
 	}
 	uint32_t node = lfs_node_of(l, ino);
 	if (node == ESGZ_NONE) {
-		fuse_reply_err(req, ENOENT);
+		rfuse_reply_err(req, ENOENT);
 		return;
 	}
 	if (lfs_is_whiteout(l, node) || esgz_index_node(l->idx, node)->type != ESGZ_REG) {
-		fuse_reply_err(req,
-			       esgz_index_node(l->idx, node)->type == ESGZ_DIR ? EISDIR : ENXIO);
+		rfuse_reply_err(req,
+				esgz_index_node(l->idx, node)->type == ESGZ_DIR ? EISDIR : ENXIO);
 		return;
 	}
 	/* Failed its whole-file digest: the page cache may still hold pages
 	 * read before the check, so a new open must not reach them. */
 	if (lfs_file_bad(l, node)) {
-		fuse_reply_err(req, EIO);
+		rfuse_reply_err(req, EIO);
 		return;
 	}
-	fi->keep_cache = 1;
-	fuse_reply_open(req, fi);
+	rfuse_reply_open(req, 0, FOPEN_KEEP_CACHE, 0);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+static void op_read(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t off, uint32_t size)
 {
 	struct lfs_layer *l = layer_of(req);
 	if (ino == lfs_status_file_ino(l)) {
-		const struct rs_buf *b = (const struct rs_buf *)(uintptr_t)fi->fh;
-		if (off < 0 || (size_t)off >= b->len) {
-			fuse_reply_buf(req, NULL, 0);
+		const struct rs_buf *b = (const struct rs_buf *)(uintptr_t)fh;
+		if (!b || off >= b->len) {
+			rfuse_reply_buf(req, NULL, 0);
 			return;
 		}
 		size_t n = b->len - (size_t)off;
@@ -269,36 +257,39 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* A copy: once the kernel has the reply, the reader may close the
 		 * file and RELEASE (freeing b) can run while this worker is still
 		 * returning from the write. */
-		char *copy = malloc(n);
+		cleanup_free char *copy = malloc(n ? n : 1);
 		if (!copy) {
-			fuse_reply_err(req, ENOMEM);
+			rfuse_reply_err(req, ENOMEM);
 			return;
 		}
 		memcpy(copy, b->data + off, n);
-		fuse_reply_buf(req, copy, n);
-		free(copy);
+		rfuse_reply_buf(req, copy, n);
 		return;
 	}
 	uint32_t node = lfs_node_of(l, ino);
 	if (node == ESGZ_NONE) {
-		fuse_reply_err(req, ENOENT);
+		rfuse_reply_err(req, ENOENT);
 		return;
 	}
-	lfs_do_read(l, req, node, size, off);
+	if (off > (uint64_t)INT64_MAX) {
+		rfuse_reply_err(req, EINVAL);
+		return;
+	}
+	lfs_do_read(l, req, node, size, (off_t)off);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_release(struct rfuse_req *req, uint64_t ino, uint64_t fh)
 {
 	struct lfs_layer *l = layer_of(req);
-	if (ino == lfs_status_file_ino(l) && fi->fh) {
-		struct rs_buf *b = (struct rs_buf *)(uintptr_t)fi->fh;
+	if (ino == lfs_status_file_ino(l) && fh) {
+		struct rs_buf *b = (struct rs_buf *)(uintptr_t)fh;
 		rs_buf_free(b);
 		free(b);
 	}
-	fuse_reply_err(req, 0);
+	rfuse_reply_err(req, 0);
 }
 
-static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+static void op_statfs(struct rfuse_req *req, uint64_t ino)
 {
 	(void)ino;
 	struct lfs_layer *l = layer_of(req);
@@ -309,7 +300,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_files = l->nnodes + 2;
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY;
-	fuse_reply_statfs(req, &sv);
+	rfuse_reply_statfs(req, &sv);
 }
 
 /* trusted.* and security.* are the kernel's business (overlayfs markers,
@@ -322,22 +313,24 @@ static bool xattr_served(const char *name)
 }
 
 /* Replies with value (or its size when size is 0). */
-static void reply_xattr(fuse_req_t req, const void *value, size_t len, size_t size)
+static void reply_xattr(struct rfuse_req *req, const void *value, size_t len, uint32_t size)
 {
-	if (size == 0)
-		fuse_reply_xattr(req, len);
+	if (len > UINT32_MAX)
+		rfuse_reply_err(req, E2BIG);
+	else if (size == 0)
+		rfuse_reply_xattr_size(req, (uint32_t)len);
 	else if (size < len)
-		fuse_reply_err(req, ERANGE);
+		rfuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, value, len);
+		rfuse_reply_buf(req, value, len);
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+static void op_getxattr(struct rfuse_req *req, uint64_t ino, const char *name, uint32_t size)
 {
 	struct lfs_layer *l = layer_of(req);
 	uint32_t node = lfs_node_of(l, ino);
 	if (node == ESGZ_NONE || lfs_is_whiteout(l, node)) {
-		fuse_reply_err(req, ENODATA);
+		rfuse_reply_err(req, ENODATA);
 		return;
 	}
 	if (strcmp(name, OPAQUE_XATTR) == 0 && is_dir(l, node) && lfs_is_opaque(l, node)) {
@@ -351,10 +344,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 			reply_xattr(req, esgz_index_str(l->idx, x[i].value), x[i].value_len, size);
 			return;
 		}
-	fuse_reply_err(req, ENODATA);
+	rfuse_reply_err(req, ENODATA);
 }
 
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+static void op_listxattr(struct rfuse_req *req, uint64_t ino, uint32_t size)
 {
 	struct lfs_layer *l = layer_of(req);
 	uint32_t node = lfs_node_of(l, ino);
@@ -378,11 +371,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	return;
 nomem:
 	rs_buf_free(&b);
-	fuse_reply_err(req, ENOMEM);
+	rfuse_reply_err(req, ENOMEM);
 }
 
-const struct fuse_lowlevel_ops lfs_ops = {
-    .init = op_init,
+const struct rfuse_ops lfs_ops = {
     .lookup = op_lookup,
     .getattr = op_getattr,
     .readlink = op_readlink,

@@ -129,24 +129,44 @@ int lfs_read_pieces(const struct esgz_chunk *fc, uint32_t count, struct cache_bu
 	return 0;
 }
 
-void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size, off_t off)
+/* Many small chunks (a TOC may cut a file as fine as it likes): more pieces
+ * than one writev takes are copied into one buffer. */
+static void reply_gathered(struct rfuse_req *req, const struct iovec *iov, size_t np)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < np; i++)
+		total += iov[i].iov_len;
+	cleanup_free char *buf = malloc(total ? total : 1);
+	if (!buf) {
+		rfuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t pos = 0;
+	for (size_t i = 0; i < np; i++) {
+		memcpy(buf + pos, iov[i].iov_base, iov[i].iov_len);
+		pos += iov[i].iov_len;
+	}
+	rfuse_reply_buf(req, buf, total);
+}
+
+void lfs_do_read(struct lfs_layer *l, struct rfuse_req *req, uint32_t node, size_t size, off_t off)
 {
 	const struct esgz_node *n = esgz_index_node(l->idx, node);
 	if (n->type != ESGZ_REG || lfs_is_whiteout(l, node)) {
-		fuse_reply_err(req, EINVAL);
+		rfuse_reply_err(req, EINVAL);
 		return;
 	}
 	if (lfs_file_bad(l, node)) {
 		rs_log(RS_LOG_ERROR, "layerfs: %s: read of %s: the file failed its digest check",
 		       l->digest, esgz_node_name(l->idx, n));
-		fuse_reply_err(req, EIO);
+		rfuse_reply_err(req, EIO);
 		return;
 	}
 	uint32_t first;
 	int64_t end;
 	uint32_t count = lfs_read_span(l->idx, node, off, size, &first, &end);
 	if (count == 0 && end <= off) {
-		fuse_reply_buf(req, NULL, 0);
+		rfuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	uint32_t nc;
@@ -162,7 +182,7 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 		ids = malloc(count * sizeof(*ids));
 		bufs = malloc(count * sizeof(*bufs));
 		if (!ids || !bufs) {
-			fuse_reply_err(req, ENOMEM);
+			rfuse_reply_err(req, ENOMEM);
 			goto out_nobufs;
 		}
 	}
@@ -173,17 +193,17 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 	if (r < 0) {
 		rs_log(RS_LOG_ERROR, "layerfs: %s: read of %s [%lld, +%zu): %s", l->digest,
 		       esgz_node_name(l->idx, n), (long long)off, size, err.msg);
-		fuse_reply_err(req, EIO);
+		rfuse_reply_err(req, EIO);
 		goto out_nobufs;
 	}
 	if (sequential(l, node, off, end))
 		queue_readahead(l, fc, nc, last);
 
 	/* Written to the kernel straight from the cached buffers
-	 * (fuse_reply_data would copy them into one buffer first). */
+	 * (one writev: no copy into a reply buffer). */
 	iov = malloc((2 * (size_t)count + 1) * sizeof(*iov));
 	if (!iov) {
-		fuse_reply_err(req, ENOMEM);
+		rfuse_reply_err(req, ENOMEM);
 		goto out;
 	}
 	size_t np = 0;
@@ -191,13 +211,15 @@ void lfs_do_read(struct lfs_layer *l, fuse_req_t req, uint32_t node, size_t size
 		rs_log(RS_LOG_ERROR,
 		       "layerfs: %s: read of %s [%lld, +%zu): a cached chunk does not fit the TOC",
 		       l->digest, esgz_node_name(l->idx, n), (long long)off, size);
-		fuse_reply_err(req, EIO);
+		rfuse_reply_err(req, EIO);
 		goto out;
 	}
 	if (np == 0)
-		fuse_reply_buf(req, NULL, 0);
+		rfuse_reply_buf(req, NULL, 0);
+	else if (np <= LFS_REPLY_IOV_MAX)
+		rfuse_reply_data(req, iov, (int)np);
 	else
-		fuse_reply_iov(req, iov, (int)np);
+		reply_gathered(req, iov, np);
 out:
 	for (uint32_t k = 0; k < count; k++)
 		cache_buf_unref(bufs[k]);

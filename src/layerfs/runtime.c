@@ -56,10 +56,29 @@ static void leave(struct lfs_runtime *rt, uint32_t slot, bool dead)
 	pthread_mutex_unlock(&rt->lock);
 }
 
+/* The buffer a worker reads requests into: one per worker, reused for
+ * every request of every session, grown when a session needs more. */
+struct worker_buf {
+	void *mem;
+	size_t cap;
+};
+
+static bool worker_buf_fit(struct worker_buf *b, size_t need)
+{
+	if (b->cap >= need)
+		return true;
+	void *m = realloc(b->mem, need);
+	if (!m)
+		return false;
+	b->mem = m;
+	b->cap = need;
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	struct lfs_runtime *rt = arg;
-	struct fuse_buf buf = {0};
+	struct worker_buf buf = {0};
 	for (;;) {
 		struct epoll_event ev;
 		int n = epoll_wait(rt->epfd, &ev, 1, -1);
@@ -71,14 +90,23 @@ static void *worker_main(void *arg)
 		struct lfs_layer *l = enter(rt, ev.data.u64, &slot);
 		if (!l)
 			continue;
-		int fd = fuse_session_fd(l->se);
-		int res = fuse_session_receive_buf(l->se, &buf);
-		bool dead = res == 0 || fuse_session_exited(l->se) ||
-			    (res < 0 && res != -EAGAIN && res != -EINTR);
-		if (!dead && arm(rt, EPOLL_CTL_MOD, fd, ev.data.u64) < 0)
+		ssize_t res = -ENOMEM;
+		if (worker_buf_fit(&buf, rfuse_session_bufsize(l->se)))
+			res = rfuse_session_read(l->se, buf.mem, buf.cap);
+		bool dead = res < 0 || rfuse_session_exited(l->se);
+		if (res == -ENOMEM) {
+			/* No buffer: leave the request for a worker that has one. */
+			rs_log(RS_LOG_ERROR, "layerfs: %s: no memory for a FUSE request buffer",
+			       l->digest);
+			dead = false;
+		}
+		if (!dead && arm(rt, EPOLL_CTL_MOD, l->fuse_fd, ev.data.u64) < 0)
 			dead = true;
-		if (res > 0 && !dead)
-			fuse_session_process_buf(l->se, &buf);
+		if (res > 0 && !dead) {
+			rfuse_session_process(l->se, buf.mem, (size_t)res);
+			/* DESTROY: the kernel is done with this session. */
+			dead = rfuse_session_exited(l->se);
+		}
 		if (dead)
 			rs_log(RS_LOG_INFO, "layerfs: %s: FUSE session at %s ended", l->digest,
 			       l->mountpoint ? l->mountpoint : "?");
@@ -90,7 +118,7 @@ static void *worker_main(void *arg)
 
 int lfs_runtime_attach(struct lfs_runtime *rt, struct lfs_layer *l, struct rs_error *err)
 {
-	int fd = fuse_session_fd(l->se);
+	int fd = l->fuse_fd;
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return rs_err(err, -errno, "making the FUSE fd non-blocking: %s", strerror(errno));
@@ -129,7 +157,7 @@ void lfs_runtime_detach(struct lfs_runtime *rt, struct lfs_layer *l)
 	pthread_mutex_lock(&rt->lock);
 	struct lfs_slot *s = &rt->slots[l->slot];
 	s->closing = true;
-	(void)epoll_ctl(rt->epfd, EPOLL_CTL_DEL, fuse_session_fd(l->se), NULL);
+	(void)epoll_ctl(rt->epfd, EPOLL_CTL_DEL, l->fuse_fd, NULL);
 	while (s->busy > 0)
 		pthread_cond_wait(&rt->slot_cond, &rt->lock);
 	s->layer = NULL;
@@ -164,6 +192,14 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 	    .mem_budget = o->mem_budget ? o->mem_budget : (size_t)512 << 20,
 	    .dir = o->cache_dir,
 	    .disk_max_bytes = o->disk_max_bytes ? o->disk_max_bytes : (uint64_t)64 << 30,
+	};
+	rt->fuse_wishes = (struct rfuse_wishes){
+	    .max_request = 1u << 20,
+	    .max_readahead = LFS_READAHEAD_KB << 10,
+	    .async_read = true,
+	    .readdirplus = true,
+	    .parallel_dirops = true,
+	    .cache_symlinks = true,
 	};
 	int r = cache_open(&co, &rt->cache, err);
 	if (r < 0) {
