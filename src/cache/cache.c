@@ -9,6 +9,7 @@
 struct cache {
 	struct cache_mem *mem;
 	struct cache_disk *disk; /* NULL for memory only */
+	struct cache_backing_store *backing; /* with disk */
 	/* lock guards the two counters below; the tiers have their own locks. */
 	pthread_mutex_t lock;
 	uint64_t hits, misses;
@@ -24,6 +25,8 @@ int cache_open(const struct cache_opts *opts, struct cache **out, struct rs_erro
 	int rc = cache_mem_new(opts->mem_budget, &c->mem, err);
 	if (rc == 0 && opts->dir)
 		rc = cache_disk_open(opts->dir, opts->disk_max_bytes, opts->flags, &c->disk, err);
+	if (rc == 0 && opts->dir)
+		rc = cache_backing_store_open(opts->dir, &c->backing, err);
 	if (rc < 0) {
 		cache_close(c);
 		return rc;
@@ -36,6 +39,7 @@ void cache_close(struct cache *c)
 {
 	if (!c)
 		return;
+	cache_backing_store_close(c->backing);
 	cache_disk_close(c->disk);
 	cache_mem_free(c->mem);
 	pthread_mutex_destroy(&c->lock);
@@ -102,4 +106,9 @@ void cache_stats(struct cache *c, struct cache_stats *out)
 	cache_mem_stats(c->mem, &out->mem);
 	if (c->disk)
 		cache_disk_stats(c->disk, &out->disk);
+}
+
+struct cache_backing_store *cache_backing_store_of(struct cache *c)
+{
+	return c->backing;
 }

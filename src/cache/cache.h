@@ -157,4 +157,36 @@ int cache_put_unkeyed(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct 
 		      unsigned put_flags, struct rs_error *err);
 void cache_stats(struct cache *c, struct cache_stats *out);
 
+/* ---- backing files for FUSE passthrough (backing.c) --------------------- */
+
+/* The whole content of a regular file, keyed by its sha256 (content keys:
+ * checked at commit, and once per process before a file of an earlier run
+ * is used) or by a key the caller derives (content == false: its own
+ * namespace). Shared by every layer holding the file. */
+struct cache_backing_store;
+struct cache_backing;        /* an open backing file (a pin) */
+struct cache_backing_writer; /* a backing file being written */
+
+int cache_backing_store_open(const char *cache_dir, struct cache_backing_store **out,
+			     struct rs_error *err);
+void cache_backing_store_close(struct cache_backing_store *bs);
+/* The store of c's disk tier; NULL for a memory-only cache. */
+struct cache_backing_store *cache_backing_store_of(struct cache *c);
+/* A temp file of size bytes (zeros until written). */
+int cache_backing_begin(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+			bool content, uint64_t size, struct cache_backing_writer **out,
+			struct rs_error *err);
+int cache_backing_pwrite(struct cache_backing_writer *w, const void *data, size_t len, uint64_t off,
+			 struct rs_error *err);
+/* Checks a content key against the bytes (-EBADMSG), then renames the file
+ * into place. Frees w either way. */
+int cache_backing_commit(struct cache_backing_writer *w, struct rs_error *err);
+void cache_backing_abort(struct cache_backing_writer *w);
+/* The backing file of key if it is there with size bytes (and, for a
+ * content key, the right bytes); *fd_out is valid until the release. */
+int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+		       bool content, uint64_t size, struct cache_backing **out, int *fd_out,
+		       struct rs_error *err);
+void cache_backing_release(struct cache_backing *b);
+
 #endif

@@ -45,6 +45,8 @@ static const char usage_mount[] =
     "  --no-prefetch         do not prefetch the files before .prefetch.landmark\n"
     "  --no-background-fetch do not fetch the rest of the layer in the background\n"
     "  --cache-dir DIR       keep fetched chunks on disk in DIR (default: memory only)\n"
+    "  --passthrough MODE    auto, on or off: complete files read by the kernel from\n"
+    "                        backing files in the cache dir (FUSE passthrough; default off)\n"
     "  --cache-max-mib N     size bound of the disk cache (default 65536)\n"
     "  --mem-cache MIB       memory for decompressed chunks (default 512)\n"
     "  --timeout SECONDS     a read not served by then fails with EIO (default 30)\n"
@@ -63,6 +65,7 @@ enum {
 	M_NO_PREFETCH,
 	M_NO_BG,
 	M_CACHE_DIR,
+	M_PASSTHROUGH,
 	M_CACHE_MAX,
 	M_MEM,
 	M_TIMEOUT,
@@ -91,6 +94,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 	    {"no-prefetch", no_argument, NULL, M_NO_PREFETCH},
 	    {"no-background-fetch", no_argument, NULL, M_NO_BG},
 	    {"cache-dir", required_argument, NULL, M_CACHE_DIR},
+	    {"passthrough", required_argument, NULL, M_PASSTHROUGH},
 	    {"cache-max-mib", required_argument, NULL, M_CACHE_MAX},
 	    {"mem-cache", required_argument, NULL, M_MEM},
 	    {"timeout", required_argument, NULL, M_TIMEOUT},
@@ -132,6 +136,10 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 			break;
 		case M_CACHE_DIR:
 			a->rt.cache_dir = optarg;
+			break;
+		case M_PASSTHROUGH:
+			if (lfs_passthrough_parse(optarg, &a->rt.passthrough) < 0)
+				goto bad;
 			break;
 		case M_CACHE_MAX:
 			if (!parse_int(optarg, 1, 1ll << 30, &v))

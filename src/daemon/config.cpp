@@ -72,7 +72,8 @@ void load_top(daemon_config *c, const char *file, const toml::table &t)
 			set_string(&c->log_format, file, v, key);
 		else if (key == "api_threads")
 			set_int(&c->api_threads, file, v, key, 1, 256);
-		else if (key == "cache" || key == "fetch" || key == "registry" || key == "verify") {
+		else if (key == "cache" || key == "fetch" || key == "registry" || key == "verify" ||
+			 key == "fuse") {
 			if (!v.is_table())
 				fail(file, v, "\"" + key + "\" must be a table");
 		} else
@@ -111,6 +112,20 @@ void load_fetch(daemon_config *c, const char *file, const toml::table &t)
 			set_int(&c->fetchers, file, v, key, 1, 256);
 		else
 			fail(file, v, "unknown key \"fetch." + key + "\"");
+	}
+}
+
+void load_fuse(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key != "passthrough")
+			fail(file, v, "unknown key \"fuse." + key + "\"");
+		set_string(&c->passthrough, file, v, key);
+		std::string m(c->passthrough);
+		if (m != "off" && m != "auto" && m != "on")
+			fail(file, v, "fuse.passthrough must be \"off\", \"auto\" or \"on\", not \"" + m +
+					  "\"");
 	}
 }
 
@@ -199,6 +214,8 @@ extern "C" int daemon_config_load(struct daemon_config *c, const char *path, str
 			load_fetch(c, path, *s);
 		if (auto s = t["registry"].as_table())
 			load_registry(c, path, *s);
+		if (auto s = t["fuse"].as_table())
+			load_fuse(c, path, *s);
 		if (auto s = t["verify"].as_table())
 			load_verify(c, path, *s);
 	} catch (const toml::parse_error &e) {

@@ -73,6 +73,11 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	    .cache_dir = c->cache_dir,
 	    .disk_max_bytes = c->cache_max_mib << 20,
 	};
+	if (c->passthrough && lfs_passthrough_parse(c->passthrough, &lo.passthrough) < 0) {
+		rc = rs_err(err, -EINVAL, "fuse.passthrough: \"%s\" is not off, auto or on",
+			    c->passthrough);
+		goto out;
+	}
 	rc = lfs_runtime_new(&lo, &rt, err);
 	if (rc < 0)
 		goto out;

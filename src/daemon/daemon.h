@@ -35,6 +35,9 @@ struct daemon_config {
 	int fuse_workers;      /* fuse_workers */
 	int fetchers;          /* fetchers */
 
+	/* [fuse] */
+	char *passthrough; /* passthrough: "off" (default), "auto", "on" */
+
 	/* [registry] */
 	char *hosts_dir;          /* hosts_dir: certs.d layout */
 	bool plain_http;          /* plain_http */

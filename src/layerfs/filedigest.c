@@ -41,7 +41,9 @@ int lfs_file_checks_init(struct lfs_layer *l)
 	for (uint32_t i = 0; i < l->nnodes; i++) {
 		const struct esgz_node *n = esgz_index_node(l->idx, i);
 		bool check = needs_check(l, n);
-		l->file_left[i] = check ? n->nchunks : 0;
+		/* Every file's chunks are counted: a complete file gets its
+		 * backing file even when there is nothing to hash. */
+		l->file_left[i] = n->type == ESGZ_REG ? n->nchunks : 0;
 		atomic_init(&l->file_state[i], check ? FILE_PENDING : FILE_OK);
 	}
 	return 0;
@@ -79,6 +81,11 @@ void lfs_file_check(struct lfs_layer *l, uint32_t chunk)
 {
 	uint32_t node = l->chunks[chunk].node;
 	const struct esgz_node *n = esgz_index_node(l->idx, node);
+	if (atomic_load(&l->file_state[node]) == FILE_OK) {
+		/* Nothing to hash (no digest, or one chunk checked whole). */
+		lfs_passthrough_queue(l, node);
+		return;
+	}
 	const char *name = esgz_node_name(l->idx, n);
 	uint32_t nc;
 	const struct esgz_chunk *fc = esgz_index_chunks(l->idx, node, &nc);
@@ -120,6 +127,8 @@ void lfs_file_check(struct lfs_layer *l, uint32_t chunk)
 	if (state == FILE_OK && memcmp(got, n->digest, RS_SHA256_LEN) != 0)
 		state = FILE_BAD;
 	atomic_store(&l->file_state[node], (unsigned char)state);
+	if (state == FILE_OK)
+		lfs_passthrough_queue(l, node);
 	if (state == FILE_UNCHECKED) {
 		rs_log(RS_LOG_DEBUG,
 		       "layerfs: %s: file '%s': a chunk left the cache before the whole-file "

@@ -44,6 +44,7 @@ void lfs_layer_unref(struct lfs_layer *l)
 	free(l->chunk_state);
 	free(l->file_left);
 	free(l->file_state);
+	lfs_passthrough_free(l);
 	free(l->mountpoint);
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->lock);
@@ -170,7 +171,7 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	r = check_verifiable(l, o, err);
 	if (r < 0)
 		goto fail;
-	if (lfs_file_checks_init(l) < 0) {
+	if (lfs_file_checks_init(l) < 0 || lfs_passthrough_init(l) < 0) {
 		r = rs_err(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -344,6 +345,7 @@ void lfs_layer_close(struct lfs_layer *l)
 	lfs_fetch_cancel(rt, l);
 	if (l->se) {
 		lfs_runtime_detach(rt, l);
+		lfs_passthrough_close(l);
 		end_session(l);
 	}
 	lfs_layer_unref(l);
@@ -403,6 +405,9 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	else
 		out->state = LFS_STATE_LAZY;
 	out->mounted = lfs_layer_alive(l);
+	out->passthrough = l->rt->pt_active;
+	out->passthrough_opens = atomic_load(&l->passthrough_opens);
+	out->backing_files = atomic_load(&l->backing_built);
 }
 
 int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
@@ -413,11 +418,13 @@ int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
 	    "\"fetched_bytes\":%lld,\"percent\":%.2f,\"state\":\"%s\","
 	    "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
 	    "\"verify_errors\":%llu,\"cache_size_mismatches\":%llu,"
-	    "\"entries\":%llu,\"diff_id_check\":\"%s\",\"diff_id\":\"%s\"}\n",
+	    "\"entries\":%llu,\"diff_id_check\":\"%s\",\"diff_id\":\"%s\","
+	    "\"passthrough\":%s,\"passthrough_opens\":%llu,\"backing_files\":%llu}\n",
 	    s->digest, (long long)s->size, (long long)s->data_bytes, (long long)s->fetched_bytes,
 	    s->percent, lfs_state_name(s->state), s->mounted ? "true" : "false",
 	    s->registry_ok ? "true" : "false", (unsigned long long)s->fetch_errors,
 	    (unsigned long long)s->verify_errors, (unsigned long long)s->cache_size_mismatches,
 	    (unsigned long long)s->entries, s->diff_id_check ? s->diff_id_check : "off",
-	    s->diff_id);
+	    s->diff_id, s->passthrough ? "true" : "false",
+	    (unsigned long long)s->passthrough_opens, (unsigned long long)s->backing_files);
 }

@@ -24,12 +24,24 @@
 
 /* ---- runtime: event loop, workers, fetchers, cache -------------------- */
 
+/* FUSE passthrough: off (the default until the cache's disk bound covers
+ * backing files), auto (on when the kernel and the cache directory allow
+ * it), on (lfs_runtime_new fails when they do not). */
+enum lfs_passthrough {
+	LFS_PASSTHROUGH_OFF,
+	LFS_PASSTHROUGH_AUTO,
+	LFS_PASSTHROUGH_ON,
+};
+/* "auto", "on" or "off"; -EINVAL for anything else. */
+int lfs_passthrough_parse(const char *s, enum lfs_passthrough *out);
+
 struct lfs_runtime_opts {
 	int workers;             /* FUSE worker threads; 0: 16 */
 	int fetchers;            /* fetch threads; 0: 4 */
 	size_t mem_budget;       /* decompressed chunks kept in memory; 0: 512 MiB */
 	const char *cache_dir;   /* disk store; NULL: memory only */
 	uint64_t disk_max_bytes; /* 0: 64 GiB */
+	enum lfs_passthrough passthrough;
 };
 
 struct lfs_runtime;
@@ -38,6 +50,9 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 		    struct rs_error *err);
 /* Unmounts and closes every layer still open, then stops all threads. */
 void lfs_runtime_free(struct lfs_runtime *rt);
+/* Whether fully fetched files are served by FUSE passthrough; if not, why
+ * (*why_not, owned by rt). */
+bool lfs_runtime_passthrough(const struct lfs_runtime *rt, const char **why_not);
 
 /* ---- one layer -------------------------------------------------------- */
 
@@ -126,6 +141,9 @@ struct lfs_status {
 	uint64_t entries;                /* nodes of the inode table */
 	const char *diff_id_check;       /* off, pending, ok, mismatch */
 	char diff_id[RS_DIGEST_STR_LEN]; /* the blob's, once hashed; "" before */
+	bool passthrough;                /* the runtime serves complete files by passthrough */
+	uint64_t passthrough_opens;      /* opens answered with FOPEN_PASSTHROUGH */
+	uint64_t backing_files;          /* backing files this layer built */
 };
 
 void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out);

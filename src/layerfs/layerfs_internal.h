@@ -89,9 +89,22 @@ struct lfs_runtime {
 	int fetch_pool;         /* fetchers there will be (nfetchers grows as they start) */
 	int64_t last_demand_ms; /* when an on-demand or readahead job last ended */
 	uint32_t bg_turn;       /* round robin among layers */
+
+	/* passthrough.c: whether OPEN may answer FOPEN_PASSTHROUGH (fixed at
+	 * start), why not, and the backing-file builder's queue (pt_lock). */
+	bool pt_active;
+	struct cache_backing_store *backing; /* the cache's; NULL: memory only */
+	char pt_why[1024];
+	bool pt_inited, pt_builder_started, pt_stopping;
+	pthread_t pt_builder;
+	pthread_mutex_t pt_lock;
+	pthread_cond_t pt_cond;
+	struct lfs_build *pt_head, *pt_tail;
 };
 
 #define LFS_STREAMS 8
+#define LFS_PT_BUCKET_BITS 6
+#define LFS_PT_BUCKETS (1u << LFS_PT_BUCKET_BITS)
 /* The kernel readahead of a mount, KiB (but see choose_readahead). */
 #define LFS_READAHEAD_KB 1024u
 
@@ -165,6 +178,14 @@ struct lfs_layer {
 	bool diff_id_known;             /* and this is set (a chain ID's cache marker
 					 * vouches for the layer without it) */
 	atomic_bool diffid_stream_off;  /* the background fetch goes by chunks */
+
+	/* passthrough.c: per node, the builder's state; the nodes with opens
+	 * outstanding, by I/O mode, under pt_lock. */
+	atomic_uchar *pt_state;
+	pthread_mutex_t pt_lock;
+	struct lfs_pt_node *pt_nodes[LFS_PT_BUCKETS];
+	atomic_uint_least64_t passthrough_opens; /* opens answered FOPEN_PASSTHROUGH */
+	atomic_uint_least64_t backing_built;     /* backing files this layer built */
 	uint32_t diffid_mismatches;     /* by the background fetch only */
 };
 
@@ -224,6 +245,29 @@ bool lfs_file_chunk_in_locked(struct lfs_layer *l, uint32_t chunk);
 void lfs_file_check(struct lfs_layer *l, uint32_t chunk);
 /* The file failed its digest check: its reads get EIO. */
 bool lfs_file_bad(const struct lfs_layer *l, uint32_t node);
+
+/* ---- passthrough.c ------------------------------------------------------ */
+/* File handles of regular files: how the open was answered. */
+#define LFS_FH_UNTRACKED 0   /* passthrough off: nothing counted */
+#define LFS_FH_PASSTHROUGH 1 /* FOPEN_PASSTHROUGH */
+#define LFS_FH_CACHED 2      /* through the daemon, counted */
+/* At runtime start, before any mount: probes the kernel and the cache
+ * directory, sets rt->fuse_wishes.passthrough and logs the outcome once.
+ * -EOPNOTSUPP when mode is on and it cannot work. */
+int lfs_passthrough_setup(struct lfs_runtime *rt, enum lfs_passthrough mode, const char *cache_dir,
+			  struct rs_error *err);
+int lfs_passthrough_start(struct lfs_runtime *rt, struct rs_error *err);
+void lfs_passthrough_stop(struct lfs_runtime *rt);
+int lfs_passthrough_init(struct lfs_layer *l);
+/* At unmount: drops every backing id and pin of l. */
+void lfs_passthrough_close(struct lfs_layer *l);
+void lfs_passthrough_free(struct lfs_layer *l);
+/* Every chunk of node is in (and checked): build its backing file. */
+void lfs_passthrough_queue(struct lfs_layer *l, uint32_t node);
+/* An OPEN of regular file node: the fh to answer and, for a passthrough
+ * open, the backing id in *backing_id (else 0). */
+uint64_t lfs_passthrough_open(struct lfs_layer *l, uint32_t node, int32_t *backing_id);
+void lfs_passthrough_release(struct lfs_layer *l, uint32_t node, uint64_t fh);
 
 /* ---- queue.c: the priority queues, under rt->lock ------------------------ */
 /* head and tail are arrays of LFS_NPRIO lists; j goes into list j->prio. */

@@ -239,7 +239,11 @@ static void op_open(struct rfuse_req *req, uint64_t ino, uint32_t flags)
 		rfuse_reply_err(req, EIO);
 		return;
 	}
-	rfuse_reply_open(req, 0, FOPEN_KEEP_CACHE, 0);
+	int32_t id;
+	uint64_t fh = lfs_passthrough_open(l, node, &id);
+	uint32_t open_flags = id > 0 ? FOPEN_PASSTHROUGH : FOPEN_KEEP_CACHE;
+	if (rfuse_reply_open(req, fh, open_flags, id) < 0)
+		lfs_passthrough_release(l, node, fh); /* no RELEASE will come */
 }
 
 static void op_read(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t off, uint32_t size)
@@ -281,10 +285,16 @@ static void op_read(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t o
 static void op_release(struct rfuse_req *req, uint64_t ino, uint64_t fh)
 {
 	struct lfs_layer *l = layer_of(req);
-	if (ino == lfs_status_file_ino(l) && fh) {
+	if (ino == lfs_status_file_ino(l)) {
 		struct rs_buf *b = (struct rs_buf *)(uintptr_t)fh;
-		rs_buf_free(b);
-		free(b);
+		if (b) {
+			rs_buf_free(b);
+			free(b);
+		}
+	} else {
+		uint32_t node = lfs_node_of(l, ino);
+		if (node != ESGZ_NONE)
+			lfs_passthrough_release(l, node, fh);
 	}
 	rfuse_reply_err(req, 0);
 }
@@ -374,7 +384,17 @@ nomem:
 	rfuse_reply_err(req, ENOMEM);
 }
 
+/* Nothing to flush on a read-only layer; ENOSYS tells the kernel to stop
+ * asking (it remembers per connection), so a close needs no daemon. */
+static void op_flush(struct rfuse_req *req, uint64_t ino, uint64_t fh)
+{
+	(void)ino;
+	(void)fh;
+	rfuse_reply_err(req, ENOSYS);
+}
+
 const struct rfuse_ops lfs_ops = {
+    .flush = op_flush,
     .lookup = op_lookup,
     .getattr = op_getattr,
     .readlink = op_readlink,

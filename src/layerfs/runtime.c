@@ -218,6 +218,11 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 		r = rs_err(err, -errno, "epoll: %s", strerror(errno));
 		goto fail;
 	}
+	r = lfs_passthrough_setup(rt, o->passthrough, o->cache_dir, err);
+	if (r == 0)
+		r = lfs_passthrough_start(rt, err);
+	if (r < 0)
+		goto fail;
 	r = lfs_fetch_start(rt, o->fetchers > 0 ? o->fetchers : 4, err);
 	if (r < 0)
 		goto fail;
@@ -253,6 +258,7 @@ void lfs_runtime_free(struct lfs_runtime *rt)
 			break;
 		lfs_layer_close(l);
 	}
+	lfs_passthrough_stop(rt);
 	if (rt->wake_fd >= 0) {
 		uint64_t one = 1;
 		ssize_t w = write(rt->wake_fd, &one, sizeof(one));

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# FUSE passthrough, observed: once a layer is complete, every file is opened
+# (fds held) through the mount, the mount process is stopped with SIGSTOP and
+# the page cache dropped, and every held fd still reads to the end right
+# (sha256 against the source tree): the kernel reads the backing files. With
+# --passthrough off the same read blocks while the process is stopped.
+# Env: STARGZ. Skips (77) while `stargz mount` is missing. Everything on 127.0.0.1.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry-lib.sh"
+. "$(dirname "$0")/mount-lib.sh"
+need_mount
+need_tools docker-registry skopeo curl jq tar sha256sum timeout python3
+
+registry_start_plain || die "plain registry"
+R=$PLAIN_REG
+
+mkdir -p "$T/src/d"
+for i in 0 1 2 3; do
+	"$RIG_PY" -c 'import random,sys; sys.stdout.buffer.write(random.Random(int(sys.argv[1])).randbytes(int(sys.argv[2])))' \
+		"$i" $((300000 * (i + 1))) >"$T/src/d/f$i" || die "random data"
+done
+tar -C "$T/src" --numeric-owner -cf "$T/l.tar" d || die tar
+"$STARGZ" build --chunk-size 65536 "$T/l.tar" "$T/l.esgz" >"$T/l.esgz.json" || die "stargz build"
+LAYER=sha256:$(sha256sum "$T/l.esgz" | cut -d' ' -f1)
+TOCD=$(jq -r .tocDigest "$T/l.esgz.json")
+push_image "$R" rs/pt:v1 "$T/l.esgz" >/dev/null || die push
+
+# hold_read DIR OUT: opens every file of DIR/d, waits for "go" on stdin
+# (fd 3 a fifo), then reads each held fd to the end and prints name + sha256.
+cat >"$T/hold.py" <<'EOF'
+import hashlib, os, sys
+d = sys.argv[1]
+fds = [(n, os.open(os.path.join(d, n), os.O_RDONLY)) for n in sorted(os.listdir(d))]
+print("opened", flush=True)
+sys.stdin.readline()
+for n, fd in fds:
+    h = hashlib.sha256()
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        h.update(b)
+    print(n, h.hexdigest(), flush=True)
+    print("read", n, file=sys.stderr, flush=True)
+EOF
+(cd "$T/src/d" && sha256sum f* | awk '{print $2, $1}') >"$T/want"
+
+# run_case NAME MODE: mount, wait complete (and backing files), hold, stop, read.
+run_case() {
+	local name=$1 mode=$2 M=$T/mnt-$1
+	mkdir -p "$M" "$T/cache-$1"
+	mount_start "$name" --plain-http --cache-dir "$T/cache-$1" --passthrough "$mode" \
+		--toc-digest "$TOCD" "$R/rs/pt:v1" "$LAYER" "$M" || return 1
+	wait_status "$M" '.state == "complete"' 60 || fail "$name: not complete: $(cat "$T/status.last")"
+	if [ "$mode" = on ]; then
+		wait_status "$M" '.backing_files >= 4' 60 ||
+			fail "$name: backing files not built: $(cat "$T/status.last")"
+	fi
+	mkfifo "$T/go-$name"
+	python3 "$T/hold.py" "$M/d" <"$T/go-$name" >"$T/held-$name" 2>"$T/held-$name.err" &
+	local hp=$!
+	exec 7>"$T/go-$name"
+	local t=$((SECONDS + 20))
+	until grep -q opened "$T/held-$name" || [ $SECONDS -ge $t ]; do sleep 0.1; done
+	cp "$M/$STATUS_REL" "$T/status-$name.json"
+	kill -STOP "$MOUNT_PID"
+	echo 3 >/proc/sys/vm/drop_caches
+	echo go >&7
+	exec 7>&-
+	t=$((SECONDS + 15))
+	while kill -0 "$hp" 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.2; done
+	if kill -0 "$hp" 2>/dev/null; then
+		HELD_DONE=0
+		cat /proc/$hp/stack > "$T/stack-$name" 2>&1
+		cat /proc/$hp/wchan > "$T/wchan-$name" 2>&1
+	else
+		HELD_DONE=1
+	fi
+	kill -CONT "$MOUNT_PID"
+	wait "$hp" 2>/dev/null
+	mount_stop "$MOUNT_PID"
+}
+
+HELD_DONE=x
+run_case on on
+check "passthrough on: status says passthrough and counts 4 passthrough opens" \
+	jq -e '.passthrough == true and .passthrough_opens >= 4' "$T/status-on.json"
+check "passthrough on: with the mount process stopped, every held fd read to the end" \
+	test "$HELD_DONE" = 1
+check "passthrough on: and every byte is right" diff <(grep -v opened "$T/held-on") "$T/want"
+check "one backing file per file in the cache directory" \
+	test "$(find "$T/cache-on/backing/sha256" -type f | wc -l)" = 5
+
+run_case off off
+check "passthrough off: status says so" jq -e '.passthrough == false and .passthrough_opens == 0' "$T/status-off.json"
+check "passthrough off: the reads block while the mount process is stopped" test "$HELD_DONE" = 0
+check "passthrough off: after SIGCONT every byte is right" diff <(grep -v opened "$T/held-off") "$T/want"
+finish
