@@ -217,6 +217,14 @@ static void backing_key(const struct lfs_layer *l, uint32_t node, uint8_t key[RS
 
 /* ---- the builder ---------------------------------------------------------- */
 
+static bool closing(struct lfs_layer *l)
+{
+	pthread_mutex_lock(&l->lock);
+	bool c = l->closing;
+	pthread_mutex_unlock(&l->lock);
+	return c;
+}
+
 struct lfs_build {
 	struct lfs_build *next;
 	struct lfs_layer *layer; /* holds a reference */
@@ -287,10 +295,11 @@ static void *builder_main(void *arg)
 		struct lfs_layer *l = b->layer;
 		struct rs_error err = {0};
 		int r = 0;
-		if (!l->closing && !lfs_file_bad(l, b->node))
+		bool gone = closing(l);
+		if (!gone && !lfs_file_bad(l, b->node))
 			r = build_one(l, b->node, &err);
 		unsigned char st = r == 0 ? PT_BUILT : PT_FAILED;
-		if (l->closing)
+		if (gone || closing(l))
 			st = PT_NONE;
 		atomic_store(&l->pt_state[b->node], st);
 		if (r < 0)
@@ -343,7 +352,7 @@ void lfs_passthrough_stop(struct lfs_runtime *rt)
 void lfs_passthrough_queue(struct lfs_layer *l, uint32_t node)
 {
 	struct lfs_runtime *rt = l->rt;
-	if (!rt->pt_active || !l->pt_state || l->closing)
+	if (!rt->pt_active || !l->pt_state || closing(l))
 		return;
 	unsigned char none = PT_NONE;
 	if (!atomic_compare_exchange_strong(&l->pt_state[node], &none, PT_QUEUED))

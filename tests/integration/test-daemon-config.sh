@@ -60,6 +60,13 @@ TOML
 run badverifytype timeout 20 "$RSD" --config "$T/bad-verify-type.toml"
 expect_rc "[verify] allow_unverified must be a boolean" 2 badverifytype
 check "the message names it" grep -q 'bad-verify-type.toml:2: "allow_unverified" must be true or false' "$T/badverifytype.err"
+cat >"$T/bad-passthrough.toml" <<'TOML'
+[fuse]
+passthrough = "sometimes"
+TOML
+run badpt timeout 20 "$RSD" --config "$T/bad-passthrough.toml"
+expect_rc "[fuse] passthrough must be off, auto or on" 2 badpt
+check "the message names it and its line" grep -q 'bad-passthrough.toml:2: fuse.passthrough must be "off", "auto" or "on", not "sometimes"' "$T/badpt.err"
 cat >"$T/bad-verify-dup.toml" <<'TOML'
 [verify.hosts."a:1"]
 allow_unverified = true

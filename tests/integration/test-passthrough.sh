@@ -95,4 +95,14 @@ run_case off off
 check "passthrough off: status says so" jq -e '.passthrough == false and .passthrough_opens == 0' "$T/status-off.json"
 check "passthrough off: the reads block while the mount process is stopped" test "$HELD_DONE" = 0
 check "passthrough off: after SIGCONT every byte is right" diff <(grep -v opened "$T/held-off") "$T/want"
+
+# "on" where it cannot work is refused at start, naming why; a bad mode is a usage error.
+mkdir -p "$T/mnt-x"
+run nocache timeout 60 "$STARGZ" mount --plain-http --passthrough on --toc-digest "$TOCD" \
+	"$R/rs/pt:v1" "$LAYER" "$T/mnt-x"
+check "--passthrough on without a disk cache fails at start, saying why (exit $RC)" \
+	bash -c '[ "$1" != 0 ] && grep -q "passthrough = \"on\", but it cannot work here: no disk cache" "$2"' _ "$RC" "$T/nocache.err"
+run badmode timeout 60 "$STARGZ" mount --plain-http --passthrough sometimes "$R/rs/pt:v1" "$LAYER" "$T/mnt-x"
+check "--passthrough sometimes is a usage error (exit $RC)" test "$RC" = 2
+check "nothing is left mounted" bash -c '! grep -q " $1" /proc/mounts' _ "$T/mnt-x"
 finish
