@@ -21,8 +21,8 @@
 #define HEX_LEN (2 * RS_SHA256_LEN)
 
 struct cache_backing_store {
-	char *dir; /* DIR/backing */
-	pthread_mutex_t lock; /* guards verified and tmp_seq */
+	char *dir;                          /* DIR/backing */
+	pthread_mutex_t lock;               /* guards verified and tmp_seq */
 	uint8_t (*verified)[RS_SHA256_LEN]; /* content keys checked by this process */
 	size_t nverified, capverified;
 	uint64_t tmp_seq;
@@ -190,7 +190,8 @@ int cache_backing_pwrite(struct cache_backing_writer *w, const void *data, size_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return rs_err(err, n < 0 ? -errno : -EIO, "cache: writing a backing file: %s",
+			return rs_err(err, n < 0 ? -errno : -EIO,
+				      "cache: writing a backing file: %s",
 				      strerror(n < 0 ? errno : EIO));
 		p += n;
 		len -= (size_t)n;
@@ -254,7 +255,8 @@ int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA2
 		if (hash_fd(fd, got) < 0 || memcmp(got, key, RS_SHA256_LEN) != 0) {
 			close(fd);
 			unlink(p);
-			return rs_err(err, -ENOENT, "cache: %s: content does not match; removed", p);
+			return rs_err(err, -ENOENT, "cache: %s: content does not match; removed",
+				      p);
 		}
 		mark_verified(bs, key);
 	}

@@ -8,7 +8,7 @@
 
 struct cache {
 	struct cache_mem *mem;
-	struct cache_disk *disk; /* NULL for memory only */
+	struct cache_disk *disk;             /* NULL for memory only */
 	struct cache_backing_store *backing; /* with disk */
 	/* lock guards the two counters below; the tiers have their own locks. */
 	pthread_mutex_t lock;

@@ -124,8 +124,9 @@ void load_fuse(daemon_config *c, const char *file, const toml::table &t)
 		set_string(&c->passthrough, file, v, key);
 		std::string m(c->passthrough);
 		if (m != "off" && m != "auto" && m != "on")
-			fail(file, v, "fuse.passthrough must be \"off\", \"auto\" or \"on\", not \"" + m +
-					  "\"");
+			fail(file, v,
+			     "fuse.passthrough must be \"off\", \"auto\" or \"on\", not \"" + m +
+				 "\"");
 	}
 }
 

@@ -424,7 +424,7 @@ int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
 	    s->percent, lfs_state_name(s->state), s->mounted ? "true" : "false",
 	    s->registry_ok ? "true" : "false", (unsigned long long)s->fetch_errors,
 	    (unsigned long long)s->verify_errors, (unsigned long long)s->cache_size_mismatches,
-	    (unsigned long long)s->entries, s->diff_id_check ? s->diff_id_check : "off",
-	    s->diff_id, s->passthrough ? "true" : "false",
-	    (unsigned long long)s->passthrough_opens, (unsigned long long)s->backing_files);
+	    (unsigned long long)s->entries, s->diff_id_check ? s->diff_id_check : "off", s->diff_id,
+	    s->passthrough ? "true" : "false", (unsigned long long)s->passthrough_opens,
+	    (unsigned long long)s->backing_files);
 }

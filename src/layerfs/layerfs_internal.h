@@ -186,7 +186,7 @@ struct lfs_layer {
 	struct lfs_pt_node *pt_nodes[LFS_PT_BUCKETS];
 	atomic_uint_least64_t passthrough_opens; /* opens answered FOPEN_PASSTHROUGH */
 	atomic_uint_least64_t backing_built;     /* backing files this layer built */
-	uint32_t diffid_mismatches;     /* by the background fetch only */
+	uint32_t diffid_mismatches;              /* by the background fetch only */
 };
 
 /* ---- layer.c -------------------------------------------------------------- */

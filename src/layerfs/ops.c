@@ -175,8 +175,9 @@ static void readdir_common(struct rfuse_req *req, uint64_t ino, uint32_t size, u
 			uint32_t target = lfs_is_whiteout(l, c) ? c : esgz_index_resolve(l->idx, c);
 			fill_entry(l, lfs_ino_of(target), &e);
 		}
-		bool fits = plus ? rfuse_dirbuf_add_plus(&db, name, namelen, &e, k + 1)
-				 : rfuse_dirbuf_add(&db, name, namelen, e.attr.ino, e.attr.mode, k + 1);
+		bool fits =
+		    plus ? rfuse_dirbuf_add_plus(&db, name, namelen, &e, k + 1)
+			 : rfuse_dirbuf_add(&db, name, namelen, e.attr.ino, e.attr.mode, k + 1);
 		if (!fits)
 			break;
 	}

@@ -22,10 +22,10 @@
 #include "layerfs_internal.h"
 
 enum {
-	PT_NONE,     /* no backing file built by this layer */
-	PT_QUEUED,   /* waiting for the builder */
-	PT_BUILT,    /* in the store (or was: eviction may have taken it) */
-	PT_FAILED,   /* not buildable (too large, no space, bad content) */
+	PT_NONE,   /* no backing file built by this layer */
+	PT_QUEUED, /* waiting for the builder */
+	PT_BUILT,  /* in the store (or was: eviction may have taken it) */
+	PT_FAILED, /* not buildable (too large, no space, bad content) */
 };
 
 #define BUILD_BATCH 8
@@ -52,7 +52,8 @@ int lfs_passthrough_parse(const char *s, enum lfs_passthrough *out)
 static bool probe(struct lfs_runtime *rt, const char *dir, char *why, size_t whylen)
 {
 	char base[4096];
-	if (snprintf(base, sizeof(base), "%s/.passthrough-probe.XXXXXX", dir) >= (int)sizeof(base)) {
+	if (snprintf(base, sizeof(base), "%s/.passthrough-probe.XXXXXX", dir) >=
+	    (int)sizeof(base)) {
 		snprintf(why, whylen, "cache directory path too long");
 		return false;
 	}
@@ -92,7 +93,8 @@ static bool probe(struct lfs_runtime *rt, const char *dir, char *why, size_t why
 	/* The kernel queues INIT at mount: the first request. */
 	ssize_t n = rfuse_session_read(se, buf, cap);
 	if (n <= 0) {
-		snprintf(why, whylen, "no INIT from the kernel (%s)", strerror(n < 0 ? (int)-n : EIO));
+		snprintf(why, whylen, "no INIT from the kernel (%s)",
+			 strerror(n < 0 ? (int)-n : EIO));
 		goto out;
 	}
 	rfuse_session_process(se, buf, (size_t)n);
@@ -106,10 +108,11 @@ static bool probe(struct lfs_runtime *rt, const char *dir, char *why, size_t why
 	}
 	int id = rfuse_backing_open(se, ffd, &err);
 	if (id < 0) {
-		snprintf(why, whylen,
-			 "%.200s: backing files in %.200s are refused (they need a plain filesystem "
-			 "such as ext4 or xfs, not overlayfs or FUSE, and CAP_SYS_ADMIN)",
-			 err.msg, dir);
+		snprintf(
+		    why, whylen,
+		    "%.200s: backing files in %.200s are refused (they need a plain filesystem "
+		    "such as ext4 or xfs, not overlayfs or FUSE, and CAP_SYS_ADMIN)",
+		    err.msg, dir);
 		goto out;
 	}
 	(void)rfuse_backing_close(se, id, NULL);
@@ -419,8 +422,7 @@ static void settle_locked(struct lfs_layer *l, struct lfs_pt_node **pp)
 }
 
 /* The backing id for a new passthrough open of node, or 0 for a cached one. */
-static int32_t open_locked(struct lfs_layer *l, uint32_t node, struct lfs_pt_node *e,
-			   bool complete)
+static int32_t open_locked(struct lfs_layer *l, uint32_t node, struct lfs_pt_node *e, bool complete)
 {
 	if (e->cached_opens > 0)
 		return 0;
@@ -435,7 +437,8 @@ static int32_t open_locked(struct lfs_layer *l, uint32_t node, struct lfs_pt_nod
 	struct cache_backing *pin = NULL;
 	int fd;
 	struct rs_error err = {0};
-	if (cache_backing_open(l->rt->backing, key, content, (uint64_t)n->size, &pin, &fd, &err) < 0) {
+	if (cache_backing_open(l->rt->backing, key, content, (uint64_t)n->size, &pin, &fd, &err) <
+	    0) {
 		/* Evicted, or never built: build it for the next open. */
 		if (atomic_load(&l->pt_state[node]) != PT_QUEUED &&
 		    atomic_load(&l->pt_state[node]) != PT_FAILED)
