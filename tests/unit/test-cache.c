@@ -861,6 +861,122 @@ static void test_disk_keyed(void **state)
 	cache_buf_unref(v);
 }
 
+/* ---- backing files ------------------------------------------------------ */
+
+static void sha_of(const void *data, size_t len, uint8_t out[RS_SHA256_LEN])
+{
+	struct rs_sha256 h;
+	assert_int_equal(rs_sha256_init(&h), 0);
+	rs_sha256_update(&h, data, len);
+	rs_sha256_final(&h, out);
+	rs_sha256_free(&h);
+}
+
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* A file with a hole: [0, 100) and [5000, 5100) written, zeros between. */
+static void backing_content(uint8_t *buf, size_t len)
+{
+	memset(buf, 0, len);
+	for (size_t i = 0; i < 100; i++)
+		buf[i] = (uint8_t)(i + 1), buf[5000 + i] = (uint8_t)(255 - i);
+}
+
+static int write_backing(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+			 bool content, const uint8_t *buf, size_t len, struct rs_error *err)
+{
+	struct cache_backing_writer *w = NULL;
+	int r = cache_backing_begin(bs, key, content, len, &w, err);
+	if (r < 0)
+		return r;
+	if ((r = cache_backing_pwrite(w, buf, 100, 0, err)) < 0 ||
+	    (r = cache_backing_pwrite(w, buf + 5000, 100, 5000, err)) < 0) {
+		cache_backing_abort(w);
+		return r;
+	}
+	return cache_backing_commit(w, err);
+}
+
+static void test_backing_store(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_backing_store *bs = NULL;
+	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	uint8_t buf[5100], key[RS_SHA256_LEN], wrong[RS_SHA256_LEN];
+	backing_content(buf, sizeof(buf));
+	sha_of(buf, sizeof(buf), key);
+	memset(wrong, 0x5a, sizeof(wrong));
+	char tmpdir[4200], shadir[4200], derdir[4200];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/backing/tmp", dir);
+	snprintf(shadir, sizeof(shadir), "%s/backing/sha256", dir);
+	snprintf(derdir, sizeof(derdir), "%s/backing/derived", dir);
+
+	/* A content key that is not the content's sha256: refused, nothing left. */
+	assert_int_equal(write_backing(bs, wrong, true, buf, sizeof(buf), &err), -EBADMSG);
+	assert_int_equal(count_files(shadir), 0);
+	assert_int_equal(count_files(tmpdir), 0);
+
+	/* The right one: committed, reads back whole (the hole as zeros). */
+	assert_int_equal(write_backing(bs, key, true, buf, sizeof(buf), &err), 0);
+	assert_int_equal(write_backing(bs, key, true, buf, sizeof(buf), &err), 0);
+	assert_int_equal(count_files(shadir), 1); /* twice: one file */
+	struct cache_backing *pin = NULL;
+	int fd = -1;
+	assert_int_equal(cache_backing_open(bs, key, true, sizeof(buf), &pin, &fd, &err), 0);
+	uint8_t got[sizeof(buf)];
+	assert_int_equal(pread(fd, got, sizeof(got), 0), (ssize_t)sizeof(got));
+	assert_memory_equal(got, buf, sizeof(buf));
+	cache_backing_release(pin);
+
+	/* The same 32 bytes as a derived key: another namespace, not found. */
+	assert_int_equal(cache_backing_open(bs, key, false, sizeof(buf), &pin, &fd, &err), -ENOENT);
+	assert_int_equal(write_backing(bs, wrong, false, buf, sizeof(buf), &err), 0);
+	assert_int_equal(count_files(derdir), 1);
+	assert_int_equal(cache_backing_open(bs, wrong, true, sizeof(buf), &pin, &fd, &err),
+			 -ENOENT);
+
+	/* A size other than the expected one: refused and removed. */
+	assert_int_not_equal(cache_backing_open(bs, key, true, sizeof(buf) + 1, &pin, &fd, &err),
+			     0);
+	assert_int_equal(count_files(shadir), 0);
+
+	/* A write past the size is refused. */
+	struct cache_backing_writer *w = NULL;
+	assert_int_equal(cache_backing_begin(bs, key, true, 10, &w, &err), 0);
+	assert_int_equal(cache_backing_pwrite(w, buf, 11, 0, &err), -EINVAL);
+	cache_backing_abort(w);
+	assert_int_equal(count_files(tmpdir), 0);
+	cache_backing_store_close(bs);
+
+	/* A file of an earlier run changed on disk is refused and deleted. */
+	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	assert_int_equal(write_backing(bs, key, true, buf, sizeof(buf), &err), 0);
+	cache_backing_store_close(bs);
+	char path[4300], hex[2 * RS_SHA256_LEN + 1];
+	for (size_t i = 0; i < RS_SHA256_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	snprintf(path, sizeof(path), "%s/%s", shadir, hex);
+	int wfd = open(path, O_WRONLY);
+	assert_true(wfd >= 0);
+	assert_int_equal(pwrite(wfd, "X", 1, 50), 1);
+	close(wfd);
+	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	assert_int_not_equal(cache_backing_open(bs, key, true, sizeof(buf), &pin, &fd, &err), 0);
+	assert_false(exists(path));
+	cache_backing_store_close(bs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -878,6 +994,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disk_race, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_put_rename_vs_evict, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_keyed, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_backing_store, setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
