@@ -96,6 +96,27 @@ check "passthrough off: status says so" jq -e '.passthrough == false and .passth
 check "passthrough off: the reads block while the mount process is stopped" test "$HELD_DONE" = 0
 check "passthrough off: after SIGCONT every byte is right" diff <(grep -v opened "$T/held-off") "$T/want"
 
+# Two layers holding the same file share one backing file: layer 1 has a copy
+# of f1 and one file of its own.
+mkdir -p "$T/src2/e"
+cp "$T/src/d/f1" "$T/src2/e/f1"
+echo "only in layer 1" >"$T/src2/e/own"
+tar -C "$T/src2" --numeric-owner -cf "$T/l2.tar" e || die tar
+"$STARGZ" build --chunk-size 65536 "$T/l2.tar" "$T/l2.esgz" >"$T/l2.esgz.json" || die "stargz build"
+push_image "$R" rs/pt2:v1 "$T/l.esgz" "$T/l2.esgz" >/dev/null || die push
+M2=$T/mnt-two
+mkdir -p "$M2" "$T/cache-two"
+if mount_start two --all --plain-http --cache-dir "$T/cache-two" --passthrough on "$R/rs/pt2:v1" "$M2"; then
+	wait_status "$M2/0" '.backing_files >= 5' 60 || fail "two: layer 0 backing files: $(cat "$T/status.last")"
+	wait_status "$M2/1" '.backing_files >= 3' 60 || fail "two: layer 1 backing files: $(cat "$T/status.last")"
+	F1=$(sha256sum "$T/src/d/f1" | cut -d' ' -f1)
+	check "the shared file has its backing file, named by its digest" test -f "$T/cache-two/backing/sha256/$F1"
+	n=$(find "$T/cache-two/backing/sha256" -type f | wc -l)
+	check "8 files in the two layers, fewer backing files ($n): the shared ones once" test "$n" -lt 8
+	check "the shared file reads right through layer 1" cmp "$T/src/d/f1" "$M2/1/e/f1"
+	mount_stop "$MOUNT_PID"
+fi
+
 # "on" where it cannot work is refused at start, naming why; a bad mode is a usage error.
 mkdir -p "$T/mnt-x"
 run nocache timeout 60 "$STARGZ" mount --plain-http --passthrough on --toc-digest "$TOCD" \
