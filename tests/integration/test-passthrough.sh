@@ -2,7 +2,8 @@
 # FUSE passthrough, observed: once a layer is complete, every file is opened
 # (fds held) through the mount, the mount process is stopped with SIGSTOP and
 # the page cache dropped, and every held fd still reads to the end right
-# (sha256 against the source tree): the kernel reads the backing files. With
+# (sha256 against the source tree), through the mount and through an overlay
+# on it: the kernel reads the backing files. With
 # --passthrough off the same read blocks while the process is stopped.
 # Env: STARGZ. Skips (77) while `stargz mount` is missing. Everything on 127.0.0.1.
 . "$(dirname "$0")/lib.sh"
@@ -56,20 +57,30 @@ run_case() {
 		wait_status "$M" '.backing_files >= 4' 60 ||
 			fail "$name: backing files not built: $(cat "$T/status.last")"
 	fi
-	mkfifo "$T/go-$name"
+	mkfifo "$T/go-$name" "$T/go-ovl-$name"
 	python3 "$T/hold.py" "$M/d" <"$T/go-$name" >"$T/held-$name" 2>"$T/held-$name.err" &
 	local hp=$!
 	exec 7>"$T/go-$name"
+	# The same files through an overlay on the mount, as a container reads them.
+	local O=$T/ovl-$name
+	mkdir -p "$O/up" "$O/work" "$O/merged"
+	mount -t overlay overlay -o "lowerdir=$M,upperdir=$O/up,workdir=$O/work" "$O/merged" ||
+		fail "$name: overlay on the mount"
+	python3 "$T/hold.py" "$O/merged/d" <"$T/go-ovl-$name" >"$T/held-ovl-$name" 2>"$T/held-ovl-$name.err" &
+	local op=$!
+	exec 8>"$T/go-ovl-$name"
 	local t=$((SECONDS + 20))
-	until grep -q opened "$T/held-$name" || [ $SECONDS -ge $t ]; do sleep 0.1; done
+	until { grep -q opened "$T/held-$name" && grep -q opened "$T/held-ovl-$name"; } ||
+		[ $SECONDS -ge $t ]; do sleep 0.1; done
 	cp "$M/$STATUS_REL" "$T/status-$name.json"
 	kill -STOP "$MOUNT_PID"
 	echo 3 >/proc/sys/vm/drop_caches
 	echo go >&7
-	exec 7>&-
+	echo go >&8
+	exec 7>&- 8>&-
 	t=$((SECONDS + 15))
-	while kill -0 "$hp" 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.2; done
-	if kill -0 "$hp" 2>/dev/null; then
+	while { kill -0 "$hp" || kill -0 "$op"; } 2>/dev/null && [ $SECONDS -lt $t ]; do sleep 0.2; done
+	if kill -0 "$hp" 2>/dev/null || kill -0 "$op" 2>/dev/null; then
 		HELD_DONE=0
 		cat /proc/$hp/stack > "$T/stack-$name" 2>&1
 		cat /proc/$hp/wchan > "$T/wchan-$name" 2>&1
@@ -77,7 +88,8 @@ run_case() {
 		HELD_DONE=1
 	fi
 	kill -CONT "$MOUNT_PID"
-	wait "$hp" 2>/dev/null
+	wait "$hp" "$op" 2>/dev/null
+	umount "$O/merged" || umount -l "$O/merged"
 	mount_stop "$MOUNT_PID"
 }
 
@@ -88,6 +100,7 @@ check "passthrough on: status says passthrough and counts 4 passthrough opens" \
 check "passthrough on: with the mount process stopped, every held fd read to the end" \
 	test "$HELD_DONE" = 1
 check "passthrough on: and every byte is right" diff <(grep -v opened "$T/held-on") "$T/want"
+check "passthrough on: through an overlay on the mount too" diff <(grep -v opened "$T/held-ovl-on") "$T/want"
 check "one backing file per file in the cache directory" \
 	test "$(find "$T/cache-on/backing/sha256" -type f | wc -l)" = 5
 
@@ -95,6 +108,7 @@ run_case off off
 check "passthrough off: status says so" jq -e '.passthrough == false and .passthrough_opens == 0' "$T/status-off.json"
 check "passthrough off: the reads block while the mount process is stopped" test "$HELD_DONE" = 0
 check "passthrough off: after SIGCONT every byte is right" diff <(grep -v opened "$T/held-off") "$T/want"
+check "passthrough off: through the overlay too" diff <(grep -v opened "$T/held-ovl-off") "$T/want"
 
 # Two layers holding the same file share one backing file: layer 1 has a copy
 # of f1 and one file of its own.
