@@ -3,10 +3,9 @@
  * in DIR/backing/sha256/<hex> (keyed by the file's sha256, checked before a
  * file counts) or DIR/backing/derived/<hex> (a key the caller derived, never
  * equal to a content key's place). Written to a temp file and renamed into
- * place, so a crash leaves the whole file or none.
- *
- * WIP (issue 15): the disk bound does not cover backing files yet and
- * nothing evicts them; pins are counted but not yet consulted. */
+ * place, so a crash leaves the whole file or none. The disk tier counts them
+ * in its bound (room is reserved before a file is written) and leaves them
+ * while they are open (disk_backing.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,11 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
+#include "cache/disk_internal.h"
 
 #define HEX_LEN (2 * RS_SHA256_LEN)
 
 struct cache_backing_store {
+	struct cache_disk *disk;
 	char *dir;                          /* DIR/backing */
 	pthread_mutex_t lock;               /* guards verified and tmp_seq */
 	uint8_t (*verified)[RS_SHA256_LEN]; /* content keys checked by this process */
@@ -30,6 +30,8 @@ struct cache_backing_store {
 
 struct cache_backing {
 	struct cache_backing_store *bs;
+	uint8_t key[RS_SHA256_LEN];
+	bool content;
 	int fd;
 };
 
@@ -42,48 +44,21 @@ struct cache_backing_writer {
 	char tmp[4200];
 };
 
-static void hex(const uint8_t key[RS_SHA256_LEN], char out[HEX_LEN + 1])
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < RS_SHA256_LEN; i++) {
-		out[2 * i] = d[key[i] >> 4];
-		out[2 * i + 1] = d[key[i] & 15];
-	}
-	out[HEX_LEN] = '\0';
-}
-
-static void path_of(const struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
-		    bool content, char *out, size_t cap)
-{
-	char h[HEX_LEN + 1];
-	hex(key, h);
-	snprintf(out, cap, "%s/%s/%s", bs->dir, content ? "sha256" : "derived", h);
-}
-
-int cache_backing_store_open(const char *cache_dir, struct cache_backing_store **out,
-			     struct rs_error *err)
+int cache_backing_store_new(struct cache_disk *d, const char *backing_dir,
+			    struct cache_backing_store **out, struct rs_error *err)
 {
 	struct cache_backing_store *bs = calloc(1, sizeof(*bs));
-	if (!bs || asprintf(&bs->dir, "%s/backing", cache_dir) < 0) {
+	if (!bs || !(bs->dir = strdup(backing_dir))) {
 		free(bs);
 		return rs_err(err, -ENOMEM, "cache: out of memory");
 	}
+	bs->disk = d;
 	pthread_mutex_init(&bs->lock, NULL);
-	const char *subs[] = {"", "/sha256", "/derived", "/tmp"};
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		char p[4200];
-		snprintf(p, sizeof(p), "%s%s", bs->dir, subs[i]);
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			int e = errno;
-			cache_backing_store_close(bs);
-			return rs_err(err, -e, "cache: creating %s: %s", p, strerror(e));
-		}
-	}
 	*out = bs;
 	return 0;
 }
 
-void cache_backing_store_close(struct cache_backing_store *bs)
+void cache_backing_store_free(struct cache_backing_store *bs)
 {
 	if (!bs)
 		return;
@@ -151,9 +126,17 @@ int cache_backing_begin(struct cache_backing_store *bs, const uint8_t key[RS_SHA
 			bool content, uint64_t size, struct cache_backing_writer **out,
 			struct rs_error *err)
 {
+	if (size > (uint64_t)INT64_MAX)
+		return rs_err(err, -EFBIG, "cache: a backing file of %llu bytes",
+			      (unsigned long long)size);
 	struct cache_backing_writer *w = calloc(1, sizeof(*w));
 	if (!w)
 		return rs_err(err, -ENOMEM, "cache: out of memory");
+	int r = cache_disk_reserve(bs->disk, size, err);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
 	w->bs = bs;
 	memcpy(w->key, key, RS_SHA256_LEN);
 	w->content = content;
@@ -166,11 +149,12 @@ int cache_backing_begin(struct cache_backing_store *bs, const uint8_t key[RS_SHA
 	w->fd = open(w->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		int e = errno;
+		cache_disk_unreserve(bs->disk, size);
 		free(w);
 		return rs_err(err, -e, "cache: backing temp file: %s", strerror(e));
 	}
-	if (size > (uint64_t)INT64_MAX || ftruncate(w->fd, (off_t)size) < 0) {
-		int e = size > (uint64_t)INT64_MAX ? EFBIG : errno;
+	if (ftruncate(w->fd, (off_t)size) < 0) {
+		int e = errno;
 		cache_backing_abort(w);
 		return rs_err(err, -e, "cache: backing file of %llu bytes: %s",
 			      (unsigned long long)size, strerror(e));
@@ -206,6 +190,7 @@ void cache_backing_abort(struct cache_backing_writer *w)
 		return;
 	close(w->fd);
 	unlink(w->tmp);
+	cache_disk_unreserve(w->bs->disk, w->size);
 	free(w);
 }
 
@@ -221,15 +206,15 @@ int cache_backing_commit(struct cache_backing_writer *w, struct rs_error *err)
 			r = rs_err(err, -EBADMSG,
 				   "cache: backing file content does not match its digest");
 	}
-	char dst[4200];
-	path_of(w->bs, w->key, w->content, dst, sizeof(dst));
-	if (r == 0 && rename(w->tmp, dst) < 0)
-		r = rs_err(err, -errno, "cache: placing a backing file: %s", strerror(errno));
+	close(w->fd);
+	if (r < 0) {
+		unlink(w->tmp);
+		cache_disk_unreserve(w->bs->disk, w->size);
+	} else {
+		r = cache_disk_place_backing(w->bs->disk, w->tmp, w->key, w->content, w->size, err);
+	}
 	if (r == 0 && w->content)
 		mark_verified(w->bs, w->key);
-	if (r < 0)
-		unlink(w->tmp);
-	close(w->fd);
 	free(w);
 	return r;
 }
@@ -238,34 +223,30 @@ int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA2
 		       bool content, uint64_t size, struct cache_backing **out, int *fd_out,
 		       struct rs_error *err)
 {
-	char p[4200];
-	path_of(bs, key, content, p, sizeof(p));
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return rs_err(err, -errno, "cache: %s: %s", p, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
-		close(fd);
-		unlink(p);
-		return rs_err(err, -ENOENT, "cache: %s: not the expected size; removed", p);
-	}
+	int fd;
+	int r = cache_disk_pin_backing(bs->disk, key, content, size, &fd, err);
+	if (r < 0)
+		return r;
 	/* A file left by an earlier run is checked once before it is used. */
 	if (content && !is_verified(bs, key)) {
 		uint8_t got[RS_SHA256_LEN];
 		if (hash_fd(fd, got) < 0 || memcmp(got, key, RS_SHA256_LEN) != 0) {
+			cache_disk_unpin_backing(bs->disk, key, content, fd, true);
 			close(fd);
-			unlink(p);
-			return rs_err(err, -ENOENT, "cache: %s: content does not match; removed",
-				      p);
+			return rs_err(err, -ENOENT,
+				      "cache: a backing file does not match its digest; removed");
 		}
 		mark_verified(bs, key);
 	}
 	struct cache_backing *b = calloc(1, sizeof(*b));
 	if (!b) {
+		cache_disk_unpin_backing(bs->disk, key, content, fd, false);
 		close(fd);
 		return rs_err(err, -ENOMEM, "cache: out of memory");
 	}
 	b->bs = bs;
+	memcpy(b->key, key, RS_SHA256_LEN);
+	b->content = content;
 	b->fd = fd;
 	*out = b;
 	*fd_out = fd;
@@ -276,6 +257,7 @@ void cache_backing_release(struct cache_backing *b)
 {
 	if (!b)
 		return;
+	cache_disk_unpin_backing(b->bs->disk, b->key, b->content, b->fd, false);
 	close(b->fd);
 	free(b);
 }

@@ -4,12 +4,11 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "cache/cache.h"
+#include "cache/disk_internal.h"
 
 struct cache {
 	struct cache_mem *mem;
-	struct cache_disk *disk;             /* NULL for memory only */
-	struct cache_backing_store *backing; /* with disk */
+	struct cache_disk *disk; /* NULL for memory only */
 	/* lock guards the two counters below; the tiers have their own locks. */
 	pthread_mutex_t lock;
 	uint64_t hits, misses;
@@ -25,8 +24,6 @@ int cache_open(const struct cache_opts *opts, struct cache **out, struct rs_erro
 	int rc = cache_mem_new(opts->mem_budget, &c->mem, err);
 	if (rc == 0 && opts->dir)
 		rc = cache_disk_open(opts->dir, opts->disk_max_bytes, opts->flags, &c->disk, err);
-	if (rc == 0 && opts->dir)
-		rc = cache_backing_store_open(opts->dir, &c->backing, err);
 	if (rc < 0) {
 		cache_close(c);
 		return rc;
@@ -39,7 +36,6 @@ void cache_close(struct cache *c)
 {
 	if (!c)
 		return;
-	cache_backing_store_close(c->backing);
 	cache_disk_close(c->disk);
 	cache_mem_free(c->mem);
 	pthread_mutex_destroy(&c->lock);
@@ -110,5 +106,5 @@ void cache_stats(struct cache *c, struct cache_stats *out)
 
 struct cache_backing_store *cache_backing_store_of(struct cache *c)
 {
-	return c->backing;
+	return c->disk ? c->disk->backing : NULL;
 }

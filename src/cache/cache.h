@@ -90,7 +90,9 @@ struct cache_disk_stats {
 	uint64_t hits, misses, evictions;
 	uint64_t corrupt;     /* files whose content did not match their key, deleted */
 	uint64_t tmp_removed; /* leftover temp files removed at open */
-	uint64_t bytes, entries, max_bytes;
+	uint64_t bytes, entries, max_bytes; /* bytes and entries include backing files */
+	uint64_t backing_files, backing_bytes;
+	uint64_t pinned_bytes; /* backing files in use, which eviction leaves */
 };
 
 /* Opens (creating if needed) the store in dir: DIR/sha256/<2 hex>/<64 hex>.
@@ -167,12 +169,13 @@ struct cache_backing_store;
 struct cache_backing;        /* an open backing file (a pin) */
 struct cache_backing_writer; /* a backing file being written */
 
-int cache_backing_store_open(const char *cache_dir, struct cache_backing_store **out,
-			     struct rs_error *err);
-void cache_backing_store_close(struct cache_backing_store *bs);
 /* The store of c's disk tier; NULL for a memory-only cache. */
 struct cache_backing_store *cache_backing_store_of(struct cache *c);
-/* A temp file of size bytes (zeros until written). */
+/* The store of a disk tier (made and freed with it). */
+struct cache_backing_store *cache_disk_backing(struct cache_disk *d);
+/* A temp file of size bytes (zeros until written), its room reserved in the
+ * disk bound (evicting unpinned chunks and backing files): -ENOSPC when
+ * files in use leave too little. */
 int cache_backing_begin(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
 			bool content, uint64_t size, struct cache_backing_writer **out,
 			struct rs_error *err);
@@ -183,7 +186,8 @@ int cache_backing_pwrite(struct cache_backing_writer *w, const void *data, size_
 int cache_backing_commit(struct cache_backing_writer *w, struct rs_error *err);
 void cache_backing_abort(struct cache_backing_writer *w);
 /* The backing file of key if it is there with size bytes (and, for a
- * content key, the right bytes); *fd_out is valid until the release. */
+ * content key, the right bytes), pinned (eviction leaves it) until the
+ * release; *fd_out is valid until then. */
 int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
 		       bool content, uint64_t size, struct cache_backing **out, int *fd_out,
 		       struct rs_error *err);

@@ -17,39 +17,15 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
-#include "cache/index.h"
+#include "cache/disk_internal.h"
 
 #define TMP_PREFIX ".tmp-"
-#define HEX_LEN (RS_SHA256_LEN * 2)
-/* "ab/" + 64 hex + "." + 64 hex + NUL, or "ab/.tmp-" + 64 hex + "-pid-counter" */
-#define REL_MAX 160
+#define HEX_LEN DISK_HEX_LEN
+#define REL_MAX DISK_REL_MAX
 #define DIRECT_MIN ((size_t)1 << 20)
 #define DIRECT_ALIGN ((size_t)4096)
 
-struct cache_disk {
-	char *dir;
-	int lock_fd; /* DIR/lock, flock'ed for the store's lifetime */
-	int root_fd; /* DIR/sha256 */
-	unsigned flags;
-	uint64_t max_bytes;
-	atomic_uint_fast64_t tmp_seq;
-	/* lock guards idx (which files exist and their LRU order, the byte
-	 * total), the entries, the counters below, and every rename into and
-	 * unlink from an indexed name, so that the index and the directory
-	 * change together. File contents are read and written outside it. */
-	pthread_mutex_t lock;
-	struct cache_idx idx;
-	uint64_t hits, misses, evictions, corrupt, tmp_removed;
-};
-
-/* An index entry: the name of its file follows from these. */
-struct disk_ent {
-	struct cache_ent e; /* first: a cache_ent * is a disk_ent * */
-	bool keyed;         /* the key is not the content's sha256: digest is */
-	uint8_t digest[RS_SHA256_LEN];
-};
-
-static void hex_encode(const uint8_t key[RS_SHA256_LEN], char out[HEX_LEN + 1])
+void disk_hex_encode(const uint8_t key[RS_SHA256_LEN], char out[HEX_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < RS_SHA256_LEN; i++) {
@@ -69,7 +45,7 @@ static int hex_val(char c)
 }
 
 /* Parses exactly 64 lowercase hex digits. */
-static bool hex_decode(const char *s, uint8_t key[RS_SHA256_LEN])
+bool disk_hex_decode(const char *s, uint8_t key[RS_SHA256_LEN])
 {
 	if (strlen(s) != HEX_LEN)
 		return false;
@@ -87,12 +63,12 @@ static bool hex_decode(const char *s, uint8_t key[RS_SHA256_LEN])
 static void rel_path(const uint8_t key[RS_SHA256_LEN], const uint8_t *digest, char out[REL_MAX])
 {
 	char hex[HEX_LEN + 1], dhex[HEX_LEN + 1];
-	hex_encode(key, hex);
+	disk_hex_encode(key, hex);
 	if (!digest) {
 		snprintf(out, REL_MAX, "%.2s/%s", hex, hex);
 		return;
 	}
-	hex_encode(digest, dhex);
+	disk_hex_encode(digest, dhex);
 	snprintf(out, REL_MAX, "%.2s/%s.%s", hex, hex, dhex);
 }
 
@@ -110,38 +86,56 @@ static void ent_list_free(struct cache_ent *e)
 	}
 }
 
-/* Removes the tail until the total fits max_bytes, keeping `keep`. Called
- * with the lock held. */
-static void evict_locked(struct cache_disk *d, const struct cache_ent *keep)
+void disk_remove_locked(struct cache_disk *d, struct cache_ent *e)
 {
-	while (d->idx.bytes > d->max_bytes && d->idx.tail && d->idx.tail != keep) {
-		struct cache_ent *v = d->idx.tail;
-		char rel[REL_MAX];
-		ent_rel_path((struct disk_ent *)v, rel);
-		if (unlinkat(d->root_fd, rel, 0) < 0 && errno != ENOENT)
-			rs_log(RS_LOG_WARN, "cache %s: evict %s: %s", d->dir, rel, strerror(errno));
-		cache_idx_remove(&d->idx, v);
-		free(v);
-		d->evictions++;
+	const struct disk_ent *de = (const struct disk_ent *)e;
+	char rel[REL_MAX];
+	int dfd = d->root_fd;
+	if (de->kind == DISK_CHUNK) {
+		ent_rel_path(de, rel);
+	} else {
+		disk_backing_rel(de, rel);
+		dfd = d->backing_fd;
+		d->backing_bytes -= e->size;
+		d->backing_files--;
 	}
+	if (unlinkat(dfd, rel, 0) < 0 && errno != ENOENT)
+		rs_log(RS_LOG_WARN, "cache %s: remove %s: %s", d->dir, rel, strerror(errno));
+	cache_idx_remove(&d->idx, e);
+	free(e);
 }
 
-struct scan_ent {
-	uint8_t key[RS_SHA256_LEN];
-	bool keyed;
-	uint8_t digest[RS_SHA256_LEN];
-	uint64_t size;
-	struct timespec t;
-};
+static bool over_bound(const struct cache_disk *d)
+{
+	return d->idx.bytes + d->reserved > d->max_bytes;
+}
+
+bool disk_evict_locked(struct cache_disk *d, struct cache_ent *keep)
+{
+	for (struct cache_ent *v = d->idx.tail; v && over_bound(d);) {
+		struct cache_ent *prev = v->prev;
+		if (v != keep && ((struct disk_ent *)v)->pins == 0) {
+			disk_remove_locked(d, v);
+			d->evictions++;
+		}
+		v = prev;
+	}
+	if (keep && over_bound(d) && ((struct disk_ent *)keep)->pins == 0) {
+		disk_remove_locked(d, keep);
+		d->evictions++;
+		return false;
+	}
+	return true;
+}
 
 struct scan {
-	struct scan_ent *v;
+	struct disk_scan_ent *v;
 	size_t n, cap;
 };
 
 static int scan_cmp(const void *a, const void *b)
 {
-	const struct scan_ent *x = a, *y = b;
+	const struct disk_scan_ent *x = a, *y = b;
 	if (x->t.tv_sec != y->t.tv_sec)
 		return x->t.tv_sec < y->t.tv_sec ? -1 : 1;
 	if (x->t.tv_nsec != y->t.tv_nsec)
@@ -149,13 +143,13 @@ static int scan_cmp(const void *a, const void *b)
 	return memcmp(x->key, y->key, RS_SHA256_LEN);
 }
 
-static int scan_push(struct scan *s, const struct scan_ent *e)
+static int scan_push(struct scan *s, const struct disk_scan_ent *e)
 {
 	if (s->n == s->cap) {
 		size_t ncap = s->cap ? s->cap * 2 : 256;
 		if (ncap > SIZE_MAX / sizeof(*s->v))
 			return -ENOMEM;
-		struct scan_ent *nv = realloc(s->v, ncap * sizeof(*nv));
+		struct disk_scan_ent *nv = realloc(s->v, ncap * sizeof(*nv));
 		if (!nv)
 			return -ENOMEM;
 		s->v = nv;
@@ -173,18 +167,18 @@ static struct timespec later(struct timespec a, struct timespec b)
 }
 
 /* "<key>" or "<key>.<digest>" (with a digest other than the key). */
-static bool parse_name(const char *name, struct scan_ent *se)
+static bool parse_name(const char *name, struct disk_scan_ent *se)
 {
 	size_t n = strlen(name);
 	char key[HEX_LEN + 1];
 	if (n == HEX_LEN)
-		return hex_decode(name, se->key);
+		return disk_hex_decode(name, se->key);
 	if (n != 2 * HEX_LEN + 1 || name[HEX_LEN] != '.')
 		return false;
 	memcpy(key, name, HEX_LEN);
 	key[HEX_LEN] = '\0';
 	se->keyed = true;
-	return hex_decode(key, se->key) && hex_decode(name + HEX_LEN + 1, se->digest) &&
+	return disk_hex_decode(key, se->key) && disk_hex_decode(name + HEX_LEN + 1, se->digest) &&
 	       memcmp(se->key, se->digest, RS_SHA256_LEN) != 0;
 }
 
@@ -211,7 +205,7 @@ static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
 				d->tmp_removed++;
 			continue;
 		}
-		struct scan_ent se = {0};
+		struct disk_scan_ent se = {0};
 		if (!parse_name(name, &se) || strncmp(name, prefix, 2) != 0)
 			continue; /* not ours: left alone */
 		struct stat st;
@@ -234,6 +228,11 @@ static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
 	return rc;
 }
 
+static int scan_add(void *arg, const struct disk_scan_ent *e)
+{
+	return scan_push(arg, e);
+}
+
 /* Rebuilds the index from the files on disk, oldest access first. */
 static int rebuild(struct cache_disk *d, struct rs_error *err)
 {
@@ -249,6 +248,8 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 		}
 		rc = scan_prefix(d, prefix, &s, err);
 	}
+	if (rc == 0)
+		rc = disk_backing_scan(d, scan_add, &s, err);
 	if (rc == 0 && s.n)
 		qsort(s.v, s.n, sizeof(*s.v), scan_cmp);
 	for (size_t i = 0; rc == 0 && i < s.n; i++) {
@@ -256,11 +257,7 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 		if (old) {
 			/* Two files of one key (a crash between a put's rename and
 			 * its removal of the other name): the older one goes. */
-			char rel[REL_MAX];
-			ent_rel_path((struct disk_ent *)old, rel);
-			unlinkat(d->root_fd, rel, 0);
-			cache_idx_remove(&d->idx, old);
-			free(old);
+			disk_remove_locked(d, old);
 		}
 		struct disk_ent *de = calloc(1, sizeof(*de));
 		if (!de) {
@@ -269,13 +266,18 @@ static int rebuild(struct cache_disk *d, struct rs_error *err)
 		}
 		memcpy(de->e.key, s.v[i].key, RS_SHA256_LEN);
 		de->e.size = s.v[i].size;
+		de->kind = s.v[i].kind;
 		de->keyed = s.v[i].keyed;
 		memcpy(de->digest, s.v[i].digest, RS_SHA256_LEN);
 		cache_idx_insert(&d->idx, &de->e);
+		if (de->kind != DISK_CHUNK) {
+			d->backing_bytes += de->e.size;
+			d->backing_files++;
+		}
 	}
 	free(s.v);
 	if (rc == 0)
-		evict_locked(d, NULL);
+		disk_evict_locked(d, NULL);
 	return rc;
 }
 
@@ -299,7 +301,7 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 	struct cache_disk *d = calloc(1, sizeof(*d));
 	if (!d)
 		return rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
-	d->lock_fd = d->root_fd = -1;
+	d->lock_fd = d->root_fd = d->backing_fd = -1;
 	d->flags = flags;
 	d->max_bytes = max_bytes;
 	pthread_mutex_init(&d->lock, NULL);
@@ -336,6 +338,11 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 	rc = rebuild(d, err);
 	if (rc < 0)
 		goto fail;
+	char backing_dir[4200];
+	snprintf(backing_dir, sizeof(backing_dir), "%s/backing", dir);
+	rc = cache_backing_store_new(d, backing_dir, &d->backing, err);
+	if (rc < 0)
+		goto fail;
 	*out = d;
 	return 0;
 fail:
@@ -351,8 +358,11 @@ void cache_disk_close(struct cache_disk *d)
 		ent_list_free(d->idx.head);
 		cache_idx_fini(&d->idx);
 	}
+	cache_backing_store_free(d->backing);
 	if (d->root_fd >= 0)
 		close(d->root_fd);
+	if (d->backing_fd >= 0)
+		close(d->backing_fd);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
 	pthread_mutex_destroy(&d->lock);
@@ -420,7 +430,7 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 	uint8_t want[RS_SHA256_LEN];
 	pthread_mutex_lock(&d->lock);
 	struct cache_ent *e = cache_idx_find(&d->idx, key);
-	if (!e) {
+	if (!e || ((struct disk_ent *)e)->kind != DISK_CHUNK) {
 		d->misses++;
 		pthread_mutex_unlock(&d->lock);
 		return -ENOENT;
@@ -524,7 +534,7 @@ int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 	if (digest && memcmp(digest, key, RS_SHA256_LEN) == 0)
 		digest = NULL;
 	char hex[HEX_LEN + 1], rel[REL_MAX], tmp[REL_MAX];
-	hex_encode(key, hex);
+	disk_hex_encode(key, hex);
 	rel_path(key, digest, rel);
 	uint64_t seq = atomic_fetch_add(&d->tmp_seq, 1);
 	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%" PRIu64, hex, hex, (long)getpid(),
@@ -582,7 +592,7 @@ int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 	if (digest)
 		memcpy(ne->digest, digest, RS_SHA256_LEN);
 	cache_idx_insert(&d->idx, &ne->e);
-	evict_locked(d, &ne->e);
+	disk_evict_locked(d, &ne->e);
 	pthread_mutex_unlock(&d->lock);
 
 	if (d->flags & CACHE_FSYNC) {
@@ -612,5 +622,8 @@ void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out)
 	out->bytes = d->idx.bytes;
 	out->entries = d->idx.count;
 	out->max_bytes = d->max_bytes;
+	out->backing_files = d->backing_files;
+	out->backing_bytes = d->backing_bytes;
+	out->pinned_bytes = d->pinned_bytes;
 	pthread_mutex_unlock(&d->lock);
 }

@@ -46,7 +46,7 @@ static const char usage_mount[] =
     "  --no-background-fetch do not fetch the rest of the layer in the background\n"
     "  --cache-dir DIR       keep fetched chunks on disk in DIR (default: memory only)\n"
     "  --passthrough MODE    auto, on or off: complete files read by the kernel from\n"
-    "                        backing files in the cache dir (FUSE passthrough; default off)\n"
+    "                        backing files in the cache dir (FUSE passthrough; default auto)\n"
     "  --cache-max-mib N     size bound of the disk cache (default 65536)\n"
     "  --mem-cache MIB       memory for decompressed chunks (default 512)\n"
     "  --timeout SECONDS     a read not served by then fails with EIO (default 30)\n"

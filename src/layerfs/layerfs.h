@@ -24,12 +24,11 @@
 
 /* ---- runtime: event loop, workers, fetchers, cache -------------------- */
 
-/* FUSE passthrough: off (the default until the cache's disk bound covers
- * backing files), auto (on when the kernel and the cache directory allow
- * it), on (lfs_runtime_new fails when they do not). */
+/* FUSE passthrough: auto (the default: on when the kernel and the cache
+ * directory allow it), off, or on (lfs_runtime_new fails when they do not). */
 enum lfs_passthrough {
-	LFS_PASSTHROUGH_OFF,
 	LFS_PASSTHROUGH_AUTO,
+	LFS_PASSTHROUGH_OFF,
 	LFS_PASSTHROUGH_ON,
 };
 /* "auto", "on" or "off"; -EINVAL for anything else. */

@@ -464,7 +464,9 @@ uint64_t lfs_passthrough_open(struct lfs_layer *l, uint32_t node, int32_t *backi
 	if (!l->rt->pt_active)
 		return LFS_FH_UNTRACKED;
 	bool complete = false;
-	if (esgz_index_node(l->idx, node)->nchunks > 0) {
+	/* A layer that failed its whole-layer check reads EIO, which only the
+	 * daemon can answer. */
+	if (esgz_index_node(l->idx, node)->nchunks > 0 && !lfs_layer_failed(l)) {
 		pthread_mutex_lock(&l->lock);
 		complete = l->file_left[node] == 0;
 		pthread_mutex_unlock(&l->lock);

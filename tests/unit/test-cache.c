@@ -884,6 +884,13 @@ static int count_files(const char *dir)
 	return n;
 }
 
+static int count_files_in(const char *dir, const char *sub)
+{
+	char p[4300];
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	return count_files(p);
+}
+
 /* A file with a hole: [0, 100) and [5000, 5100) written, zeros between. */
 static void backing_content(uint8_t *buf, size_t len)
 {
@@ -911,8 +918,9 @@ static void test_backing_store(void **state)
 {
 	const char *dir = *state;
 	struct rs_error err = {0};
-	struct cache_backing_store *bs = NULL;
-	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	struct cache_disk *d = NULL;
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	struct cache_backing_store *bs = cache_disk_backing(d);
 	uint8_t buf[5100], key[RS_SHA256_LEN], wrong[RS_SHA256_LEN];
 	backing_content(buf, sizeof(buf));
 	sha_of(buf, sizeof(buf), key);
@@ -957,12 +965,13 @@ static void test_backing_store(void **state)
 	assert_int_equal(cache_backing_pwrite(w, buf, 11, 0, &err), -EINVAL);
 	cache_backing_abort(w);
 	assert_int_equal(count_files(tmpdir), 0);
-	cache_backing_store_close(bs);
+	cache_disk_close(d);
 
 	/* A file of an earlier run changed on disk is refused and deleted. */
-	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	bs = cache_disk_backing(d);
 	assert_int_equal(write_backing(bs, key, true, buf, sizeof(buf), &err), 0);
-	cache_backing_store_close(bs);
+	cache_disk_close(d);
 	char path[4300], hex[2 * RS_SHA256_LEN + 1];
 	for (size_t i = 0; i < RS_SHA256_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", key[i]);
@@ -971,10 +980,118 @@ static void test_backing_store(void **state)
 	assert_true(wfd >= 0);
 	assert_int_equal(pwrite(wfd, "X", 1, 50), 1);
 	close(wfd);
-	assert_int_equal(cache_backing_store_open(dir, &bs, &err), 0);
+	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	bs = cache_disk_backing(d);
 	assert_int_not_equal(cache_backing_open(bs, key, true, sizeof(buf), &pin, &fd, &err), 0);
 	assert_false(exists(path));
-	cache_backing_store_close(bs);
+	cache_disk_close(d);
+}
+
+/* A backing file of len bytes made from id, under its content key. */
+static int put_backing(struct cache_backing_store *bs, unsigned id, size_t len,
+		       uint8_t key[RS_SHA256_LEN], struct rs_error *err)
+{
+	uint8_t *buf = malloc(len);
+	assert_non_null(buf);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(id * 31 + i * 7);
+	sha_of(buf, len, key);
+	struct cache_backing_writer *w = NULL;
+	int r = cache_backing_begin(bs, key, true, len, &w, err);
+	if (r == 0 && (r = cache_backing_pwrite(w, buf, len, 0, err)) < 0)
+		cache_backing_abort(w);
+	else if (r == 0)
+		r = cache_backing_commit(w, err);
+	free(buf);
+	return r;
+}
+
+static bool backing_there(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+			  size_t len)
+{
+	struct cache_backing *pin = NULL;
+	int fd;
+	if (cache_backing_open(bs, key, true, len, &pin, &fd, NULL) < 0)
+		return false;
+	cache_backing_release(pin);
+	return true;
+}
+
+/* Chunks and backing files share one bound and one LRU; a pinned backing
+ * file is never evicted, and room it holds is not promised twice. */
+static void test_backing_bound(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_disk *d = NULL;
+	struct cache_disk_stats st;
+	uint8_t k[8][RS_SHA256_LEN], bk[4][RS_SHA256_LEN];
+	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	struct cache_backing_store *bs = cache_disk_backing(d);
+	for (unsigned i = 0; i < 4; i++)
+		disk_put_value(d, i, 2000, k[i]);
+
+	/* 4000 bytes of backing file: room made by evicting the oldest
+	 * chunks, and counted with the chunks. */
+	assert_int_equal(put_backing(bs, 1, 4000, bk[0], &err), 0);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.backing_files, 1);
+	assert_int_equal(st.backing_bytes, 4000);
+	assert_int_equal(st.bytes, 10000);
+	assert_int_equal(st.evictions, 1);
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, k[0], &b, &err), -ENOENT);
+	assert_disk_value(d, k[1], 1, 2000);
+
+	/* Pinned, it outlives any number of puts. */
+	struct cache_backing *pin = NULL;
+	int fd;
+	assert_int_equal(cache_backing_open(bs, bk[0], true, 4000, &pin, &fd, &err), 0);
+	for (unsigned i = 4; i < 8; i++)
+		disk_put_value(d, i, 2000, k[i]);
+	cache_disk_stats(d, &st);
+	assert_true(st.bytes <= 10000);
+	assert_int_equal(st.pinned_bytes, 4000);
+	assert_true(backing_there(bs, bk[0], 4000));
+
+	/* More than the pins leave: refused, and nothing evicted for it. */
+	uint64_t ev = st.evictions;
+	assert_int_equal(put_backing(bs, 2, 6001, bk[1], &err), -ENOSPC);
+	assert_non_null(strstr(err.msg, "in use by open files"));
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.evictions, ev);
+	assert_int_equal(st.backing_files, 1);
+	assert_int_equal(count_files_in(dir, "backing/tmp"), 0);
+
+	/* Released, it ages like a chunk: the next puts evict it. */
+	cache_backing_release(pin);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.pinned_bytes, 0);
+	for (unsigned i = 0; i < 5; i++)
+		disk_put_value(d, i, 2000, k[i]);
+	assert_false(backing_there(bs, bk[0], 4000));
+	assert_int_equal(count_files_in(dir, "backing/sha256"), 0);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.backing_files, 0);
+	assert_true(st.bytes <= 10000);
+
+	/* After a restart backing files are found, counted and evicted with
+	 * the chunks by age. */
+	assert_int_equal(put_backing(bs, 3, 3000, bk[2], &err), 0);
+	cache_disk_close(d);
+	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	bs = cache_disk_backing(d);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.backing_files, 1);
+	assert_int_equal(st.backing_bytes, 3000);
+	assert_true(backing_there(bs, bk[2], 3000));
+	cache_disk_close(d);
+	assert_int_equal(cache_disk_open(dir, 2500, 0, &d, &err), 0);
+	bs = cache_disk_backing(d);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.backing_files, 0);
+	assert_int_equal(count_files_in(dir, "backing/sha256"), 0);
+	cache_disk_close(d);
 }
 
 int main(void)
@@ -995,6 +1112,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disk_put_rename_vs_evict, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_disk_keyed, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_backing_store, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_backing_bound, setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
