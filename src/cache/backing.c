@@ -253,6 +253,12 @@ int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA2
 	return 0;
 }
 
+bool cache_backing_checked(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+			   bool content)
+{
+	return !content || is_verified(bs, key);
+}
+
 void cache_backing_release(struct cache_backing *b)
 {
 	if (!b)

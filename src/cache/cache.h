@@ -192,5 +192,9 @@ int cache_backing_open(struct cache_backing_store *bs, const uint8_t key[RS_SHA2
 		       bool content, uint64_t size, struct cache_backing **out, int *fd_out,
 		       struct rs_error *err);
 void cache_backing_release(struct cache_backing *b);
+/* Whether cache_backing_open of key would need no hashing first (a derived
+ * key, or a content key this process wrote or checked). */
+bool cache_backing_checked(struct cache_backing_store *bs, const uint8_t key[RS_SHA256_LEN],
+			   bool content);
 
 #endif

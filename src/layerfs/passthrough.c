@@ -437,9 +437,14 @@ static int32_t open_locked(struct lfs_layer *l, uint32_t node, struct lfs_pt_nod
 	struct cache_backing *pin = NULL;
 	int fd;
 	struct rs_error err = {0};
-	if (cache_backing_open(l->rt->backing, key, content, (uint64_t)n->size, &pin, &fd, &err) <
-	    0) {
-		/* Evicted, or never built: build it for the next open. */
+	/* A file an earlier run left is hashed before use; that is the
+	 * builder's work, not an open's (which holds pt_lock): cached now,
+	 * passthrough once the builder has checked it. */
+	if (!cache_backing_checked(l->rt->backing, key, content) ||
+	    cache_backing_open(l->rt->backing, key, content, (uint64_t)n->size, &pin, &fd, &err) <
+		0) {
+		/* Evicted, never built, or not checked yet: the builder sees
+		 * to it for the next open. */
 		if (atomic_load(&l->pt_state[node]) != PT_QUEUED &&
 		    atomic_load(&l->pt_state[node]) != PT_FAILED)
 			atomic_store(&l->pt_state[node], PT_NONE);
