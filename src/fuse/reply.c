@@ -197,3 +197,8 @@ int rfuse_notify_inval_entry(struct rfuse_session *s, uint64_t parent, const cha
 			     {.iov_base = "", .iov_len = 1}};
 	return notify(s, FUSE_NOTIFY_INVAL_ENTRY, v, 3);
 }
+
+int rfuse_notify_resend(struct rfuse_session *s)
+{
+	return notify(s, RFUSE_NOTIFY_RESEND, NULL, 0);
+}

@@ -144,6 +144,21 @@ int rfuse_backing_open(struct rfuse_session *s, int fd, struct rs_error *err);
 /* Drops the id; files already opened with it keep reading. */
 int rfuse_backing_close(struct rfuse_session *s, int32_t id, struct rs_error *err);
 
+/* ---- takeover: serving a connection another process opened ---------- */
+
+/* The INIT outcome as one line of text (with its newline), to keep beside
+ * the mount for the next process. Its length, or -ENOSPC. */
+int rfuse_granted_format(const struct rfuse_granted *g, char *buf, size_t cap);
+/* Reads such a line back (checked: sizes within what our INIT gives). */
+int rfuse_granted_parse(const char *text, struct rfuse_granted *g, struct rs_error *err);
+/* A session over fd, a connection whose INIT was answered before (by a
+ * process that is gone, or another session): serving at once, with g as
+ * granted (ops->init is called with it). Requests the old server had read
+ * but not answered wait until rfuse_notify_resend. */
+int rfuse_session_adopt(int fd, const struct rfuse_ops *ops, void *ud, const struct rfuse_wishes *w,
+			const struct rfuse_granted *g, struct rfuse_session **out,
+			struct rs_error *err);
+
 /* ---- replies --------------------------------------------------------- */
 
 void rfuse_attr_from_stat(struct fuse_attr *a, const struct stat *st);
@@ -178,6 +193,11 @@ bool rfuse_dirbuf_add_plus(struct rfuse_dirbuf *d, const char *name, size_t name
 int rfuse_notify_inval_inode(struct rfuse_session *s, uint64_t nodeid, int64_t off, int64_t len);
 int rfuse_notify_inval_entry(struct rfuse_session *s, uint64_t parent, const char *name,
 			     size_t namelen);
+/* FUSE_NOTIFY_RESEND (Linux 6.9): the kernel queues again every request
+ * this connection's readers took and did not answer (their unique ids gain
+ * RFUSE_UNIQUE_RESEND when has_resend was granted). -EINVAL or -ENOSYS from
+ * an older kernel. */
+int rfuse_notify_resend(struct rfuse_session *s);
 
 /* ---- mounting (as root, no fusermount) ------------------------------- */
 

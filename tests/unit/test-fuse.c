@@ -605,11 +605,23 @@ static void m_open(struct rfuse_req *r, uint64_t nodeid, uint32_t flags)
 	rfuse_reply_open(r, 0, FOPEN_KEEP_CACHE, 0);
 }
 
+/* With drop_reads set, a READ of "hello" is taken and never answered, as by
+ * a server that dies holding it; its unique id lands in dropped_unique. */
+static _Atomic int drop_reads;
+static _Atomic uint64_t dropped_unique, first_hello_unique;
+
 static void m_read(struct rfuse_req *r, uint64_t nodeid, uint64_t fh, uint64_t off, uint32_t size)
 {
 	size_t len = sizeof(hello_data) - 1;
 	if (nodeid == 4)
 		pt_reads++;
+	if (nodeid == 2 && drop_reads) {
+		dropped_unique = r->unique;
+		return;
+	}
+	uint64_t none = 0;
+	if (nodeid == 2)
+		atomic_compare_exchange_strong(&first_hello_unique, &none, r->unique);
 	if (nodeid != 2 || off >= len) {
 		rfuse_reply_buf(r, NULL, 0);
 		return;
@@ -839,6 +851,166 @@ static void test_mount(void **state)
 	}
 }
 
+/* ---- takeover: a second session serves the first one's connection ---- */
+
+static void *serve_until_drop(void *arg)
+{
+	struct rfuse_session *s = arg;
+	size_t cap = rfuse_session_bufsize(s);
+	void *buf = malloc(cap);
+	while (buf && !dropped_unique && !rfuse_session_exited(s)) {
+		ssize_t n = rfuse_session_read(s, buf, cap);
+		if (n < 0)
+			break;
+		if (n > 0)
+			rfuse_session_process(s, buf, (size_t)n);
+	}
+	free(buf);
+	return NULL;
+}
+
+struct reader {
+	char path[300];
+	_Atomic int done;
+	int n;
+	char data[64];
+};
+
+static void *read_file(void *arg)
+{
+	struct reader *rd = arg;
+	int fd = open(rd->path, O_RDONLY);
+	rd->n = fd >= 0 ? (int)read(fd, rd->data, sizeof(rd->data) - 1) : -errno;
+	if (fd >= 0)
+		close(fd);
+	rd->done = 1;
+	return NULL;
+}
+
+static void test_takeover(void **state)
+{
+	if (getuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
+		skip();
+	char dir[] = "/tmp/rfuse-takeover-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct rs_error err = {0};
+	int fd = rfuse_mount(dir, "rfuse-test", "rfusetest", &err);
+	if (fd == -EPERM || fd == -ENODEV) {
+		rmdir(dir);
+		skip();
+	}
+	assert_true(fd >= 0);
+	static const struct rfuse_wishes w = {.async_read = true};
+	struct rfuse_session *a, *b = NULL;
+	assert_int_equal(rfuse_session_new(fd, &mount_ops, NULL, &w, &a, NULL), 0);
+	drop_reads = 1;
+	dropped_unique = 0;
+	pthread_t ta, tb, tr;
+	assert_int_equal(pthread_create(&ta, NULL, serve_until_drop, a), 0);
+	struct reader rd = {0};
+	snprintf(rd.path, sizeof(rd.path), "%s/hello", dir);
+	assert_int_equal(pthread_create(&tr, NULL, read_file, &rd), 0);
+	pthread_join(ta, NULL); /* the first server took the READ and is gone */
+	usleep(200 * 1000);
+	int blocked = !rd.done;
+
+	/* The second one knows the INIT outcome only from the saved line. */
+	char line[256];
+	struct rfuse_granted g;
+	int fl = rfuse_granted_format(rfuse_session_granted(a), line, sizeof(line));
+	int pl = fl > 0 ? rfuse_granted_parse(line, &g, &err) : -1;
+	rfuse_session_free(a);
+	drop_reads = 0;
+	first_hello_unique = 0;
+	int ad = pl == 0 ? rfuse_session_adopt(fd, &mount_ops, NULL, &w, &g, &b, &err) : -1;
+	int started = ad == 0 ? pthread_create(&tb, NULL, serve, b) : -1;
+	int resend = started == 0 ? rfuse_notify_resend(b) : -1;
+	for (int i = 0; i < 500 && !rd.done; i++)
+		usleep(10 * 1000);
+	int done = rd.done;
+	/* And new requests go to it as well. */
+	struct reader rd2 = {0};
+	snprintf(rd2.path, sizeof(rd2.path), "%s/hello", dir);
+	if (done) {
+		int dfd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+		if (dfd >= 0) {
+			(void)!write(dfd, "3", 1);
+			close(dfd);
+		}
+		read_file(&rd2);
+	}
+	int um = rfuse_unmount(dir, &err);
+	if (!done) {
+		/* Unblock the reader: the connection is gone once unmounted and
+		 * aborted; a stuck read must not hang the test. */
+		close(fd);
+		fd = -1;
+	}
+	pthread_join(tr, NULL);
+	if (started == 0)
+		pthread_join(tb, NULL);
+	/* The first READ the new server answers is the one the old took. */
+	bool resent_bit = (first_hello_unique & RFUSE_UNIQUE_RESEND) != 0;
+	bool same_id = (first_hello_unique & ~RFUSE_UNIQUE_RESEND) == dropped_unique;
+	bool has_resend = ad == 0 && rfuse_session_granted(b)->has_resend;
+	rfuse_session_free(b);
+	if (fd >= 0)
+		close(fd);
+	rmdir(dir);
+
+	assert_true(blocked);
+	assert_true(fl > 0);
+	assert_int_equal(pl, 0);
+	assert_int_equal(ad, 0);
+	assert_int_equal(started, 0);
+	assert_int_equal(resend, 0);
+	assert_true(done);
+	assert_int_equal(rd.n, sizeof(hello_data) - 1);
+	assert_string_equal(rd.data, hello_data);
+	assert_int_equal(rd2.n, sizeof(hello_data) - 1);
+	assert_string_equal(rd2.data, hello_data);
+	assert_int_equal(um, 0);
+	assert_true(same_id);
+	if (has_resend)
+		assert_true(resent_bit);
+}
+
+static void test_granted_text(void **state)
+{
+	struct rfuse_granted g = {.major = FUSE_KERNEL_VERSION,
+				  .minor = 41,
+				  .max_readahead = 1 << 20,
+				  .max_write = 128 << 10,
+				  .max_pages = 256,
+				  .max_stack_depth = 1,
+				  .passthrough = true,
+				  .has_resend = true,
+				  .kernel_flags = 0x1234567890ull,
+				  .reply_flags = 0x42},
+			     back;
+	char line[256];
+	struct rs_error err = {0};
+	assert_true(rfuse_granted_format(&g, line, sizeof(line)) > 0);
+	assert_int_equal(rfuse_granted_parse(line, &back, &err), 0);
+	assert_memory_equal(&g, &back, sizeof(g));
+	assert_int_equal(rfuse_granted_format(&g, line, 10), -ENOSPC);
+	/* Not ours, out of range, or with more after it: refused. */
+	static const char *bad[] = {
+	    "",
+	    "rfuse-granted-2 7 41 1 131072 256 1 0 0 0",
+	    "rfuse-granted-1 8 41 1 131072 256 1 0 0 0",
+	    "rfuse-granted-1 7 11 1 131072 256 1 0 0 0",
+	    "rfuse-granted-1 7 41 1 1024 256 1 0 0 0",
+	    "rfuse-granted-1 7 41 1 4294967295 256 1 0 0 0",
+	    "rfuse-granted-1 7 41 1 131072 256 9 0 0 0",
+	    "rfuse-granted-1 7 41 1 131072 256 1 4096 0 0",
+	    "rfuse-granted-1 7 41 1 131072 256 1 0 0 0 extra",
+	    "rfuse-granted-1 7 41 1 131072",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(rfuse_granted_parse(bad[i], &back, &err), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -852,6 +1024,8 @@ int main(void)
 	    cmocka_unit_test(test_dirbuf),
 	    cmocka_unit_test(test_replies),
 	    cmocka_unit_test(test_mount),
+	    cmocka_unit_test(test_granted_text),
+	    cmocka_unit_test(test_takeover),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
