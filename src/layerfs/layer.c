@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <time.h>
 
 #include "layerfs_internal.h"
@@ -45,6 +46,8 @@ void lfs_layer_unref(struct lfs_layer *l)
 	free(l->file_left);
 	free(l->file_state);
 	lfs_passthrough_free(l);
+	lfs_status_handles_free(l);
+	free(l->state_dir);
 	free(l->mountpoint);
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->lock);
@@ -126,6 +129,7 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	snprintf(l->digest, sizeof(l->digest), "%s", o->digest);
 	rs_sha256(l->digest, strlen(l->digest), l->layer_key);
 	pthread_mutex_init(&l->lock, NULL);
+	lfs_status_handles_init(l);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -277,8 +281,41 @@ static void end_session(struct lfs_layer *l)
 	l->se = NULL;
 }
 
-int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err)
+/* Serves the connection fd, already mounted at mountpoint by an earlier
+ * process, with what that process left in the state directory. */
+static int adopt(struct lfs_layer *l, const char *mountpoint, int fd, struct rfuse_session **se,
+		 struct rs_error *err)
 {
+	struct statfs sf;
+	if (statfs(mountpoint, &sf) < 0)
+		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
+	if (sf.f_type != LFS_FUSE_SUPER_MAGIC)
+		return rs_err(err, -EINVAL,
+			      "layer %s: %s is not a FUSE mount: nothing to take over", l->digest,
+			      mountpoint);
+	struct rfuse_granted g;
+	int r = lfs_state_load_granted(l, &g, err);
+	if (r < 0)
+		return r;
+	bool kept;
+	r = lfs_state_opens_map(l, true, &kept);
+	if (r < 0)
+		return rs_err(err, r, "layer %s: %s/fuse.opens: %s", l->digest, l->state_dir,
+			      strerror(-r));
+	if (!kept)
+		rs_log(RS_LOG_WARN,
+		       "layerfs: %s: no record of the files open at %s; opens of files in "
+		       "passthrough use may fail until they are closed",
+		       l->digest, mountpoint);
+	return rfuse_session_adopt(fd, &lfs_ops, l, &l->rt->fuse_wishes, &g, se, err);
+}
+
+int lfs_layer_mount_with(struct lfs_layer *l, const char *mountpoint,
+			 const struct lfs_mount_opts *mo, struct rs_error *err)
+{
+	static const struct lfs_mount_opts none = {.adopt_fd = -1};
+	if (!mo)
+		mo = &none;
 	if (l->se)
 		return rs_err(err, -EBUSY, "layer %s is mounted already", l->digest);
 	if (atomic_load(&l->toc_unchecked))
@@ -292,26 +329,60 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return rs_err(err, -ENOTDIR, "mountpoint %s is not a directory", mountpoint);
+	if (mo->state_dir && !(l->state_dir = strdup(mo->state_dir)))
+		return rs_err(err, -ENOMEM, "out of memory");
 	int64_t t0 = lfs_now_ms();
-	char fsname[64];
-	snprintf(fsname, sizeof(fsname), "stargz-%.12s", l->digest + 7);
-	int fd = rfuse_mount(mountpoint, fsname, "stargz", err);
-	if (fd < 0)
-		return fd;
-	struct rfuse_session *se;
-	int r = rfuse_session_new(fd, &lfs_ops, l, &l->rt->fuse_wishes, &se, err);
+	bool adopting = mo->adopt_fd >= 0;
+	struct rfuse_session *se = NULL;
+	int fd = mo->adopt_fd, r;
+	if (adopting) {
+		r = adopt(l, mountpoint, fd, &se, err);
+	} else {
+		char fsname[64];
+		snprintf(fsname, sizeof(fsname), "stargz-%.12s", l->digest + 7);
+		bool kept;
+		r = lfs_state_opens_map(l, false, &kept);
+		if (r < 0)
+			return rs_err(err, r, "layer %s: %s/fuse.opens: %s", l->digest,
+				      l->state_dir, strerror(-r));
+		fd = rfuse_mount(mountpoint, fsname, "stargz", err);
+		if (fd < 0)
+			return fd;
+		r = rfuse_session_new(fd, &lfs_ops, l, &l->rt->fuse_wishes, &se, err);
+		if (r < 0) {
+			(void)rfuse_unmount(mountpoint, NULL);
+			close(fd);
+		}
+	}
 	if (r < 0) {
-		(void)rfuse_unmount(mountpoint, NULL);
-		close(fd);
+		lfs_state_opens_unmap(l);
 		return r;
 	}
 	l->mountpoint = strdup(mountpoint);
 	l->se = se;
 	l->fuse_fd = fd;
+	if (adopting)
+		lfs_passthrough_adopt(l);
 	r = lfs_runtime_attach(l->rt, l, err);
 	if (r < 0) {
-		end_session(l);
+		/* An adopted connection is not ours to end: its holder keeps it. */
+		if (adopting) {
+			rfuse_session_free(l->se);
+			l->se = NULL;
+			l->fuse_fd = -1;
+		} else {
+			end_session(l);
+		}
 		return r;
+	}
+	if (adopting) {
+		/* Requests the dead process had read come again. */
+		int rr = rfuse_notify_resend(se);
+		if (rr < 0)
+			rs_log(RS_LOG_WARN,
+			       "layerfs: %s: FUSE_NOTIFY_RESEND: %s (requests the old process "
+			       "had read stay unanswered; Linux 6.9+ resends them)",
+			       l->digest, strerror(-rr));
 	}
 	choose_readahead(l, mountpoint);
 	pthread_mutex_lock(&l->rt->lock);
@@ -319,12 +390,23 @@ int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error
 	pthread_mutex_unlock(&l->rt->lock);
 	if (!l->defer_fetch)
 		lfs_layer_fetch_start(l);
-	rs_log(RS_LOG_INFO, "layerfs: %s mounted at %s (%u entries, %lld ms)", l->digest,
-	       mountpoint, l->nnodes, (long long)(lfs_now_ms() - t0));
+	rs_log(RS_LOG_INFO, "layerfs: %s %s at %s (%u entries, %lld ms)", l->digest,
+	       adopting ? "taken over" : "mounted", mountpoint, l->nnodes,
+	       (long long)(lfs_now_ms() - t0));
 	return 0;
 }
 
-void lfs_layer_close(struct lfs_layer *l)
+int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err)
+{
+	return lfs_layer_mount_with(l, mountpoint, NULL, err);
+}
+
+int lfs_layer_fuse_fd(const struct lfs_layer *l)
+{
+	return l->se ? l->fuse_fd : -1;
+}
+
+static void close_layer(struct lfs_layer *l, bool keep)
 {
 	if (!l)
 		return;
@@ -345,10 +427,30 @@ void lfs_layer_close(struct lfs_layer *l)
 	lfs_fetch_cancel(rt, l);
 	if (l->se) {
 		lfs_runtime_detach(rt, l);
-		lfs_passthrough_close(l);
-		end_session(l);
+		lfs_passthrough_close(l, keep);
+		if (keep) {
+			/* The mount and its connection stay, for a successor that
+			 * gets the fd from whoever holds a copy of it. */
+			close(l->fuse_fd);
+			l->fuse_fd = -1;
+			rfuse_session_free(l->se);
+			l->se = NULL;
+		} else {
+			end_session(l);
+		}
 	}
+	lfs_state_opens_unmap(l);
 	lfs_layer_unref(l);
+}
+
+void lfs_layer_close(struct lfs_layer *l)
+{
+	close_layer(l, false);
+}
+
+void lfs_layer_close_keep(struct lfs_layer *l)
+{
+	close_layer(l, true);
 }
 
 bool lfs_layer_alive(struct lfs_layer *l)

@@ -111,6 +111,27 @@ int lfs_layer_expect_diff_id(struct lfs_layer *l, const char *diff_id, const cha
  * toc_digest_later whose TOC digest was never checked (unless
  * allow_unverified). */
 int lfs_layer_mount(struct lfs_layer *l, const char *mountpoint, struct rs_error *err);
+/* Mounting so that the connection can outlive this process (issue 16). */
+struct lfs_mount_opts {
+	/* Where this mount keeps what a successor needs to serve its
+	 * connection (the INIT outcome, the I/O modes of files the kernel has
+	 * open): a directory of this mount's own. NULL: nothing kept. */
+	const char *state_dir;
+	/* >= 0: the /dev/fuse fd of a connection an earlier process mounted at
+	 * mountpoint (kept in an fd store), served as it is: no new mount, the
+	 * kernel's node ids and file handles stay valid, and requests the old
+	 * process had read are sent again. Needs the state_dir it kept. The
+	 * layer owns the fd once this succeeds. -1: mount anew. */
+	int adopt_fd;
+};
+int lfs_layer_mount_with(struct lfs_layer *l, const char *mountpoint,
+			 const struct lfs_mount_opts *mo, struct rs_error *err);
+/* The mounted connection's fd (to dup into an fd store), or -1. */
+int lfs_layer_fuse_fd(const struct lfs_layer *l);
+/* Stops serving and frees, leaving the mount and its connection in place
+ * for a successor (whoever holds a dup of the fd keeps it alive; without
+ * one the kernel ends it). */
+void lfs_layer_close_keep(struct lfs_layer *l);
 /* Starts the prefetch and the background fetch of a mounted layer opened
  * with defer_fetch (once; later calls do nothing). */
 void lfs_layer_fetch_start(struct lfs_layer *l);

@@ -187,6 +187,18 @@ struct lfs_layer {
 	atomic_uint_least64_t passthrough_opens; /* opens answered FOPEN_PASSTHROUGH */
 	atomic_uint_least64_t backing_built;     /* backing files this layer built */
 	uint32_t diffid_mismatches;              /* by the background fetch only */
+
+	/* takeover.c: the state a successor process needs (NULL: none kept);
+	 * opens[node] mirrors the node's entry in pt_nodes, under pt_lock. */
+	char *state_dir;
+	void *opens_map;
+	size_t opens_map_size;
+	struct lfs_open_rec *opens;
+
+	/* statusfile.c: open handles of the status file, under status_lock. */
+	pthread_mutex_t status_lock;
+	struct lfs_status_handle *status_handles;
+	uint64_t status_next_id;
 };
 
 /* ---- layer.c -------------------------------------------------------------- */
@@ -246,6 +258,35 @@ void lfs_file_check(struct lfs_layer *l, uint32_t chunk);
 /* The file failed its digest check: its reads get EIO. */
 bool lfs_file_bad(const struct lfs_layer *l, uint32_t node);
 
+/* ---- takeover.c: state kept for a successor ------------------------------ */
+/* statfs f_type of a FUSE mount (linux/magic.h). */
+#define LFS_FUSE_SUPER_MAGIC 0x65735546
+/* A node's opens the kernel holds, as a successor must know them. */
+struct lfs_open_rec {
+	int32_t backing_id;
+	uint32_t pt_opens, cached_opens;
+	uint32_t reserved;
+};
+/* Writes the INIT outcome to STATE/fuse.granted (nothing without a state
+ * directory). */
+int lfs_state_save_granted(struct lfs_layer *l, const struct rfuse_granted *g);
+int lfs_state_load_granted(struct lfs_layer *l, struct rfuse_granted *g, struct rs_error *err);
+/* Maps STATE/fuse.opens (l->opens). adopting: keep what an earlier process
+ * of this layer left (*kept says whether there was such); else zeros. */
+int lfs_state_opens_map(struct lfs_layer *l, bool adopting, bool *kept);
+void lfs_state_opens_unmap(struct lfs_layer *l);
+
+/* ---- statusfile.c: handles of the status file ---------------------------- */
+void lfs_status_handles_init(struct lfs_layer *l);
+void lfs_status_handles_free(struct lfs_layer *l);
+/* A snapshot of the status as a new handle. -ENOMEM. */
+int lfs_status_open(struct lfs_layer *l, uint64_t *fh);
+/* Answers a READ of handle fh (one this process did not give: a fresh
+ * snapshot). */
+void lfs_status_read(struct lfs_layer *l, struct rfuse_req *req, uint64_t fh, uint64_t off,
+		     uint32_t size);
+void lfs_status_release(struct lfs_layer *l, uint64_t fh);
+
 /* ---- passthrough.c ------------------------------------------------------ */
 /* File handles of regular files: how the open was answered. */
 #define LFS_FH_UNTRACKED 0   /* passthrough off: nothing counted */
@@ -258,9 +299,14 @@ int lfs_passthrough_setup(struct lfs_runtime *rt, enum lfs_passthrough mode, con
 			  struct rs_error *err);
 int lfs_passthrough_start(struct lfs_runtime *rt, struct rs_error *err);
 void lfs_passthrough_stop(struct lfs_runtime *rt);
+/* After a takeover, before the first request: the opens an earlier process
+ * left (l->opens) become this one's, their backing files pinned again and
+ * backing ids no open uses closed. */
+void lfs_passthrough_adopt(struct lfs_layer *l);
 int lfs_passthrough_init(struct lfs_layer *l);
-/* At unmount: drops every backing id and pin of l. */
-void lfs_passthrough_close(struct lfs_layer *l);
+/* At unmount: drops every pin of l and, unless keep (the connection stays
+ * for a successor, which needs them), its backing ids. */
+void lfs_passthrough_close(struct lfs_layer *l, bool keep);
 void lfs_passthrough_free(struct lfs_layer *l);
 /* Every chunk of node is in (and checked): build its backing file. */
 void lfs_passthrough_queue(struct lfs_layer *l, uint32_t node);

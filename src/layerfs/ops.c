@@ -206,22 +206,11 @@ static void op_open(struct rfuse_req *req, uint64_t ino, uint32_t flags)
 		return;
 	}
 	if (ino == lfs_status_file_ino(l)) {
-		/* A snapshot of the status, taken at open, served as it was. */
-		struct rs_buf *b = calloc(1, sizeof(*b));
-		struct lfs_status s;
-		lfs_layer_status(l, &s);
-		if (!b || lfs_status_json(&s, b) < 0) {
-			if (b)
-				rs_buf_free(b);
-			free(b);
+		uint64_t fh;
+		if (lfs_status_open(l, &fh) < 0)
 			rfuse_reply_err(req, ENOMEM);
-			return;
-		}
-		if (rfuse_reply_open(req, (uint64_t)(uintptr_t)b, FOPEN_DIRECT_IO, 0) < 0) {
-			/* The kernel never got the handle: no RELEASE will free it. */
-			rs_buf_free(b);
-			free(b);
-		}
+		else if (rfuse_reply_open(req, fh, FOPEN_DIRECT_IO, 0) < 0)
+			lfs_status_release(l, fh); /* no RELEASE will come */
 		return;
 	}
 	uint32_t node = lfs_node_of(l, ino);
@@ -251,24 +240,7 @@ static void op_read(struct rfuse_req *req, uint64_t ino, uint64_t fh, uint64_t o
 {
 	struct lfs_layer *l = layer_of(req);
 	if (ino == lfs_status_file_ino(l)) {
-		const struct rs_buf *b = (const struct rs_buf *)(uintptr_t)fh;
-		if (!b || off >= b->len) {
-			rfuse_reply_buf(req, NULL, 0);
-			return;
-		}
-		size_t n = b->len - (size_t)off;
-		if (n > size)
-			n = size;
-		/* A copy: once the kernel has the reply, the reader may close the
-		 * file and RELEASE (freeing b) can run while this worker is still
-		 * returning from the write. */
-		cleanup_free char *copy = malloc(n ? n : 1);
-		if (!copy) {
-			rfuse_reply_err(req, ENOMEM);
-			return;
-		}
-		memcpy(copy, b->data + off, n);
-		rfuse_reply_buf(req, copy, n);
+		lfs_status_read(l, req, fh, off, size);
 		return;
 	}
 	uint32_t node = lfs_node_of(l, ino);
@@ -287,11 +259,7 @@ static void op_release(struct rfuse_req *req, uint64_t ino, uint64_t fh)
 {
 	struct lfs_layer *l = layer_of(req);
 	if (ino == lfs_status_file_ino(l)) {
-		struct rs_buf *b = (struct rs_buf *)(uintptr_t)fh;
-		if (b) {
-			rs_buf_free(b);
-			free(b);
-		}
+		lfs_status_release(l, fh);
 	} else {
 		uint32_t node = lfs_node_of(l, ino);
 		if (node != ESGZ_NONE)
@@ -394,7 +362,17 @@ static void op_flush(struct rfuse_req *req, uint64_t ino, uint64_t fh)
 	rfuse_reply_err(req, ENOSYS);
 }
 
+static void op_init(void *ud, const struct rfuse_granted *g)
+{
+	struct lfs_layer *l = ud;
+	int r = lfs_state_save_granted(l, g);
+	if (r < 0)
+		rs_log(RS_LOG_WARN, "layerfs: %s: saving the INIT outcome in %s: %s", l->digest,
+		       l->state_dir, strerror(-r));
+}
+
 const struct rfuse_ops lfs_ops = {
+    .init = op_init,
     .flush = op_flush,
     .lookup = op_lookup,
     .getattr = op_getattr,

@@ -404,10 +404,25 @@ static struct lfs_pt_node **slot_of(struct lfs_layer *l, uint32_t node)
 	return pp;
 }
 
+/* Under pt_lock: e's state, for a successor (takeover.c). Written before
+ * the kernel hears of an open and after it released one, so that a process
+ * killed in between leaves counts too high (a backing id kept, passthrough
+ * put off), never too low (an open the kernel would refuse). */
+static void persist_locked(struct lfs_layer *l, uint32_t node, const struct lfs_pt_node *e)
+{
+	if (!l->opens || node >= l->nnodes)
+		return;
+	struct lfs_open_rec *r = &l->opens[node];
+	r->backing_id = e ? e->backing_id : 0;
+	r->pt_opens = e ? e->pt_opens : 0;
+	r->cached_opens = e ? e->cached_opens : 0;
+}
+
 /* Under pt_lock: drops e when nothing holds it any more. */
 static void settle_locked(struct lfs_layer *l, struct lfs_pt_node **pp)
 {
 	struct lfs_pt_node *e = *pp;
+	uint32_t node = e->node;
 	if (e->pt_opens == 0 && e->backing_id > 0) {
 		if (l->se)
 			(void)rfuse_backing_close(l->se, e->backing_id, NULL);
@@ -418,7 +433,9 @@ static void settle_locked(struct lfs_layer *l, struct lfs_pt_node **pp)
 	if (e->pt_opens == 0 && e->cached_opens == 0) {
 		*pp = e->next;
 		free(e);
+		e = NULL;
 	}
+	persist_locked(l, node, e);
 }
 
 /* The backing id for a new passthrough open of node, or 0 for a cached one. */
@@ -492,6 +509,7 @@ uint64_t lfs_passthrough_open(struct lfs_layer *l, uint32_t node, int32_t *backi
 		e->pt_opens++;
 	else
 		e->cached_opens++;
+	persist_locked(l, node, e);
 	pthread_mutex_unlock(&l->pt_lock);
 	if (id > 0)
 		atomic_fetch_add(&l->passthrough_opens, 1);
@@ -515,7 +533,66 @@ void lfs_passthrough_release(struct lfs_layer *l, uint32_t node, uint64_t fh)
 	pthread_mutex_unlock(&l->pt_lock);
 }
 
-void lfs_passthrough_close(struct lfs_layer *l)
+void lfs_passthrough_adopt(struct lfs_layer *l)
+{
+	if (!l->opens || !l->pt_state)
+		return;
+	uint32_t kept = 0, closed = 0, repinned = 0;
+	pthread_mutex_lock(&l->pt_lock);
+	for (uint32_t node = 0; node < l->nnodes; node++) {
+		struct lfs_open_rec r = l->opens[node];
+		if (r.backing_id <= 0 && r.pt_opens == 0 && r.cached_opens == 0)
+			continue;
+		const struct esgz_node *n = esgz_index_node(l->idx, node);
+		if (n->type != ESGZ_REG) {
+			memset(&l->opens[node], 0, sizeof(r));
+			continue;
+		}
+		if (r.backing_id > 0 && r.pt_opens == 0) {
+			/* Killed between the last release and the close. */
+			if (l->se)
+				(void)rfuse_backing_close(l->se, r.backing_id, NULL);
+			r.backing_id = 0;
+			closed++;
+		}
+		if (r.pt_opens == 0 && r.cached_opens == 0) {
+			memset(&l->opens[node], 0, sizeof(r));
+			continue;
+		}
+		struct lfs_pt_node **pp = slot_of(l, node);
+		struct lfs_pt_node *e = *pp ? *pp : calloc(1, sizeof(*e));
+		if (!e)
+			continue;
+		if (!*pp) {
+			e->node = node;
+			*pp = e;
+		}
+		e->pt_opens = r.pt_opens;
+		e->cached_opens = r.cached_opens;
+		e->backing_id = r.pt_opens > 0 ? r.backing_id : 0;
+		if (e->backing_id > 0 && l->rt->backing) {
+			/* The kernel reads the file it was given whatever happens
+			 * to its name; the pin keeps eviction's count right. */
+			uint8_t key[RS_SHA256_LEN];
+			bool content;
+			int fd;
+			backing_key(l, node, key, &content);
+			if (cache_backing_open(l->rt->backing, key, content, (uint64_t)n->size,
+					       &e->pin, &fd, NULL) == 0)
+				repinned++;
+		}
+		persist_locked(l, node, e);
+		kept++;
+	}
+	pthread_mutex_unlock(&l->pt_lock);
+	if (kept || closed)
+		rs_log(RS_LOG_INFO,
+		       "layerfs: %s: took over %u files open (%u backing files pinned again, "
+		       "%u unused backing ids closed)",
+		       l->digest, kept, repinned, closed);
+}
+
+void lfs_passthrough_close(struct lfs_layer *l, bool keep)
 {
 	if (!l->pt_state)
 		return;
@@ -524,7 +601,7 @@ void lfs_passthrough_close(struct lfs_layer *l)
 		while (l->pt_nodes[b]) {
 			struct lfs_pt_node *e = l->pt_nodes[b];
 			l->pt_nodes[b] = e->next;
-			if (e->backing_id > 0 && l->se)
+			if (e->backing_id > 0 && l->se && !keep)
 				(void)rfuse_backing_close(l->se, e->backing_id, NULL);
 			cache_backing_release(e->pin);
 			free(e);
