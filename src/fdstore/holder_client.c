@@ -302,16 +302,17 @@ int hc_add(struct fdstore *s, const char *name, int fd, struct rs_error *err)
 	if (rc < 0)
 		return rs_err(err, rc, "fd store: %s: %s", name, strerror(-rc));
 	rc = ensure_holder(s, err);
-	if (rc == 0)
-		rc = send_add(h, name, fd);
+	if (rc < 0) {
+		fdt_remove(&s->table, name);
+		return rc;
+	}
+	rc = send_add(h, name, fd);
 	if (rc == -EPIPE)
 		return restart_holder(s, err);
 	if (rc < 0) {
 		fdt_remove(&s->table, name);
 		if (rc == -ESTALE)
 			return rs_err(err, rc, "fd holder: another process took the store over");
-		if (err && err->code == rc)
-			return rc;
 		return rs_err(err, rc, "fd holder: storing %s: %s", name, strerror(-rc));
 	}
 	return 0;

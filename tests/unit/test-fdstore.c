@@ -320,6 +320,30 @@ static void test_holder_stale_socket(void **state)
 	close(p[1]);
 }
 
+/* A holder that cannot start: the add fails, saying why, and stores nothing. */
+static void test_holder_missing_program(void **state)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	sock_path(path, sizeof(path));
+	struct fdstore_opts o = {.holder_socket = path,
+				 .holder_program = "/nonexistent/rs-fd-holder"};
+	struct fdstore *s = NULL;
+	struct fdstore_entry *v;
+	size_t n;
+	struct rs_error err = {0};
+	assert_int_equal(fdstore_open(&o, &s, &v, &n, &err), 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fdstore_add(s, "a", p[1], &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "exec /nonexistent/rs-fd-holder"));
+	assert_int_equal(fdstore_holder_pid(s), 0);
+	assert_int_equal(fdstore_check(s, &err), 0);
+	assert_int_equal(fdstore_remove(s, "a", &err), -ENOENT);
+	fdstore_stop(s);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* Raw packets at the holder: it drops the peer and keeps what it holds. */
 static void test_holder_malformed(void **state)
 {
@@ -575,6 +599,7 @@ int main(void)
 	    cmocka_unit_test(test_holder_takeover),
 	    cmocka_unit_test(test_holder_killed),
 	    cmocka_unit_test(test_holder_stale_socket),
+	    cmocka_unit_test(test_holder_missing_program),
 	    cmocka_unit_test(test_holder_malformed),
 	    cmocka_unit_test(test_systemd_notify),
 	    cmocka_unit_test(test_systemd_listen_fds),
