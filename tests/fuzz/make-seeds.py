@@ -143,3 +143,22 @@ for i, r in enumerate([
     fuse_req(38, b""),                                           # DESTROY
 ]):
     write("fuzz-fuse-request", f"req{i}", r)
+
+# fuzz-fdstore-proto: a byte (number of fds to attach, mod 4), then one
+# rs-fd-holder packet: header (magic, op, name_len, value) and the name.
+
+
+def fdh(nfds, op, name=b"", value=0, magic=0x52534631):
+    return bytes([nfds]) + struct.pack("<IHHi", magic, op, len(name), value) + name
+
+
+for i, r in enumerate([
+    fdh(1, 1, b"fuse.sha256-ab"),   # ADD
+    fdh(0, 2, b"grpc"),             # REMOVE
+    fdh(0, 3),                      # STOP
+    fdh(1, 4, b"x"),                # ENTRY
+    fdh(0, 5, value=2),             # END
+    fdh(0, 7, value=2),             # ERR
+    fdh(2, 1, b"a:b"),              # bad name, two fds
+]):
+    write("fuzz-fdstore-proto", f"pkt{i}", r)
