@@ -8,9 +8,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <dirent.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +322,68 @@ static void test_holder_stale_socket(void **state)
 	close(p[1]);
 }
 
+struct churn {
+	struct fdstore *s;
+	int id, fd, failures;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	for (int i = 0; i < 40; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "t%d.%d", c->id, i % 5);
+		struct rs_error err = {0};
+		if (fdstore_add(c->s, name, c->fd, &err) < 0)
+			c->failures++;
+		if (i % 2 && fdstore_remove(c->s, name, &err) < 0)
+			c->failures++;
+		if (fdstore_check(c->s, &err) < 0)
+			c->failures++;
+	}
+	return NULL;
+}
+
+/* Several threads at one store (the lock inside), then a hand-over of what is left. */
+static void test_holder_threads(void **state)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	sock_path(path, sizeof(path));
+	struct fdstore_entry *v;
+	size_t n;
+	struct fdstore *s = open_holder(path, &v, &n);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	struct rs_error err = {0};
+	assert_int_equal(fdstore_add(s, "base", p[1], &err), 0);
+	pid_t pid = fdstore_holder_pid(s);
+	pthread_t th[4];
+	struct churn c[4];
+	for (int i = 0; i < 4; i++) {
+		c[i] = (struct churn){.s = s, .id = i, .fd = p[i % 2]};
+		assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &c[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(c[i].failures, 0);
+	}
+	assert_int_equal(fdstore_holder_pid(s), pid);
+	fdstore_close(s);
+	/* Each name's last turn is i = 35 + j: odd (removed) for j = 0, 2, 4. */
+	s = open_holder(path, &v, &n);
+	assert_int_equal(n, 1 + 4 * 2);
+	assert_non_null(find(v, n, "base"));
+	assert_non_null(find(v, n, "t0.1"));
+	assert_non_null(find(v, n, "t3.3"));
+	assert_null(find(v, n, "t0.0"));
+	assert_null(find(v, n, "t2.4"));
+	free_restored(v, n);
+	fdstore_stop(s);
+	assert_true(reaped_within(pid, 3000));
+	close(p[0]);
+	close(p[1]);
+}
+
 /* A holder that cannot start: the add fails, saying why, and stores nothing. */
 static void test_holder_missing_program(void **state)
 {
@@ -583,8 +647,36 @@ static int setup(void **state)
 	return access(holder_prog, X_OK);
 }
 
+/* Holders a failed test left: our children (we are their subreaper), by pid. */
+static void kill_left_holders(void)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *close_paren = strrchr(buf, ')');
+		int pid = atoi(buf), ppid = 0;
+		if (close_paren && sscanf(close_paren + 1, " %*c %d", &ppid) == 1 &&
+		    ppid == (int)getpid() && strstr(buf, "(rs-fd-holder)")) {
+			fprintf(stderr, "# killing holder %d left by a failed test\n", pid);
+			kill_holder(pid);
+		}
+	}
+	closedir(d);
+}
+
 static int teardown(void **state)
 {
+	kill_left_holders();
 	char cmd[PATH_MAX + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	return system(cmd) == 0 ? 0 : -1;
@@ -599,6 +691,7 @@ int main(void)
 	    cmocka_unit_test(test_holder_takeover),
 	    cmocka_unit_test(test_holder_killed),
 	    cmocka_unit_test(test_holder_stale_socket),
+	    cmocka_unit_test(test_holder_threads),
 	    cmocka_unit_test(test_holder_missing_program),
 	    cmocka_unit_test(test_holder_malformed),
 	    cmocka_unit_test(test_systemd_notify),
