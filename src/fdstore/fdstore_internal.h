@@ -128,8 +128,9 @@ void hc_close(struct fdstore *s);
  * /dev/null, no other fds, reparented away from us). */
 int hc_spawn(const char *program, const char *socket_path, struct rs_error *err);
 
-/* holder_server.c: the holder itself; returns when it has nothing left to hold. */
-int fdstore_holder_run(const char *socket_path, struct rs_error *err);
+/* holder_server.c: the holder itself; returns when it has nothing left to
+ * hold. ready_fd (or -1) is closed once it listens, after its error if not. */
+int fdstore_holder_run(const char *socket_path, int ready_fd, struct rs_error *err);
 
 /* For tests: the pid of the holder this store talks to, 0 when none. */
 pid_t fdstore_holder_pid(struct fdstore *s);

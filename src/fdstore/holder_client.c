@@ -182,7 +182,7 @@ static int ensure_holder(struct fdstore *s, struct rs_error *err)
 		} while (rs_monotonic_ms() < deadline);
 		if (rc == -ENOENT || rc == -ECONNREFUSED)
 			return rs_err(err, -ETIMEDOUT,
-				      "fd holder %s (%s): not listening after %d ms",
+				      "fd holder %s (%s): exited or not listening after %d ms",
 				      h->socket_path, h->program, FDSTORE_HOLDER_TIMEOUT_MS);
 	}
 	if (rc < 0)

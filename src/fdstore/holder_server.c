@@ -180,13 +180,35 @@ static void raise_fd_limit(void)
 	}
 }
 
-int fdstore_holder_run(const char *socket_path, struct rs_error *err)
+/* Tells whoever started us how the start went (see holder_spawn.c). */
+static void report_ready(int ready_fd, const struct rs_error *err)
+{
+	if (ready_fd < 0)
+		return;
+	if (err && err->msg[0]) {
+		/* 'M', the (negative) code, the message. */
+		char msg[1 + sizeof(int) + RS_ERROR_MSG_MAX];
+		msg[0] = 'M';
+		memcpy(msg + 1, &err->code, sizeof(int));
+		size_t len = strnlen(err->msg, RS_ERROR_MSG_MAX - 1);
+		memcpy(msg + 1 + sizeof(int), err->msg, len);
+		ssize_t w = write(ready_fd, msg, 1 + sizeof(int) + len);
+		(void)w;
+	}
+	close(ready_fd);
+}
+
+int fdstore_holder_run(const char *socket_path, int ready_fd, struct rs_error *err)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	raise_fd_limit();
 	struct holder hd = {.path = socket_path, .listen_fd = -1, .client = -1};
+	struct rs_error local = {0};
+	if (!err)
+		err = &local;
 	int rc = listen_on(&hd, err);
+	report_ready(ready_fd, rc < 0 ? err : NULL);
 	if (rc < 0)
 		return rc;
 	bool had_client = false;

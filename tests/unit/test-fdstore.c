@@ -408,6 +408,27 @@ static void test_holder_missing_program(void **state)
 	close(p[1]);
 }
 
+/* A holder that cannot listen tells why (over its ready fd), promptly. */
+static void test_holder_cannot_listen(void **state)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(path, sizeof(path), "%s/missing-dir/h.sock", tmpdir);
+	struct fdstore_entry *v;
+	size_t n;
+	struct fdstore *s = open_holder(path, &v, &n);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	struct rs_error err = {0};
+	int64_t t0 = rs_monotonic_ms();
+	assert_int_equal(fdstore_add(s, "a", p[1], &err), -ENOENT);
+	assert_true(rs_monotonic_ms() - t0 < 2000);
+	assert_non_null(strstr(err.msg, "missing-dir/h.sock: No such file or directory"));
+	assert_int_equal(fdstore_holder_pid(s), 0);
+	fdstore_stop(s);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* Raw packets at the holder: it drops the peer and keeps what it holds. */
 static void test_holder_malformed(void **state)
 {
@@ -693,6 +714,7 @@ int main(void)
 	    cmocka_unit_test(test_holder_stale_socket),
 	    cmocka_unit_test(test_holder_threads),
 	    cmocka_unit_test(test_holder_missing_program),
+	    cmocka_unit_test(test_holder_cannot_listen),
 	    cmocka_unit_test(test_holder_malformed),
 	    cmocka_unit_test(test_systemd_notify),
 	    cmocka_unit_test(test_systemd_listen_fds),
