@@ -6,7 +6,7 @@
 # LISTEN_FDNAMES=state and LISTEN_PID its own pid, reads it, says READY=1;
 # status.json follows; SIGTERM stops the child and does not restart it.
 . "$(dirname "$0")/lib.sh"
-need_tools jq
+command -v jq >/dev/null || skip "jq is missing"
 
 cat >"$T/child.py" <<'PY'
 import array, os, socket, sys, time
