@@ -98,7 +98,7 @@ static void remove_if_same(const char *path, int fd)
 
 static void drop(const char *path, int fd, const char *why)
 {
-	rs_log(RS_LOG_WARN, "layerfs: kept TOC %s: %s; removed, reading the TOC from the registry",
+	rs_log(RS_LOG_WARN, "layerfs: kept TOC %s: %s; removed (the TOC comes from the registry)",
 	       path, why);
 	remove_if_same(path, fd);
 }
