@@ -225,6 +225,10 @@ int lfs_toc_dir_init(struct lfs_runtime *rt, const char *cache_dir, struct rs_er
  * -EBADMSG when the file failed a check (logged, removed); -ENOMEM. */
 int lfs_toc_load(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
 		 struct lfs_toc_tail *out);
+/* Why file (a kept tail's whole file) is no good for blob, or NULL with t
+ * filled, t->data pointing into file. */
+const char *lfs_toc_check(const uint8_t *file, size_t file_size, const uint8_t blob[RS_SHA256_LEN],
+			  struct lfs_toc_tail *t, char *why, size_t cap);
 /* Writes t as blob's kept tail: temp file, fsync, rename, fsync. */
 int lfs_toc_store(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
 		  const struct lfs_toc_tail *t, struct rs_error *err);

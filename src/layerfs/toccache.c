@@ -130,14 +130,17 @@ static int read_full(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
-/* Why the header does not fit a file of file_size bytes for blob, or NULL;
- * the tail's place and length in *t. */
-static const char *check_header(const uint8_t *h, const uint8_t blob[RS_SHA256_LEN],
-				uint64_t file_size, struct lfs_toc_tail *t, char *why, size_t cap)
+const char *lfs_toc_check(const uint8_t *file, size_t file_size, const uint8_t blob[RS_SHA256_LEN],
+			  struct lfs_toc_tail *t, char *why, size_t cap)
 {
-	if (memcmp(h, MAGIC, MAGIC_LEN) != 0)
+	memset(t, 0, sizeof(*t));
+	if (file_size < HDR_SIZE) {
+		snprintf(why, cap, "short file (%zu bytes)", file_size);
+		return why;
+	}
+	if (memcmp(file, MAGIC, MAGIC_LEN) != 0)
 		return "not a kept TOC (wrong magic)";
-	const uint8_t *p = h + MAGIC_LEN;
+	const uint8_t *p = file + MAGIC_LEN;
 	uint64_t version = get_le(p, 4), hsize = get_le(p + 4, 4);
 	if (version != VERSION || hsize != HDR_SIZE) {
 		snprintf(why, cap,
@@ -150,6 +153,7 @@ static const char *check_header(const uint8_t *h, const uint8_t blob[RS_SHA256_L
 		return "it names another blob digest";
 	p += RS_SHA256_LEN;
 	uint64_t size = get_le(p, 8), off = get_le(p + 8, 8), len = get_le(p + 16, 8);
+	p += 24;
 	if (size == 0 || size > INT64_MAX || len == 0 || len > TAIL_MAX || len > size ||
 	    off != size - len) {
 		snprintf(why, cap,
@@ -158,13 +162,18 @@ static const char *check_header(const uint8_t *h, const uint8_t blob[RS_SHA256_L
 			 size, off, len);
 		return why;
 	}
-	if (file_size != HDR_SIZE + len) {
-		snprintf(why, cap, "%" PRIu64 " bytes, the header says %" PRIu64, file_size,
+	if ((uint64_t)file_size != HDR_SIZE + len) {
+		snprintf(why, cap, "%zu bytes, the header says %" PRIu64, file_size,
 			 (uint64_t)HDR_SIZE + len);
 		return why;
 	}
-	t->blob_size = (int64_t)size;
+	uint8_t sum[RS_SHA256_LEN];
+	rs_sha256(file + HDR_SIZE, (size_t)len, sum);
+	if (memcmp(sum, p, RS_SHA256_LEN) != 0)
+		return "payload does not match its sha256";
+	t->data = (uint8_t *)file + HDR_SIZE;
 	t->len = (size_t)len;
+	t->blob_size = (int64_t)size;
 	return NULL;
 }
 
@@ -189,40 +198,29 @@ int lfs_toc_load(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
 		drop(path, fd, "not a regular file");
 		return -EBADMSG;
 	}
-	if ((uint64_t)st.st_size < HDR_SIZE) {
-		snprintf(why, sizeof(why), "short file (%lld bytes)", (long long)st.st_size);
+	if ((uint64_t)st.st_size > HDR_SIZE + TAIL_MAX) {
+		snprintf(why, sizeof(why), "too large (%lld bytes)", (long long)st.st_size);
 		drop(path, fd, why);
 		return -EBADMSG;
 	}
-	uint8_t h[HDR_SIZE];
-	int r = read_full(fd, h, sizeof(h), 0);
+	size_t fsize = (size_t)st.st_size;
+	cleanup_free uint8_t *file = malloc(fsize ? fsize : 1);
+	if (!file)
+		return -ENOMEM;
+	int r = read_full(fd, file, fsize, 0);
 	if (r < 0) {
 		snprintf(why, sizeof(why), "read: %s", strerror(-r));
 		drop(path, fd, why);
 		return -EBADMSG;
 	}
-	struct lfs_toc_tail t = {0};
-	const char *bad = check_header(h, blob, (uint64_t)st.st_size, &t, why, sizeof(why));
+	struct lfs_toc_tail t;
+	const char *bad = lfs_toc_check(file, fsize, blob, &t, why, sizeof(why));
 	if (bad) {
 		drop(path, fd, bad);
 		return -EBADMSG;
 	}
-	cleanup_free uint8_t *data = malloc(t.len);
-	if (!data)
-		return -ENOMEM;
-	r = read_full(fd, data, t.len, HDR_SIZE);
-	if (r < 0) {
-		snprintf(why, sizeof(why), "read: %s", strerror(-r));
-		drop(path, fd, why);
-		return -EBADMSG;
-	}
-	uint8_t sum[RS_SHA256_LEN];
-	rs_sha256(data, t.len, sum);
-	if (memcmp(sum, h + HDR_SIZE - RS_SHA256_LEN, RS_SHA256_LEN) != 0) {
-		drop(path, fd, "payload does not match its sha256");
-		return -EBADMSG;
-	}
-	t.data = steal_pointer(&data);
+	memmove(file, t.data, t.len);
+	t.data = steal_pointer(&file);
 	*out = t;
 	return 0;
 }
