@@ -15,7 +15,8 @@
 #     and stops; with the registry black-holed, a second mount on the same
 #     cache dir comes up at once from the kept TOC (CACHE_DIR/toc/<hex>, no
 #     request), status.json says toc_cached, the files read before read
-#     right (from the disk cache), an uncached one gets EIO; with a damaged
+#     right (from the disk cache; with prefetch and background fetch on as
+#     well), an uncached one gets EIO; with a damaged
 #     kept TOC and the registry back the mount reads the registry's and
 #     keeps it again;
 #   * prefetch + background (defaults): status reaches 100 % / complete, then
@@ -282,6 +283,19 @@ if mount_start mk1 "${KARGS[@]}" "$KP/rs/faults:v1" "$DG" "$M"; then
 		expect_read_eio "restart, registry gone: uncached files/f06 gets EIO (the registry is really gone)" k2-u
 		mount_stop "$MOUNT_PID"
 		[ "$RC" = 0 ] || fail "restart: second mount: exit $RC at SIGTERM"
+	fi
+	# The same with prefetch and background fetch on: their requests hang in
+	# the black hole, the mount and the cached files do not wait for them.
+	t0=$(date +%s%N)
+	if mount_start mk2b --plain-http --toc-digest "$TOCD" --cache-dir "$KC" --timeout "$TMO" "$KP/rs/faults:v1" "$DG" "$M"; then
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		check "restart (prefetch, background on): the mount comes up in $ms ms (< ${TMO}000)" [ "$ms" -lt $((TMO * 1000)) ]
+		for f in files/f05 big/b1; do
+			readfile "k2b-${f//\//_}" "$M/$f" "$X/$f"
+			expect_read_ok "restart (prefetch, background on), registry gone: $f reads right" "k2b-${f//\//_}"
+		done
+		mount_stop "$MOUNT_PID"
+		[ "$RC" = 0 ] || fail "restart (prefetch, background on): exit $RC at SIGTERM"
 	fi
 	nblob=$(tail -n +$((nreq + 1)) "$KP_LOG" | jq -s '[.[] | select(.path | test("/blobs/")) | .range // "" | select(test("^bytes=-"))] | length')
 	check "restart: no tail (suffix-range) request reached the proxy ($nblob)" [ "$nblob" = 0 ]
