@@ -185,7 +185,8 @@ int lfs_toc_load(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
 		return -ENOENT;
 	char path[PATH_MAX], why[160];
 	path_of(rt, blob, path, sizeof(path));
-	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO put there must not hang the open. */
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return -ENOENT;

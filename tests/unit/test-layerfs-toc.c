@@ -492,6 +492,30 @@ static void test_toc_digest_mismatch(void **state)
 	close_layer(&c);
 }
 
+/* Something else than a file in the kept file's place (a FIFO would block
+ * a plain open): refused at once, removed. */
+static void test_not_a_file(void **state)
+{
+	(void)state;
+	const struct test_blob *b = &blobs[0];
+	struct facts f;
+	first_open(b, &f);
+	char path[160];
+	kept_path(b, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	struct opened c;
+	open_layer(&c, b, b->toc_digest, 0);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(c.requests, 1);
+	assert_false(from_cache(&c));
+	assert_non_null(strstr(c.log, "not a regular file"));
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	close_layer(&c);
+}
+
 /* The descriptor's size must match the kept one as it must the registry's. */
 static void test_size_mismatch(void **state)
 {
@@ -518,6 +542,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_other_blob_digest, each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_magic, each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_toc_digest_mismatch, each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_not_a_file, each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_size_mismatch, each_setup, each_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
