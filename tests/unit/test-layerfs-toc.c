@@ -34,6 +34,7 @@ struct test_blob {
 
 static struct test_blob blobs[2];
 static int listen_fd, port;
+static pthread_t server;
 static atomic_int requests;
 static char cache_dir[64];
 static int64_t toc_tail_hint; /* lfs_layer_opts.toc_tail of the next opens */
@@ -139,16 +140,18 @@ static int setup(void **state)
 	    listen(listen_fd, 16) < 0 || getsockname(listen_fd, (struct sockaddr *)&sa, &sl) < 0)
 		return -1;
 	port = ntohs(sa.sin_port);
-	pthread_t th;
-	if (pthread_create(&th, NULL, serve, NULL) != 0)
+	if (pthread_create(&server, NULL, serve, NULL) != 0)
 		return -1;
-	pthread_detach(th);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
+	/* accept fails once the socket is shut down: the server returns */
+	shutdown(listen_fd, SHUT_RDWR);
+	pthread_join(server, NULL);
+	close(listen_fd);
 	for (int i = 0; i < 2; i++)
 		rs_buf_free(&blobs[i].k.blob);
 	return 0;
