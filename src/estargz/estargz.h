@@ -70,6 +70,10 @@ struct esgz_reader {
 int esgz_reader_open_file(struct esgz_reader *r, const char *path, struct rs_error *err);
 /* Reads from memory the caller keeps alive; nothing is copied. */
 void esgz_reader_init_mem(struct esgz_reader *r, const void *data, size_t len);
+/* A blob of blob_size bytes of which only the last len bytes are known,
+ * held in memory the caller keeps alive (a TOC kept from an earlier open):
+ * reads inside them are served, any other read fails with -ERANGE. */
+void esgz_reader_init_tail(struct esgz_reader *r, const void *data, size_t len, int64_t blob_size);
 void esgz_reader_close(struct esgz_reader *r);
 static inline int esgz_read_at(struct esgz_reader *r, void *buf, size_t len, int64_t off,
 			       struct rs_error *err)

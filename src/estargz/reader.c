@@ -66,14 +66,20 @@ int esgz_reader_open_file(struct esgz_reader *r, const char *path, struct rs_err
 struct mem_reader {
 	const uint8_t *data;
 	size_t len;
+	int64_t base; /* blob offset of data[0] */
 };
 
 static int mem_read_at(void *ctx, void *buf, size_t len, int64_t off, struct rs_error *err)
 {
 	struct mem_reader *m = ctx;
-	if (off < 0 || (uint64_t)off > m->len || len > m->len - (size_t)off)
+	if (off < m->base)
+		return rs_err(err, -ERANGE,
+			      "read of %zu bytes at %lld: only the bytes from %lld on are known",
+			      len, (long long)off, (long long)m->base);
+	off -= m->base;
+	if ((uint64_t)off > m->len || len > m->len - (size_t)off)
 		return rs_err(err, -EIO, "read of %zu bytes at %lld is past the end (%zu)", len,
-			      (long long)off, m->len);
+			      (long long)(off + m->base), m->len);
 	memcpy(buf, m->data + off, len);
 	return 0;
 }
@@ -89,11 +95,24 @@ void esgz_reader_init_mem(struct esgz_reader *r, const void *data, size_t len)
 	if (m) {
 		m->data = data;
 		m->len = len;
+		m->base = 0;
 	}
 	r->ctx = m;
 	r->size = m ? (int64_t)len : 0;
 	r->read_at = mem_read_at;
 	r->close = mem_close;
+}
+
+void esgz_reader_init_tail(struct esgz_reader *r, const void *data, size_t len, int64_t blob_size)
+{
+	esgz_reader_init_mem(r, data, len);
+	struct mem_reader *m = r->ctx;
+	if (!m)
+		return;
+	if ((uint64_t)len > INT64_MAX || blob_size < (int64_t)len)
+		blob_size = (int64_t)len;
+	m->base = blob_size - (int64_t)len;
+	r->size = blob_size;
 }
 
 void esgz_reader_close(struct esgz_reader *r)

@@ -101,6 +101,102 @@ static int check_verifiable(struct lfs_layer *l, const struct lfs_layer_opts *o,
 	return 0;
 }
 
+/* Opens l->blob from the tail an earlier open kept in the cache dir, with no
+ * request; false (a bad file logged and removed) when there is none that
+ * opens and matches o's size and TOC digest. */
+static bool open_kept(struct lfs_layer *l, const struct lfs_layer_opts *o,
+		      const uint8_t blob[RS_SHA256_LEN])
+{
+	uint8_t want[RS_SHA256_LEN];
+	if (o->toc_digest && rs_digest_parse(o->toc_digest, strlen(o->toc_digest), want) < 0)
+		return false; /* the registry path reports it */
+	struct lfs_toc_tail t;
+	int64_t t0 = lfs_now_ms();
+	if (lfs_toc_load(l->rt, blob, &t) < 0)
+		return false;
+	char why[RS_ERROR_MSG_MAX + 64];
+	if (o->size > 0 && t.blob_size != o->size) {
+		snprintf(why, sizeof(why), "blob size %lld, its descriptor says %lld",
+			 (long long)t.blob_size, (long long)o->size);
+		lfs_toc_drop(l->rt, blob, why);
+		free(t.data);
+		return false;
+	}
+	struct esgz_reader rd;
+	esgz_reader_init_tail(&rd, t.data, t.len, t.blob_size);
+	if (!rd.ctx) {
+		free(t.data);
+		return false;
+	}
+	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = t.len};
+	struct rs_error e = {0};
+	int r = esgz_open(&rd, &oo, &l->blob, &e);
+	esgz_reader_close(&rd);
+	free(t.data);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "%s", e.msg);
+		lfs_toc_drop(l->rt, blob, why);
+		l->blob = NULL;
+		return false;
+	}
+	rs_log(RS_LOG_DEBUG, "layerfs: %s opened from its kept TOC (%zu bytes) in %lld ms",
+	       l->digest, t.len, (long long)(lfs_now_ms() - t0));
+	return true;
+}
+
+/* Opens l->blob from the registry: one suffix-range request brings the
+ * blob's size, its footer and, for most layers, the whole TOC: no HEAD, no
+ * second round trip. With a cache dir, what it read is kept for next time. */
+static int open_registry(struct lfs_layer *l, const struct lfs_layer_opts *o,
+			 const uint8_t blob[RS_SHA256_LEN], struct rs_error *err)
+{
+	int64_t t0 = lfs_now_ms();
+	size_t tail = o->toc_tail >= ESGZ_FOOTER_SIZE && o->toc_tail <= OPEN_TAIL_HINT_MAX
+			  ? (size_t)o->toc_tail
+			  : OPEN_TAIL;
+	struct esgz_reader rd;
+	int r = reg_blob_reader_tail(l->client, &l->ref, l->digest, tail, &rd, err);
+	if (r < 0)
+		return r;
+	if (o->size > 0 && rd.size != o->size) {
+		r = rs_err(err, -EBADMSG, "the registry's blob has %lld bytes, its descriptor %lld",
+			   (long long)rd.size, (long long)o->size);
+		esgz_reader_close(&rd);
+		return r;
+	}
+	int64_t t1 = lfs_now_ms();
+	struct lfs_toc_recorder rec;
+	struct esgz_reader rr;
+	lfs_toc_recorder_wrap(&rec, &rd, &rr);
+	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = tail};
+	r = esgz_open(l->rt->toc_dir ? &rr : &rd, &oo, &l->blob, err);
+	if (r == 0 && l->rt->toc_dir) {
+		/* From the TOC to the end; never less than a footer of either
+		 * kind, which esgz_open reads first. */
+		int64_t from = l->blob->footer.toc_offset, floor = rd.size - ESGZ_FOOTER_SIZE;
+		if (from > floor)
+			from = floor > 0 ? floor : 0;
+		struct lfs_toc_tail t;
+		struct rs_error e = {0};
+		int k = lfs_toc_recorder_tail(&rec, from, &t);
+		if (k < 0)
+			rs_log(RS_LOG_DEBUG, "layerfs: %s: TOC not kept: %s", l->digest,
+			       strerror(-k));
+		else if (lfs_toc_store(l->rt, blob, &t, &e) < 0)
+			rs_log(RS_LOG_WARN, "layerfs: %s: keeping its TOC: %s", l->digest, e.msg);
+		if (k == 0)
+			free(t.data);
+	}
+	lfs_toc_recorder_free(&rec);
+	esgz_reader_close(&rd);
+	if (r < 0)
+		return r;
+	rs_log(RS_LOG_DEBUG,
+	       "layerfs: %s opened: tail read %lld ms (%zu bytes), TOC and index %lld ms",
+	       o->digest, (long long)(t1 - t0), tail, (long long)(lfs_now_ms() - t1));
+	return 0;
+}
+
 int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
 		   struct rs_error *err)
 {
@@ -139,31 +235,12 @@ int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struc
 	int r = reg_ref_parse(o->ref, &l->ref, err);
 	if (r < 0)
 		goto fail;
-	/* One suffix-range request brings the blob's size, its footer and,
-	 * for most layers, the whole TOC: no HEAD, no second round trip. */
-	int64_t t0 = lfs_now_ms();
-	size_t tail = o->toc_tail >= ESGZ_FOOTER_SIZE && o->toc_tail <= OPEN_TAIL_HINT_MAX
-			  ? (size_t)o->toc_tail
-			  : OPEN_TAIL;
-	struct esgz_reader rd;
-	r = reg_blob_reader_tail(l->client, &l->ref, l->digest, tail, &rd, err);
-	if (r < 0)
-		goto fail;
-	if (o->size > 0 && rd.size != o->size) {
-		r = rs_err(err, -EBADMSG, "the registry's blob has %lld bytes, its descriptor %lld",
-			   (long long)rd.size, (long long)o->size);
-		esgz_reader_close(&rd);
-		goto fail;
+	l->toc_from_cache = open_kept(l, o, sum);
+	if (!l->toc_from_cache) {
+		r = open_registry(l, o, sum, err);
+		if (r < 0)
+			goto fail;
 	}
-	int64_t t1 = lfs_now_ms();
-	struct esgz_open_opts oo = {.expected_toc_digest = o->toc_digest, .tail_read = tail};
-	r = esgz_open(&rd, &oo, &l->blob, err);
-	esgz_reader_close(&rd);
-	if (r < 0)
-		goto fail;
-	rs_log(RS_LOG_DEBUG,
-	       "layerfs: %s opened: tail read %lld ms (%zu bytes), TOC and index %lld ms",
-	       o->digest, (long long)(t1 - t0), tail, (long long)(lfs_now_ms() - t1));
 	l->idx = l->blob->index;
 	l->nnodes = esgz_index_node_count(l->idx);
 	l->chunks = esgz_index_all_chunks(l->idx, &l->nchunks);
@@ -202,6 +279,13 @@ int lfs_layer_toc_digest_check(struct lfs_layer *l, const char *digest, struct r
 	if (memcmp(want, l->blob->toc_digest, RS_SHA256_LEN) != 0) {
 		char got[RS_DIGEST_STR_LEN];
 		rs_digest_format(l->blob->toc_digest, got);
+		uint8_t blob[RS_SHA256_LEN];
+		if (l->toc_from_cache && rs_digest_parse(l->digest, strlen(l->digest), blob) == 0) {
+			/* A later open reads the registry's. */
+			char why[2 * RS_DIGEST_STR_LEN + 64];
+			snprintf(why, sizeof(why), "TOC digest %s, expected %s", got, digest);
+			lfs_toc_drop(l->rt, blob, why);
+		}
 		return rs_err(err, ESGZ_EDIGEST, "layer %s: TOC digest is %s, expected %s",
 			      l->digest, got, digest);
 	}
@@ -510,6 +594,7 @@ void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out)
 	out->passthrough = l->rt->pt_active;
 	out->passthrough_opens = atomic_load(&l->passthrough_opens);
 	out->backing_files = atomic_load(&l->backing_built);
+	out->toc_from_cache = l->toc_from_cache;
 }
 
 int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
@@ -521,12 +606,13 @@ int lfs_status_json(const struct lfs_status *s, struct rs_buf *out)
 	    "\"mounted\":%s,\"registry_ok\":%s,\"fetch_errors\":%llu,"
 	    "\"verify_errors\":%llu,\"cache_size_mismatches\":%llu,"
 	    "\"entries\":%llu,\"diff_id_check\":\"%s\",\"diff_id\":\"%s\","
-	    "\"passthrough\":%s,\"passthrough_opens\":%llu,\"backing_files\":%llu}\n",
+	    "\"passthrough\":%s,\"passthrough_opens\":%llu,\"backing_files\":%llu,"
+	    "\"toc_cached\":%s}\n",
 	    s->digest, (long long)s->size, (long long)s->data_bytes, (long long)s->fetched_bytes,
 	    s->percent, lfs_state_name(s->state), s->mounted ? "true" : "false",
 	    s->registry_ok ? "true" : "false", (unsigned long long)s->fetch_errors,
 	    (unsigned long long)s->verify_errors, (unsigned long long)s->cache_size_mismatches,
 	    (unsigned long long)s->entries, s->diff_id_check ? s->diff_id_check : "off", s->diff_id,
 	    s->passthrough ? "true" : "false", (unsigned long long)s->passthrough_opens,
-	    (unsigned long long)s->backing_files);
+	    (unsigned long long)s->backing_files, s->toc_from_cache ? "true" : "false");
 }

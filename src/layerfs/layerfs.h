@@ -89,7 +89,11 @@ struct lfs_layer;
 #define LFS_EUNVERIFIED (-EPERM)
 
 /* Reads the footer and TOC (at most two range requests), checks the TOC
- * digest when one is given and builds the inode table. Not mounted yet. */
+ * digest when one is given and builds the inode table. Not mounted yet.
+ * With a cache dir, the blob's tail (TOC and footer) is kept in
+ * CACHE_DIR/toc/<digest hex> and a later open of the same blob reads it
+ * from there with no request (checked as the registry's would be; a file
+ * that fails is logged, removed, and the registry read instead). */
 int lfs_layer_open(struct lfs_runtime *rt, const struct lfs_layer_opts *o, struct lfs_layer **out,
 		   struct rs_error *err);
 /* -EBADMSG (ESGZ_EDIGEST) unless the layer's TOC JSON has digest
@@ -164,6 +168,7 @@ struct lfs_status {
 	bool passthrough;                /* the runtime serves complete files by passthrough */
 	uint64_t passthrough_opens;      /* opens answered with FOPEN_PASSTHROUGH */
 	uint64_t backing_files;          /* backing files this layer built */
+	bool toc_from_cache;             /* opened from CACHE_DIR/toc: no registry request */
 };
 
 void lfs_layer_status(struct lfs_layer *l, struct lfs_status *out);

@@ -100,6 +100,8 @@ struct lfs_runtime {
 	pthread_mutex_t pt_lock;
 	pthread_cond_t pt_cond;
 	struct lfs_build *pt_head, *pt_tail;
+
+	char *toc_dir; /* toccache.c: CACHE_DIR/toc; NULL: memory only */
 };
 
 #define LFS_STREAMS 8
@@ -120,6 +122,7 @@ struct lfs_layer {
 	bool no_prefetch, no_background;
 	bool defer_fetch;
 	atomic_bool toc_unchecked; /* opened with toc_digest_later, not checked yet */
+	bool toc_from_cache;       /* the TOC came from CACHE_DIR/toc, not the registry */
 	atomic_bool fetch_started;
 
 	struct esgz_blob *blob;
@@ -207,6 +210,50 @@ void lfs_layer_unref(struct lfs_layer *l);
 int64_t lfs_now_ms(void);
 /* Every chunk of l is fetched: a lowered readahead goes back up. */
 void lfs_layer_complete(struct lfs_layer *l);
+
+/* ---- toccache.c: blob tails kept in CACHE_DIR/toc ----------------------- */
+/* The last len bytes of a blob of blob_size bytes: its TOC and footer. */
+struct lfs_toc_tail {
+	uint8_t *data; /* owned (free) */
+	size_t len;
+	int64_t blob_size;
+};
+/* At runtime start: rt->toc_dir made (nothing without a cache dir), temp
+ * files a crash left removed. */
+int lfs_toc_dir_init(struct lfs_runtime *rt, const char *cache_dir, struct rs_error *err);
+/* The tail kept for blob: 0; -ENOENT when there is none (or no cache dir);
+ * -EBADMSG when the file failed a check (logged, removed); -ENOMEM. */
+int lfs_toc_load(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
+		 struct lfs_toc_tail *out);
+/* Why file (a kept tail's whole file) is no good for blob, or NULL with t
+ * filled, t->data pointing into file. */
+const char *lfs_toc_check(const uint8_t *file, size_t file_size, const uint8_t blob[RS_SHA256_LEN],
+			  struct lfs_toc_tail *t, char *why, size_t cap);
+/* Writes t as blob's kept tail: temp file, fsync, rename, fsync. */
+int lfs_toc_store(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN],
+		  const struct lfs_toc_tail *t, struct rs_error *err);
+/* Logs why blob's kept tail is no good and removes it. */
+void lfs_toc_drop(struct lfs_runtime *rt, const uint8_t blob[RS_SHA256_LEN], const char *why);
+/* A reader passing reads to inner and keeping a copy of the first few, so
+ * that the bytes an esgz_open read need no second request to be kept. */
+#define LFS_TOC_REC_SPANS 4
+struct lfs_toc_span {
+	int64_t off;
+	size_t len;
+	uint8_t *data;
+};
+struct lfs_toc_recorder {
+	struct esgz_reader *inner;
+	unsigned n;
+	struct lfs_toc_span spans[LFS_TOC_REC_SPANS];
+};
+void lfs_toc_recorder_wrap(struct lfs_toc_recorder *rec, struct esgz_reader *inner,
+			   struct esgz_reader *out);
+/* The blob's bytes from `from` to its end out of what was read: -ENOENT
+ * when some were not read, -E2BIG past the bound. */
+int lfs_toc_recorder_tail(const struct lfs_toc_recorder *rec, int64_t from,
+			  struct lfs_toc_tail *out);
+void lfs_toc_recorder_free(struct lfs_toc_recorder *rec);
 
 /* ---- runtime.c ------------------------------------------------------------ */
 /* Adds a mounted session to the event loop. */

@@ -218,6 +218,11 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 		r = rs_err(err, -errno, "epoll: %s", strerror(errno));
 		goto fail;
 	}
+	r = lfs_toc_dir_init(rt, o->cache_dir, err);
+	if (r < 0) {
+		rs_error_prefix(err, "TOC cache");
+		goto fail;
+	}
 	r = lfs_passthrough_setup(rt, o->passthrough, o->cache_dir, err);
 	if (r == 0)
 		r = lfs_passthrough_start(rt, err);
@@ -273,6 +278,7 @@ void lfs_runtime_free(struct lfs_runtime *rt)
 	if (rt->wake_fd >= 0)
 		close(rt->wake_fd);
 	cache_close(rt->cache);
+	free(rt->toc_dir);
 	free(rt->slots);
 	pthread_cond_destroy(&rt->queue_cond);
 	pthread_cond_destroy(&rt->slot_cond);

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpus (deterministic) under DIR/<target>/."""
+import hashlib
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -67,7 +69,12 @@ for i, s in enumerate(specs):
     blob = os.path.join(out, f"blob{i}")
     subprocess.run([sys.executable, craft, p, blob], check=True, stdout=subprocess.DEVNULL)
     with open(blob, "rb") as f:
-        write("fuzz-blob", f"blob{i}", f.read())
+        b = f.read()
+    write("fuzz-blob", f"blob{i}", b)
+    # the whole blob as the tail of a kept TOC file (layerfs/toccache.c)
+    hdr = struct.pack("<8sII32sqqQ32s", b"RSTOCTL\n", 1, 104, hashlib.sha256(b).digest(),
+                      len(b), 0, len(b), hashlib.sha256(b).digest())
+    write("fuzz-kept-toc", f"kept{i}", hdr + b)
     os.unlink(p)
     os.unlink(blob)
 

@@ -17,11 +17,11 @@ fi
 ninja -C "$bdir" tests/fuzz/fuzz-toc tests/fuzz/fuzz-blob tests/fuzz/fuzz-tar \
 	tests/fuzz/fuzz-multipart tests/fuzz/fuzz-manifest tests/fuzz/fuzz-transport \
 	tests/fuzz/fuzz-filter tests/fuzz/fuzz-record-list tests/fuzz/fuzz-fuse-request \
-	tests/fuzz/fuzz-fdstore-proto >/dev/null
+	tests/fuzz/fuzz-fdstore-proto tests/fuzz/fuzz-kept-toc >/dev/null
 python3 "$here/make-seeds.py" "$here/seeds" >/dev/null
 status=0
 for t in fuzz-toc fuzz-blob fuzz-tar fuzz-multipart fuzz-manifest fuzz-transport fuzz-filter \
-	fuzz-record-list fuzz-fuse-request fuzz-fdstore-proto; do
+	fuzz-record-list fuzz-fuse-request fuzz-fdstore-proto fuzz-kept-toc; do
 	work=$(mktemp -d)
 	cp "$here/seeds/$t"/* "$work/" 2>/dev/null || true
 	if "$bdir/tests/fuzz/$t" -max_total_time="$secs" -timeout=20 -max_len=262144 -rss_limit_mb=2048 \

@@ -11,6 +11,14 @@
 #     mount's cache: the page cache is dropped first) and an uncached file
 #     fails with EIO in bounded time (< 3 x timeout + 5 s), registry_ok goes
 #     false; back to pass, the uncached files read right without a remount;
+#   * restart with the registry gone (--cache-dir): a mount reads two files
+#     and stops; with the registry black-holed, a second mount on the same
+#     cache dir comes up at once from the kept TOC (CACHE_DIR/toc/<hex>, no
+#     request), status.json says toc_cached, the files read before read
+#     right (from the disk cache; with prefetch and background fetch on as
+#     well), an uncached one gets EIO; with a damaged
+#     kept TOC and the registry back the mount reads the registry's and
+#     keeps it again;
 #   * prefetch + background (defaults): status reaches 100 % / complete, then
 #     with the registry refusing connections every file reads right;
 #   * prefetch landmark (`stargz build --prioritized-files`,
@@ -234,6 +242,81 @@ if mount_start md --plain-http --allow-unverified --no-prefetch --no-background-
 	mount_stop "$MOUNT_PID"
 	[ "$RC" = 0 ] && pass "disconnection: SIGTERM after all that exits 0" || fail "disconnection mount: exit $RC at SIGTERM"
 	is_mounted "$M" && fail "disconnection: still mounted after SIGTERM"
+fi
+
+# --- restart with the registry gone ---------------------------------------------------------
+netproxy_start KP || die "netproxy"
+KC=$T/kc
+KEPT=$KC/toc/${DG#sha256:}
+TOCD=$(jq -r .tocDigest "$T/f.esgz.json")
+M=$T/mk
+mkdir -p "$M"
+KARGS=(--plain-http --toc-digest "$TOCD" --cache-dir "$KC" --no-prefetch --no-background-fetch --timeout "$TMO")
+if mount_start mk1 "${KARGS[@]}" "$KP/rs/faults:v1" "$DG" "$M"; then
+	for f in files/f05 big/b1; do
+		readfile "k1-${f//\//_}" "$M/$f" "$X/$f"
+		expect_read_ok "restart: first mount reads $f" "k1-${f//\//_}"
+	done
+	status_of "$M" >"$T/st-k1"
+	jq -e '.toc_cached == false' "$T/st-k1" >/dev/null &&
+		pass "restart: the first mount's TOC came from the registry (toc_cached false)" ||
+		{ fail "restart: first mount: toc_cached not false"; show_file "$T/st-k1"; }
+	mount_stop "$MOUNT_PID"
+	[ "$RC" = 0 ] || fail "restart: first mount: exit $RC at SIGTERM"
+	check "restart: the TOC is kept at $KEPT" [ -s "$KEPT" ]
+
+	proxy_mode KP blackhole
+	nreq=$(wc -l <"$KP_LOG")
+	t0=$(date +%s%N)
+	if mount_start mk2 "${KARGS[@]}" "$KP/rs/faults:v1" "$DG" "$M"; then
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		check "restart: with the registry black-holed the mount comes up in $ms ms (< ${TMO}000)" [ "$ms" -lt $((TMO * 1000)) ]
+		status_of "$M" >"$T/st-k2"
+		jq -e '.toc_cached == true and .mounted == true' "$T/st-k2" >/dev/null &&
+			pass "restart: status.json says toc_cached true" ||
+			{ fail "restart: status.json does not say toc_cached"; show_file "$T/st-k2"; }
+		for f in files/f05 big/b1; do
+			readfile "k2-${f//\//_}" "$M/$f" "$X/$f"
+			expect_read_ok "restart, registry gone: $f (cached before) reads right" "k2-${f//\//_}"
+		done
+		readfile k2-u "$M/files/f06" "$X/files/f06"
+		expect_read_eio "restart, registry gone: uncached files/f06 gets EIO (the registry is really gone)" k2-u
+		mount_stop "$MOUNT_PID"
+		[ "$RC" = 0 ] || fail "restart: second mount: exit $RC at SIGTERM"
+	fi
+	# The same with prefetch and background fetch on: their requests hang in
+	# the black hole, the mount and the cached files do not wait for them.
+	t0=$(date +%s%N)
+	if mount_start mk2b --plain-http --toc-digest "$TOCD" --cache-dir "$KC" --timeout "$TMO" "$KP/rs/faults:v1" "$DG" "$M"; then
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		check "restart (prefetch, background on): the mount comes up in $ms ms (< ${TMO}000)" [ "$ms" -lt $((TMO * 1000)) ]
+		for f in files/f05 big/b1; do
+			readfile "k2b-${f//\//_}" "$M/$f" "$X/$f"
+			expect_read_ok "restart (prefetch, background on), registry gone: $f reads right" "k2b-${f//\//_}"
+		done
+		mount_stop "$MOUNT_PID"
+		[ "$RC" = 0 ] || fail "restart (prefetch, background on): exit $RC at SIGTERM"
+	fi
+	nblob=$(tail -n +$((nreq + 1)) "$KP_LOG" | jq -s '[.[] | select(.path | test("/blobs/")) | .range // "" | select(test("^bytes=-"))] | length')
+	check "restart: no tail (suffix-range) request reached the proxy ($nblob)" [ "$nblob" = 0 ]
+
+	# A damaged kept TOC: the registry's is read and kept again.
+	proxy_mode KP pass
+	sz=$(size_of "$KEPT")
+	printf 'X' | dd of="$KEPT" bs=1 seek=$((sz - 20)) conv=notrunc status=none
+	cp "$KEPT" "$T/kept-bad"
+	if mount_start mk3 "${KARGS[@]}" "$KP/rs/faults:v1" "$DG" "$M"; then
+		status_of "$M" >"$T/st-k3"
+		jq -e '.toc_cached == false' "$T/st-k3" >/dev/null &&
+			pass "restart: a damaged kept TOC is not used (toc_cached false)" ||
+			{ fail "restart: damaged kept TOC: toc_cached not false"; show_file "$T/st-k3"; }
+		check "restart: the damage is logged, naming the file" grep -q "kept TOC $KEPT: payload does not match" "$T/mk3.err"
+		check "restart: the kept TOC is written again" [ -s "$KEPT" ]
+		cmp -s "$KEPT" "$T/kept-bad" && fail "restart: the damaged kept TOC is still there"
+		readfile k3 "$M/files/f06" "$X/files/f06"
+		expect_read_ok "restart: with the registry back files/f06 reads right" k3
+		mount_stop "$MOUNT_PID"
+	fi
 fi
 
 # --- prefetch + background ------------------------------------------------------------------

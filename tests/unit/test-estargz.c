@@ -608,6 +608,37 @@ static void test_base64(void **state)
 	assert_string_equal(enc, "aGVsbG8=");
 }
 
+/* A blob known only from its TOC's member on opens like the whole blob, and
+ * a read before the known bytes fails instead of reading garbage. */
+static void test_reader_tail(void **state)
+{
+	(void)state;
+	struct opened o;
+	open_toc(&o, "{\"version\":1,\"entries\":[{\"name\":\"a\",\"type\":\"dir\"}]}", NULL);
+	assert_int_equal(o.rc, 0);
+	int64_t from = o.b->footer.toc_offset;
+	size_t len = o.k.blob.len - (size_t)from;
+	struct esgz_reader t;
+	esgz_reader_init_tail(&t, o.k.blob.data + from, len, (int64_t)o.k.blob.len);
+	assert_int_equal(t.size, (int64_t)o.k.blob.len);
+	struct esgz_open_opts oo = {.tail_read = len};
+	struct esgz_blob *b = NULL;
+	struct rs_error err = {0};
+	assert_int_equal(esgz_open(&t, &oo, &b, &err), 0);
+	assert_memory_equal(b->toc_digest, o.b->toc_digest, RS_SHA256_LEN);
+	assert_int_equal(b->size, o.b->size);
+	esgz_blob_free(b);
+	uint8_t x[4];
+	assert_int_equal(esgz_read_at(&t, x, sizeof(x), from - 1, &err), -ERANGE);
+	assert_int_equal(esgz_read_at(&t, x, sizeof(x), from, &err), 0);
+	assert_int_not_equal(esgz_read_at(&t, x, sizeof(x), t.size - 2, &err), 0);
+	/* a tail read longer than what is known reaches before it */
+	oo.tail_read = len + 100;
+	assert_int_equal(esgz_open(&t, &oo, &b, &err), -ERANGE);
+	esgz_reader_close(&t);
+	close_opened(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -630,6 +661,7 @@ int main(void)
 	    cmocka_unit_test(test_path_clean),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_reader_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
