@@ -117,12 +117,13 @@ void rfuse_log_granted(const struct rfuse_granted *g)
 	rs_log(RS_LOG_DEBUG,
 	       "fuse: protocol %u.%u, max_pages %u (%u KiB reads), max_write %u, readahead %u, "
 	       "async_read %s, passthrough %s (stack depth %u), readdirplus %s, readdir cache %s, "
-	       "keep_cache %s, parallel dirops %s, cache symlinks %s, has_resend %s "
+	       "keep_cache %s, parallel dirops %s, cache symlinks %s, no_opendir %s, has_resend %s "
 	       "(kernel offered 0x%llx, we took 0x%llx)",
 	       g->major, g->minor, g->max_pages, g->max_pages * 4, g->max_write, g->max_readahead,
 	       g->async_read ? "on" : "off", g->passthrough ? "on" : "off", g->max_stack_depth,
 	       g->readdirplus ? "on" : "off", g->readdir_cache ? "on" : "off",
 	       g->keep_cache ? "on" : "off", g->parallel_dirops ? "on" : "off",
-	       g->cache_symlinks ? "on" : "off", g->has_resend ? "yes" : "no",
-	       (unsigned long long)g->kernel_flags, (unsigned long long)g->reply_flags);
+	       g->cache_symlinks ? "on" : "off", g->no_opendir ? "on" : "off",
+	       g->has_resend ? "yes" : "no", (unsigned long long)g->kernel_flags,
+	       (unsigned long long)g->reply_flags);
 }

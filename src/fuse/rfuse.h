@@ -31,7 +31,10 @@ struct rfuse_wishes {
 	bool readdirplus;
 	bool parallel_dirops;
 	bool cache_symlinks;
-	bool no_opendir; /* the kernel may skip OPENDIR (we keep no dir state) */
+	/* No OPENDIR or RELEASEDIR (we keep no directory state): the session
+	 * answers the first OPENDIR ENOSYS and ops->opendir is never called;
+	 * the kernel then caches every directory's listing. */
+	bool no_opendir;
 };
 
 /* What the kernel and we agreed on. */

@@ -134,10 +134,15 @@ static void do_open(struct rfuse_req *r, const unsigned char *arg, size_t len, c
 		ops_of(r)->open(r, r->nodeid, in.flags);
 }
 
+/* With no_opendir granted, ENOSYS is success: the kernel opens every
+ * directory itself from then on (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, no
+ * RELEASEDIR), so a walk costs the daemon no round trip per directory. */
 static void do_opendir(struct rfuse_req *r, const unsigned char *arg, size_t len, const char *name)
 {
 	GET(struct fuse_open_in, in, arg);
-	if (!ops_of(r)->opendir)
+	if (r->s->granted.no_opendir)
+		rfuse_reply_err(r, ENOSYS);
+	else if (!ops_of(r)->opendir)
 		rfuse_reply_open(r, 0, 0, 0);
 	else
 		ops_of(r)->opendir(r, r->nodeid, in.flags);

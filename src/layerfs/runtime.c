@@ -200,6 +200,7 @@ int lfs_runtime_new(const struct lfs_runtime_opts *o, struct lfs_runtime **out,
 	    .readdirplus = true,
 	    .parallel_dirops = true,
 	    .cache_symlinks = true,
+	    .no_opendir = true,
 	};
 	int r = cache_open(&co, &rt->cache, err);
 	if (r < 0) {

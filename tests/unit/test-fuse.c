@@ -136,6 +136,41 @@ static void test_init_old_minor(void **state)
 	assert_false(g.passthrough);
 }
 
+static void test_init_no_opendir(void **state)
+{
+	unsigned char buf[64];
+	struct rfuse_init_out out;
+	size_t out_len;
+	struct rfuse_granted g;
+	struct rfuse_wishes w = all_wishes;
+	w.no_opendir = true;
+	/* Offered and wished: taken, and said so in the reply. */
+	size_t n = init_in(buf, 7, 44, KFLAGS | FUSE_NO_OPENDIR_SUPPORT, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	assert_true(g.no_opendir);
+	assert_true(out.flags & FUSE_NO_OPENDIR_SUPPORT);
+	assert_true(g.readdir_cache && g.readdirplus);
+	/* Not offered (a kernel before 5.1 would fail the ENOSYS): off. */
+	n = init_in(buf, 7, 44, KFLAGS, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	assert_false(g.no_opendir);
+	assert_false(out.flags & FUSE_NO_OPENDIR_SUPPORT);
+	/* Offered, not wished: off. */
+	n = init_in(buf, 7, 44, KFLAGS | FUSE_NO_OPENDIR_SUPPORT, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &all_wishes, &out, &out_len, &g, NULL), 0);
+	assert_false(g.no_opendir);
+	assert_false(out.flags & FUSE_NO_OPENDIR_SUPPORT);
+	/* And it survives a takeover's saved line. */
+	w.no_opendir = true;
+	n = init_in(buf, 7, 44, KFLAGS | FUSE_NO_OPENDIR_SUPPORT, 0, true);
+	assert_int_equal(rfuse_negotiate(buf, n, &w, &out, &out_len, &g, NULL), 0);
+	char line[256];
+	struct rfuse_granted back;
+	assert_true(rfuse_granted_format(&g, line, sizeof(line)) > 0);
+	assert_int_equal(rfuse_granted_parse(line, &back, NULL), 0);
+	assert_true(back.no_opendir);
+}
+
 static void test_init_versions(void **state)
 {
 	unsigned char buf[64];
@@ -428,6 +463,47 @@ static void test_decoder_opcodes(void **state)
 	rfuse_session_process(s, buf, len);
 	assert_int_equal(last_error(&c), -ENODEV);
 	rfuse_session_free(s);
+}
+
+static int opendir_calls;
+
+static void cb_opendir(struct rfuse_req *r, uint64_t nodeid, uint32_t flags)
+{
+	opendir_calls++;
+	rfuse_reply_open(r, 0, FOPEN_CACHE_DIR, 0);
+}
+
+/* OPENDIR: the callback's answer, unless no_opendir was granted: then
+ * ENOSYS from the session, the callback never called. */
+static void test_decoder_no_opendir(void **state)
+{
+	static const struct rfuse_ops ops = {.opendir = cb_opendir};
+	for (int granted = 0; granted < 2; granted++) {
+		struct capture c = {0};
+		struct rfuse_session *s;
+		struct rfuse_wishes w = all_wishes;
+		w.no_opendir = true;
+		assert_int_equal(rfuse_session_new(-1, &ops, &c, &w, &s, NULL), 0);
+		rfuse_session_set_send(s, capture_send, &c);
+		unsigned char buf[256], in[64];
+		uint32_t kflags = KFLAGS | (granted ? FUSE_NO_OPENDIR_SUPPORT : 0);
+		size_t n = init_in(in, 7, 44, kflags, 0, true);
+		rfuse_session_process(s, buf, req(buf, FUSE_INIT, 1, in, n, 0));
+		assert_int_equal(last_error(&c), 0);
+		assert_int_equal(rfuse_session_granted(s)->no_opendir, granted);
+		opendir_calls = 0;
+		struct fuse_open_in op = {.flags = O_RDONLY | O_DIRECTORY};
+		for (int i = 0; i < 2; i++) {
+			rfuse_session_process(s, buf,
+					      req(buf, FUSE_OPENDIR, 2 + i, &op, sizeof(op), 0));
+			assert_int_equal(last_error(&c), granted ? -ENOSYS : 0);
+		}
+		assert_int_equal(opendir_calls, granted ? 0 : 2);
+		/* A short OPENDIR is still refused by the table first. */
+		rfuse_session_process(s, buf, req(buf, FUSE_OPENDIR, 9, &op, sizeof(op) - 1, 0));
+		assert_int_equal(last_error(&c), -EINVAL);
+		rfuse_session_free(s);
+	}
 }
 
 /* ---- replies and dirents -------------------------------------------- */
@@ -851,6 +927,132 @@ static void test_mount(void **state)
 	}
 }
 
+/* ---- no_opendir on a real mount: what reaches the server ------------ */
+
+struct counted {
+	struct rfuse_session *s;
+	_Atomic int opendirs, releasedirs, readdirs;
+};
+
+static void *serve_counting(void *arg)
+{
+	struct counted *c = arg;
+	size_t cap = rfuse_session_bufsize(c->s);
+	void *buf = malloc(cap);
+	while (buf && !rfuse_session_exited(c->s)) {
+		ssize_t n = rfuse_session_read(c->s, buf, cap);
+		if (n < 0)
+			break;
+		if ((size_t)n >= sizeof(struct fuse_in_header)) {
+			struct fuse_in_header h;
+			memcpy(&h, buf, sizeof(h));
+			c->opendirs += h.opcode == FUSE_OPENDIR;
+			c->releasedirs += h.opcode == FUSE_RELEASEDIR;
+			c->readdirs += h.opcode == FUSE_READDIR;
+		}
+		if (n > 0)
+			rfuse_session_process(c->s, buf, (size_t)n);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* One listing of dir: the names joined, and the rest of it again after a
+ * seekdir to where telldir was after the second entry. */
+struct listing {
+	char names[128], rest[128], again[128];
+	int n;
+};
+
+static void add_name(char *buf, size_t cap, const char *name)
+{
+	size_t len = strlen(buf);
+	snprintf(buf + len, cap - len, "%s/", name);
+}
+
+static void list_dir(const char *dir, struct listing *l)
+{
+	memset(l, 0, sizeof(*l));
+	DIR *d = opendir(dir);
+	if (!d) {
+		l->n = -errno;
+		return;
+	}
+	struct dirent *de;
+	long pos = -1;
+	while ((de = readdir(d))) {
+		l->n++;
+		add_name(l->names, sizeof(l->names), de->d_name);
+		if (l->n == 2)
+			pos = telldir(d);
+		else if (l->n > 2)
+			add_name(l->rest, sizeof(l->rest), de->d_name);
+	}
+	if (pos >= 0) {
+		seekdir(d, pos);
+		while ((de = readdir(d)))
+			add_name(l->again, sizeof(l->again), de->d_name);
+	}
+	closedir(d);
+}
+
+/* With no_opendir the kernel sends one OPENDIR (answered ENOSYS), never a
+ * RELEASEDIR, and lists the directory from its cache after the first
+ * listing; the listings, seekdir and telldir are the same as without. */
+static void test_mount_no_opendir(void **state)
+{
+	if (getuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0)
+		skip();
+	char dir[] = "/tmp/rfuse-noopendir-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct rs_error err = {0};
+	int fd = rfuse_mount(dir, "rfuse-test", "rfusetest", &err);
+	if (fd == -EPERM || fd == -ENODEV) {
+		rmdir(dir);
+		skip();
+	}
+	if (fd < 0)
+		rmdir(dir);
+	assert_true(fd >= 0);
+	static const struct rfuse_wishes w = {.async_read = true, .no_opendir = true};
+	struct counted c = {0};
+	assert_int_equal(rfuse_session_new(fd, &mount_ops, NULL, &w, &c.s, NULL), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, serve_counting, &c), 0);
+	struct listing l[3];
+	int readdirs_after_first = -1;
+	for (int i = 0; i < 3; i++) {
+		list_dir(dir, &l[i]);
+		if (i == 0)
+			readdirs_after_first = c.readdirs;
+	}
+	int opendirs = c.opendirs, releasedirs = c.releasedirs, readdirs = c.readdirs;
+	int um = rfuse_unmount(dir, &err);
+	pthread_join(t, NULL);
+	const struct rfuse_granted *g = rfuse_session_granted(c.s);
+	bool granted = g && g->no_opendir;
+	rfuse_session_free(c.s);
+	close(fd);
+	rmdir(dir);
+
+	assert_int_equal(um, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(l[i].n, 5);
+		assert_string_equal(l[i].names, "./../hello/link/pt/");
+		assert_string_equal(l[i].rest, "hello/link/pt/");
+		assert_string_equal(l[i].again, l[i].rest);
+	}
+	if (!granted) {
+		print_message("kernel did not offer FUSE_NO_OPENDIR_SUPPORT: not checked\n");
+		assert_int_equal(opendirs, 3);
+		return;
+	}
+	assert_int_equal(opendirs, 1);
+	assert_int_equal(releasedirs, 0);
+	assert_true(readdirs_after_first > 0);
+	assert_int_equal(readdirs, readdirs_after_first);
+}
+
 /* ---- takeover: a second session serves the first one's connection ---- */
 
 static void *serve_until_drop(void *arg)
@@ -1018,12 +1220,15 @@ int main(void)
 	    cmocka_unit_test(test_init_no_passthrough),
 	    cmocka_unit_test(test_init_old_minor),
 	    cmocka_unit_test(test_init_versions),
+	    cmocka_unit_test(test_init_no_opendir),
 	    cmocka_unit_test(test_decoder_before_init),
 	    cmocka_unit_test(test_decoder_bounds),
 	    cmocka_unit_test(test_decoder_opcodes),
+	    cmocka_unit_test(test_decoder_no_opendir),
 	    cmocka_unit_test(test_dirbuf),
 	    cmocka_unit_test(test_replies),
 	    cmocka_unit_test(test_mount),
+	    cmocka_unit_test(test_mount_no_opendir),
 	    cmocka_unit_test(test_granted_text),
 	    cmocka_unit_test(test_takeover),
 	};
