@@ -28,6 +28,10 @@ static const char usage[] =
     "  --no-prefetch          do not prefetch landmarked files\n"
     "  --no-background-fetch  do not fetch whole layers in the background\n"
     "  --allow-unverified     mount layers lazily without a TOC digest, from every registry\n"
+    "  --takeover             replace the daemon serving the same root; its mounts and\n"
+    "                         running containers carry on (see docs/daemon.md, Restarts)\n"
+    "  --unmount-on-exit      a stop (SIGTERM, SIGINT) unmounts every layer instead of\n"
+    "                         leaving them to the next start\n"
     "  --version              print the version\n"
     "  -h, --help             show this help\n";
 
@@ -42,6 +46,8 @@ enum {
 	O_NOPF,
 	O_NOBG,
 	O_UNVER,
+	O_TAKEOVER,
+	O_UNMOUNT,
 	O_VER
 };
 
@@ -65,6 +71,8 @@ int main(int argc, char **argv)
 	    {"no-prefetch", no_argument, NULL, O_NOPF},
 	    {"no-background-fetch", no_argument, NULL, O_NOBG},
 	    {"allow-unverified", no_argument, NULL, O_UNVER},
+	    {"takeover", no_argument, NULL, O_TAKEOVER},
+	    {"unmount-on-exit", no_argument, NULL, O_UNMOUNT},
 	    {"version", no_argument, NULL, O_VER},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -127,6 +135,12 @@ int main(int argc, char **argv)
 			break;
 		case O_NOBG:
 			cfg.background_fetch = false;
+			break;
+		case O_TAKEOVER:
+			cfg.takeover = true;
+			break;
+		case O_UNMOUNT:
+			cfg.unmount_on_exit = true;
 			break;
 		case O_UNVER:
 			/* Every host: the flag is over the file's host tables too. */

@@ -3,16 +3,26 @@
  * foreground until SIGINT or SIGTERM. For debugging and tests; the daemon
  * mounts layers through the same library. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "estargz/estargz.h"
+#include "fdstore/fdstore.h"
 #include "layerfs/layerfs.h"
+
+/* Layers of one stargz mount --state-dir. */
+#define MAX_LAYERS 256
 
 static const char usage_mount[] =
     "Usage: stargz mount [OPTION...] REF LAYER_DIGEST MOUNTPOINT\n"
@@ -56,6 +66,13 @@ static const char usage_mount[] =
     "  --allow-unverified    mount layers without a TOC digest or chunk digests\n"
     "  --workers N           FUSE worker threads (default 16)\n"
     "  --fetchers N          fetch threads (default 4)\n"
+    "  --state-dir DIR       keep the mounts restartable: their FUSE connections go\n"
+    "                        to an fd store (systemd's, or rs-fd-holder at\n"
+    "                        DIR/fd-holder.sock) and what a successor needs to DIR;\n"
+    "                        a stop or a crash leaves them mounted, and the same\n"
+    "                        command run again serves them on (open files included)\n"
+    "  --takeover            with --state-dir: replace a stargz mount serving it\n"
+    "  --unmount-on-exit     with --state-dir: a stop unmounts (a crash still keeps)\n"
     "  --verbose             log what happens (fetch errors are always logged)\n"
     "  -h, --help            show this help\n";
 
@@ -75,6 +92,9 @@ enum {
 	M_FETCHERS,
 	M_ALLOW_UNVERIFIED,
 	M_DIFF_ID,
+	M_STATE_DIR,
+	M_TAKEOVER,
+	M_UNMOUNT,
 };
 
 struct mount_args {
@@ -82,7 +102,9 @@ struct mount_args {
 	struct lfs_runtime_opts rt;
 	struct lfs_layer_opts layer;
 	bool all;
-	const char *diff_id; /* single layer; with --all, the config's */
+	const char *diff_id;   /* single layer; with --all, the config's */
+	const char *state_dir; /* NULL: mounts end with the process */
+	bool takeover, unmount_on_exit;
 	long long timeout_s;
 };
 
@@ -102,6 +124,9 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 	    {"diff-id", required_argument, NULL, M_DIFF_ID},
 	    {"allow-unverified", no_argument, NULL, M_ALLOW_UNVERIFIED},
 	    {"all", no_argument, NULL, M_ALL},
+	    {"state-dir", required_argument, NULL, M_STATE_DIR},
+	    {"takeover", no_argument, NULL, M_TAKEOVER},
+	    {"unmount-on-exit", no_argument, NULL, M_UNMOUNT},
 	    {"workers", required_argument, NULL, M_WORKERS},
 	    {"fetchers", required_argument, NULL, M_FETCHERS},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -165,6 +190,15 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 		case M_ALL:
 			a->all = true;
 			break;
+		case M_STATE_DIR:
+			a->state_dir = optarg;
+			break;
+		case M_TAKEOVER:
+			a->takeover = true;
+			break;
+		case M_UNMOUNT:
+			a->unmount_on_exit = true;
+			break;
 		case M_ALLOW_UNVERIFIED:
 			a->layer.allow_unverified = true;
 			break;
@@ -216,17 +250,97 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, int *st
 					       "it cannot go with --no-background-fetch");
 		return -1;
 	}
+	if ((a->takeover || a->unmount_on_exit) && !a->state_dir) {
+		*status = usage_error("mount", "--takeover and --unmount-on-exit need --state-dir");
+		return -1;
+	}
 	a->layer.read_timeout_ms = (long)a->timeout_s * 1000;
 	a->reg.timeout_ms = (long)a->timeout_s * 1000;
 	a->reg.retries = 1;
 	return 0;
 }
 
+/* What keeps the mounts of a --state-dir alive across runs. */
+struct mount_keep {
+	const char *state_dir;
+	struct fdstore *store;
+	struct fdstore_entry *restored; /* what an earlier run kept; fd -1 once taken */
+	size_t n_restored;
+	struct lfs_layer *layers[MAX_LAYERS];
+	struct lfs_dead *dead[MAX_LAYERS];
+	size_t n_layers, n_dead;
+};
+
+static int take_restored(struct mount_keep *k, const char *name)
+{
+	for (size_t i = 0; k && i < k->n_restored; i++)
+		if (k->restored[i].fd >= 0 && strcmp(k->restored[i].name, name) == 0) {
+			int fd = k->restored[i].fd;
+			k->restored[i].fd = -1;
+			return fd;
+		}
+	return -1;
+}
+
+/* Opens and mounts one layer, or takes over the connection an earlier run
+ * kept under name: 0 mounted, 1 taken over (a connection whose layer cannot
+ * be opened again is answered with EIO and the run goes on), < 0 error. */
+static int mount_one(struct lfs_runtime *rt, const struct lfs_layer_opts *lo, const char *diff_id,
+		     struct mount_keep *k, const char *name, const char *mp, struct rs_error *err)
+{
+	char sd[PATH_MAX];
+	struct lfs_mount_opts mo = {.adopt_fd = -1};
+	if (k && k->n_layers + k->n_dead >= MAX_LAYERS)
+		return rs_err(err, -E2BIG, "more than %d layers", MAX_LAYERS);
+	if (k) {
+		if (snprintf(sd, sizeof(sd), "%s/%s", k->state_dir, name) >= (int)sizeof(sd))
+			return rs_err(err, -ENAMETOOLONG, "%s: path too long", k->state_dir);
+		if (mkdir(sd, 0700) < 0 && errno != EEXIST)
+			return rs_err(err, -errno, "%s: %s", sd, strerror(errno));
+		mo.state_dir = sd;
+		mo.adopt_fd = take_restored(k, name);
+	}
+	struct lfs_layer *l = NULL;
+	int rc = lfs_layer_open(rt, lo, &l, err);
+	if (rc == 0 && diff_id)
+		rc = lfs_layer_expect_diff_id(l, diff_id, NULL, NULL, err);
+	if (rc == 0)
+		rc = lfs_layer_mount_with(l, mp, &mo, err);
+	if (rc < 0 && l)
+		lfs_layer_close(l);
+	if (rc < 0 && mo.adopt_fd >= 0) {
+		struct lfs_dead *d = NULL;
+		struct rs_error de = {0};
+		if (lfs_dead_adopt(mo.adopt_fd, sd, err->msg, &d, &de) < 0) {
+			close(mo.adopt_fd);
+			return rc;
+		}
+		rs_log(RS_LOG_ERROR,
+		       "stargz mount: %s cannot be served again: %s; its reads get EIO", mp,
+		       err->msg);
+		fprintf(stderr, "stargz mount: %s: %s; its reads get EIO\n", mp, err->msg);
+		rs_error_clear(err);
+		(void)fdstore_add(k->store, name, mo.adopt_fd, NULL);
+		k->dead[k->n_dead++] = d;
+		return 1;
+	}
+	if (rc < 0)
+		return rc;
+	if (k) {
+		struct rs_error se = {0};
+		if (fdstore_add(k->store, name, lfs_layer_fuse_fd(l), &se) < 0)
+			fprintf(stderr, "stargz mount: %s will not survive a restart: %s\n", mp,
+				se.msg);
+		k->layers[k->n_layers++] = l;
+	}
+	return mo.adopt_fd >= 0 ? 1 : 0;
+}
+
 /* Opens and mounts every layer of the image at DIR/<index>, each to be
  * checked against the config's diffID unless there is no background fetch
  * to check it (then the config is not fetched at all). */
-static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *ref, const char *dir,
-		     struct rs_error *err)
+static int mount_all(struct lfs_runtime *rt, struct mount_args *a, struct mount_keep *k,
+		     const char *ref, const char *dir, struct rs_error *err)
 {
 	struct reg_ref r;
 	int rc = reg_ref_parse(ref, &r, err);
@@ -256,26 +370,99 @@ static int mount_all(struct lfs_runtime *rt, struct mount_args *a, const char *r
 		lo.digest = d->digest;
 		lo.size = d->size;
 		lo.toc_digest = reg_descriptor_annotation(d, ESGZ_ANNOTATION_TOC_DIGEST);
-		struct lfs_layer *l;
-		rc = lfs_layer_open(rt, &lo, &l, err);
+		char name[32];
+		snprintf(name, sizeof(name), "layer-%zu", i);
+		rc = mount_one(rt, &lo, diff_ids ? diff_ids[i].s : NULL, k, name, mp, err);
 		if (rc < 0) {
 			rs_error_prefix(err, "layer %zu", i);
 			break;
 		}
-		if (diff_ids)
-			rc = lfs_layer_expect_diff_id(l, diff_ids[i].s, NULL, NULL, err);
-		if (rc == 0)
-			rc = lfs_layer_mount(l, mp, err);
-		if (rc < 0) {
-			lfs_layer_close(l);
-			break;
-		}
-		printf("mounted %s at %s\n", d->digest, mp);
+		printf("%s %s at %s\n", rc == 1 ? "taken over" : "mounted", d->digest, mp);
+		rc = 0;
 		fflush(stdout);
 	}
 out:
 	reg_manifest_free(&m);
 	return rc;
+}
+
+/* The state dir's lock: one stargz mount serves it at a time; a takeover
+ * waits for the old one to let go. */
+static int lock_state_dir(const char *dir, bool wait, int *out, struct rs_error *err)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path))
+		return rs_err(err, -ENAMETOOLONG, "%s: path too long", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return rs_err(err, -errno, "%s: %s", path, strerror(errno));
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; i++) {
+		if (errno != EWOULDBLOCK || !wait || i > 3000) {
+			close(fd);
+			return rs_err(err, -EBUSY,
+				      wait
+					  ? "the stargz mount serving %s did not let go within 60 s"
+					  : "another stargz mount serves %s (--takeover replaces "
+					    "it)",
+				      dir);
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	*out = fd;
+	return 0;
+}
+
+static int keep_open(struct mount_args *a, struct mount_keep *k, int *lock_fd, struct rs_error *err)
+{
+	if (mkdir(a->state_dir, 0700) < 0 && errno != EEXIST)
+		return rs_err(err, -errno, "%s: %s", a->state_dir, strerror(errno));
+	k->state_dir = a->state_dir;
+	char sock[PATH_MAX];
+	if (snprintf(sock, sizeof(sock), "%s/fd-holder.sock", a->state_dir) >= (int)sizeof(sock))
+		return rs_err(err, -ENAMETOOLONG, "%s: path too long", a->state_dir);
+	struct fdstore_opts fo = {.holder_socket = sock};
+	int rc = 0;
+	if (!a->takeover)
+		rc = lock_state_dir(a->state_dir, false, lock_fd, err);
+	if (rc == 0)
+		rc = fdstore_open(&fo, &k->store, &k->restored, &k->n_restored, err);
+	if (rc == 0 && a->takeover)
+		rc = lock_state_dir(a->state_dir, true, lock_fd, err);
+	return rc;
+}
+
+/* Until a signal (0) or a successor took the store over (1). */
+static int wait_stop(struct mount_keep *k)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	for (;;) {
+		int pfd = k->store ? fdstore_poll_fd(k->store) : -1;
+		struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+		if (poll(p, 2, 1000) < 0)
+			continue;
+		if (sfd >= 0 && (p[0].revents & POLLIN))
+			break;
+		if (pfd >= 0 && p[1].revents) {
+			struct rs_error e = {0};
+			int r = fdstore_check(k->store, &e);
+			if (r == -ESTALE) {
+				close(sfd);
+				return 1;
+			}
+			if (r < 0) {
+				fprintf(stderr, "stargz mount: fd store: %s\n", e.msg);
+				sleep(1);
+			}
+		}
+	}
+	close(sfd);
+	return 0;
 }
 
 int cmd_mount(int argc, char **argv)
@@ -285,8 +472,7 @@ int cmd_mount(int argc, char **argv)
 	if (parse_mount_args(argc, argv, &a, &status) < 0)
 		return status;
 	const char *ref = argv[optind];
-
-	/* Signals are taken by sigtimedwait below, in this thread only. */
+	/* Signals are taken by the signalfd below, in this thread only. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -294,32 +480,34 @@ int cmd_mount(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
 	struct rs_error err = {0};
 	struct reg_client *client = NULL;
 	struct lfs_runtime *rt = NULL;
-	int rc = reg_client_new(&a.reg, &client, &err);
+	cleanup_free struct mount_keep *k = NULL;
+	int lock_fd = -1, rc = 0;
+	if (a.state_dir) {
+		k = calloc(1, sizeof(*k));
+		rc = k ? keep_open(&a, k, &lock_fd, &err) : rs_err(&err, -ENOMEM, "out of memory");
+	}
+	if (rc == 0)
+		rc = reg_client_new(&a.reg, &client, &err);
 	if (rc == 0)
 		rc = lfs_runtime_new(&a.rt, &rt, &err);
 	a.layer.client = client;
 	a.layer.ref = ref;
 	if (rc == 0 && a.all) {
-		rc = mount_all(rt, &a, ref, argv[optind + 1], &err);
+		rc = mount_all(rt, &a, k, ref, argv[optind + 1], &err);
 	} else if (rc == 0) {
-		struct lfs_layer *l;
 		a.layer.digest = argv[optind + 1];
-		rc = lfs_layer_open(rt, &a.layer, &l, &err);
-		if (rc == 0 && a.diff_id)
-			rc = lfs_layer_expect_diff_id(l, a.diff_id, NULL, NULL, &err);
-		if (rc == 0) {
-			rc = lfs_layer_mount(l, argv[optind + 2], &err);
-			if (rc < 0)
-				lfs_layer_close(l);
-			else
-				printf("mounted %s at %s\n", a.layer.digest, argv[optind + 2]);
-		}
+		rc = mount_one(rt, &a.layer, a.diff_id, k, "layer", argv[optind + 2], &err);
+		if (rc >= 0)
+			printf("%s %s at %s\n", rc == 1 ? "taken over" : "mounted", a.layer.digest,
+			       argv[optind + 2]);
+		if (rc > 0)
+			rc = 0;
 	}
 	int ret = 0;
+	bool keep = false;
 	if (rc < 0) {
 		ret = fail("mount", &err);
 		/* Refused as unverifiable: a verification failure like a digest's. */
@@ -328,16 +516,36 @@ int cmd_mount(int argc, char **argv)
 	} else {
 		printf("ready\n");
 		fflush(stdout);
-		struct timespec tick = {.tv_sec = 1};
-		for (;;) {
-			int sig = sigtimedwait(&sigs, NULL, &tick);
-			if (sig > 0)
-				break;
-		}
+		if (k && k->store)
+			fdstore_notify_ready(k->store);
+		int why = wait_stop(k ? k : &(struct mount_keep){0});
+		keep = k && (why == 1 || !a.unmount_on_exit);
 	}
+	if (k && k->store)
+		fdstore_notify_stopping(k->store);
 	/* Requests stuck on a dead registry end now, not at their timeout. */
 	reg_client_cancel(client);
+	for (size_t i = 0; k && i < k->n_layers; i++) {
+		if (keep)
+			lfs_layer_close_keep(k->layers[i]);
+		else
+			lfs_layer_close(k->layers[i]);
+	}
+	for (size_t i = 0; k && i < k->n_dead; i++)
+		lfs_dead_close(k->dead[i], NULL);
 	lfs_runtime_free(rt);
 	reg_client_free(client);
+	if (k) {
+		for (size_t i = 0; i < k->n_restored; i++)
+			if (k->restored[i].fd >= 0)
+				close(k->restored[i].fd);
+		free(k->restored);
+		if (k->store && (keep || rc < 0))
+			fdstore_close(k->store);
+		else if (k->store)
+			fdstore_stop(k->store);
+	}
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return ret;
 }

@@ -72,6 +72,8 @@ void daemon_config_free(struct daemon_config *c)
 	free(c->cache_dir);
 	free(c->hosts_dir);
 	free(c->passthrough);
+	free(c->fd_store);
+	free(c->holder_program);
 	free(c->docker_config);
 	for (size_t i = 0; i < c->n_verify_hosts; i++)
 		free(c->verify_hosts[i].host);

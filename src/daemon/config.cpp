@@ -73,7 +73,7 @@ void load_top(daemon_config *c, const char *file, const toml::table &t)
 		else if (key == "api_threads")
 			set_int(&c->api_threads, file, v, key, 1, 256);
 		else if (key == "cache" || key == "fetch" || key == "registry" || key == "verify" ||
-			 key == "fuse") {
+			 key == "fuse" || key == "restart") {
 			if (!v.is_table())
 				fail(file, v, "\"" + key + "\" must be a table");
 		} else
@@ -127,6 +127,26 @@ void load_fuse(daemon_config *c, const char *file, const toml::table &t)
 			fail(file, v,
 			     "fuse.passthrough must be \"off\", \"auto\" or \"on\", not \"" + m +
 				 "\"");
+	}
+}
+
+void load_restart(daemon_config *c, const char *file, const toml::table &t)
+{
+	for (auto &&[k, v] : t) {
+		std::string key(k.str());
+		if (key == "fd_store") {
+			set_string(&c->fd_store, file, v, key);
+			std::string m(c->fd_store);
+			if (m != "auto" && m != "off")
+				fail(file, v,
+				     "restart.fd_store must be \"auto\" or \"off\", not \"" + m +
+					 "\"");
+		} else if (key == "unmount_on_exit")
+			set_bool(&c->unmount_on_exit, file, v, key);
+		else if (key == "holder_program")
+			set_string(&c->holder_program, file, v, key);
+		else
+			fail(file, v, "unknown key \"restart." + key + "\"");
 	}
 }
 
@@ -219,6 +239,8 @@ extern "C" int daemon_config_load(struct daemon_config *c, const char *path, str
 			load_fuse(c, path, *s);
 		if (auto s = t["verify"].as_table())
 			load_verify(c, path, *s);
+		if (auto s = t["restart"].as_table())
+			load_restart(c, path, *s);
 	} catch (const toml::parse_error &e) {
 		return rs_err(err, -EINVAL, "%s:%u: %s", path, (unsigned)e.source().begin.line,
 			      std::string(e.description()).c_str());

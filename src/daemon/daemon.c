@@ -1,15 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The daemon's life: registry client, layerfs runtime, remote-layer hook,
- * snapshotter (which remounts stored remote layers), the gRPC service; then
- * wait for SIGINT or SIGTERM and take it all down in reverse order. */
+/* The daemon's life: the root's lock, the fd store (connections an earlier
+ * process kept), registry client, layerfs runtime, remote-layer hook,
+ * snapshotter (which mounts or takes over stored remote layers), the gRPC
+ * service; then wait for SIGINT, SIGTERM or a successor and take it all
+ * down in reverse order, leaving the mounts to the next process unless told
+ * to end them. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "daemon_internal.h"
+
+/* How long --takeover waits for the old daemon to let the root go. */
+#define TAKEOVER_WAIT_MS 60000
 
 static int mkdir_p(const char *path, mode_t mode, struct rs_error *err)
 {
@@ -41,6 +53,109 @@ static enum rs_log_level level_of(const char *s)
 	return RS_LOG_INFO;
 }
 
+/* One daemon per root: an flock on ROOT/daemon.lock held for the process's
+ * life. With takeover, waits for the holder to let it go (the old daemon
+ * exits once the fd store told it it was replaced). */
+static int lock_root(const struct daemon_config *c, bool wait, int *out, struct rs_error *err)
+{
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s/daemon.lock", c->root) >= (int)sizeof(path))
+		return rs_err(err, -ENAMETOOLONG, "%s: path too long", c->root);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return rs_err(err, -errno, "%s: %s", path, strerror(errno));
+	int64_t deadline = rs_monotonic_ms() + TAKEOVER_WAIT_MS;
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e != EWOULDBLOCK || !wait || rs_monotonic_ms() > deadline) {
+			close(fd);
+			if (e != EWOULDBLOCK)
+				return rs_err(err, -e, "lock %s: %s", path, strerror(e));
+			return rs_err(err, -EBUSY,
+				      wait ? "the daemon serving %s did not hand over within %d s "
+					     "(is its [restart] fd_store off?)"
+					   : "another remote-snapshotter serves %s (--takeover "
+					     "replaces it without breaking its mounts)",
+				      c->root, TAKEOVER_WAIT_MS / 1000);
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	*out = fd;
+	return 0;
+}
+
+static int open_store(const struct daemon_config *c, struct fdstore **store,
+		      struct fdstore_entry **restored, size_t *n, struct rs_error *err)
+{
+	*store = NULL;
+	if (c->fd_store && strcmp(c->fd_store, "off") == 0)
+		return 0;
+	char sock[4096];
+	if (snprintf(sock, sizeof(sock), "%s/fd-holder.sock", c->root) >= (int)sizeof(sock))
+		return rs_err(err, -ENAMETOOLONG, "%s: path too long", c->root);
+	struct fdstore_opts fo = {
+	    .holder_socket = sock,
+	    .holder_program = c->holder_program && *c->holder_program ? c->holder_program : NULL,
+	};
+	int r = fdstore_open(&fo, store, restored, n, err);
+	if (r < 0) {
+		rs_error_prefix(err, "fd store");
+		return r;
+	}
+	rs_log(RS_LOG_INFO, "fd store: %s, %zu connection(s) kept by an earlier process",
+	       fdstore_kind(*store), *n);
+	return 0;
+}
+
+enum stop_why { STOP_SIGNAL, STOP_REPLACED };
+
+/* Serves until a signal or until another daemon took the fd store over. */
+static enum stop_why wait_for_stop(struct fdstore *store, int *sig)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	for (;;) {
+		int pfd = store ? fdstore_poll_fd(store) : -1;
+		struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+		if (sfd < 0) {
+			/* No signalfd: sigwait, and no watch on the holder. */
+			while (sigwait(&sigs, sig) != 0)
+				;
+			return STOP_SIGNAL;
+		}
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				*sig = (int)si.ssi_signo;
+				close(sfd);
+				return STOP_SIGNAL;
+			}
+		}
+		if (pfd >= 0 && p[1].revents) {
+			struct rs_error e = {0};
+			int r = fdstore_check(store, &e);
+			if (r == -ESTALE) {
+				close(sfd);
+				return STOP_REPLACED;
+			}
+			if (r < 0) {
+				rs_log(RS_LOG_ERROR,
+				       "fd store: %s; mounts will not survive a restart of this "
+				       "daemon until it is back",
+				       e.msg);
+				struct timespec ts = {1, 0};
+				nanosleep(&ts, NULL);
+			}
+		}
+	}
+}
+
 int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err)
 {
 	rs_log_set_level(level_of(c->log_level));
@@ -51,11 +166,30 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	if (rc < 0)
 		return rc;
 
+	int lock_fd = -1;
+	struct fdstore *store = NULL;
+	struct fdstore_entry *restored = NULL;
+	size_t n_restored = 0;
 	struct reg_client *client = NULL;
 	struct lfs_runtime *rt = NULL;
 	struct daemon_remote *remote = NULL;
 	struct snapshotter *snap = NULL;
 	struct api_server *api = NULL;
+	bool keep = false;
+	int64_t t_start = rs_monotonic_ms();
+	if (c->takeover) {
+		/* Connecting replaces the old daemon's hold on the store: it stops
+		 * serving and exits, leaving its mounts, and the lock, to us. */
+		rc = open_store(c, &store, &restored, &n_restored, err);
+		if (rc == 0)
+			rc = lock_root(c, true, &lock_fd, err);
+	} else {
+		rc = lock_root(c, false, &lock_fd, err);
+		if (rc == 0)
+			rc = open_store(c, &store, &restored, &n_restored, err);
+	}
+	if (rc < 0)
+		goto out;
 	struct reg_options ro = {
 	    .hosts_dir = c->hosts_dir,
 	    .plain_http = c->plain_http,
@@ -88,10 +222,15 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	    .no_background = !c->background_fetch,
 	    .read_timeout_ms = c->read_timeout_sec * 1000,
 	    .cfg = c,
+	    .store = store,
+	    .restored = restored,
+	    .n_restored = n_restored,
 	};
 	rc = daemon_remote_new(&dro, &remote, err);
 	if (rc < 0)
 		goto out;
+	restored = NULL; /* the hook's now */
+	n_restored = 0;
 	struct snap_opts so = {
 	    .root = c->root,
 	    .remote = daemon_remote_ops(remote),
@@ -102,24 +241,35 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 		rs_error_prefix(err, "snapshots in %s", c->root);
 		goto out;
 	}
+	daemon_remote_restore_done(remote);
 	struct api_opts ao = {.socket = c->address, .threads = c->api_threads};
 	rc = api_server_start(&ao, snap, &api, err);
 	if (rc < 0)
 		goto out;
-	rs_log(RS_LOG_INFO, "remote-snapshotter serving on %s (root %s)", c->address, c->root);
+	rs_log(RS_LOG_INFO, "remote-snapshotter serving on %s (root %s, %lld ms after start)",
+	       c->address, c->root, (long long)(rs_monotonic_ms() - t_start));
+	if (store)
+		fdstore_notify_ready(store);
 	if (ready_fd >= 0) {
 		ssize_t w = write(ready_fd, "ready\n", 6);
 		(void)w;
 	}
 
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
 	int sig = 0;
-	while (sigwait(&sigs, &sig) != 0)
-		;
-	rs_log(RS_LOG_INFO, "remote-snapshotter: %s, shutting down", strsignal(sig));
+	enum stop_why why = wait_for_stop(store, &sig);
+	keep = store && (why == STOP_REPLACED || !c->unmount_on_exit);
+	if (why == STOP_REPLACED)
+		rs_log(RS_LOG_INFO,
+		       "remote-snapshotter: another process took over %s; handing over "
+		       "the mounts",
+		       c->root);
+	else
+		rs_log(RS_LOG_INFO, "remote-snapshotter: %s, shutting down%s", strsignal(sig),
+		       keep ? "; mounts stay for the next start" : "");
+	if (store)
+		fdstore_notify_stopping(store);
+	if (keep)
+		daemon_remote_keep_mounts(remote);
 out:
 	/* First, so that calls in progress (a Prepare reading a TOC from a dead
 	 * registry) end now, not at their timeouts, and the server's stop does
@@ -130,5 +280,16 @@ out:
 	daemon_remote_free(remote);
 	lfs_runtime_free(rt);
 	reg_client_free(client);
+	for (size_t i = 0; i < n_restored; i++)
+		close(restored[i].fd);
+	free(restored);
+	if (store && keep)
+		fdstore_close(store);
+	else if (store && rc == 0)
+		fdstore_stop(store);
+	else if (store)
+		fdstore_close(store); /* a failed start leaves what it found */
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }

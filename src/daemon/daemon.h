@@ -38,6 +38,12 @@ struct daemon_config {
 	/* [fuse] */
 	char *passthrough; /* passthrough: "off" (default), "auto", "on" */
 
+	/* [restart] */
+	char *fd_store;       /* fd_store: "auto" (default: systemd's or our holder), "off" */
+	bool unmount_on_exit; /* unmount_on_exit: a stop ends every mount */
+	char *holder_program; /* holder_program: rs-fd-holder; default beside the daemon */
+	bool takeover;        /* --takeover: replace the daemon serving the same root */
+
 	/* [registry] */
 	char *hosts_dir;          /* hosts_dir: certs.d layout */
 	bool plain_http;          /* plain_http */

@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon_internal.h"
 #include "estargz/estargz.h"
@@ -39,7 +41,10 @@ struct mounted {
 	char *fs_dir;
 	char *ref;
 	char *digest;
-	struct lfs_layer *layer;
+	int64_t id;              /* the snapshot's: names its fd in the store */
+	struct lfs_layer *layer; /* NULL for a dead connection */
+	struct lfs_dead *dead;   /* a restored connection answered with EIO */
+	char *dead_why;
 	bool fetch_deferred;
 	int64_t mounted_ms;
 };
@@ -65,7 +70,56 @@ struct daemon_remote {
 	int ahead_running;
 	pthread_t starter; /* starts deferred fetches after DEFER_MAX_MS */
 	bool starter_running, stopping;
+	/* Connections an earlier process kept in the fd store, by name, until
+	 * their snapshot is restored (fd -1 once taken). */
+	struct fdstore_entry *restored;
+	size_t n_restored;
+	bool keep; /* shutting down for a successor: mounts stay */
 };
+
+static void fd_name(char *buf, size_t cap, int64_t id)
+{
+	snprintf(buf, cap, "fuse-%lld", (long long)id);
+}
+
+/* Under r->lock: the restored fd named for id (-1: none), taken. */
+static int take_restored(struct daemon_remote *r, int64_t id)
+{
+	char name[64];
+	fd_name(name, sizeof(name), id);
+	for (size_t i = 0; i < r->n_restored; i++)
+		if (r->restored[i].fd >= 0 && strcmp(r->restored[i].name, name) == 0) {
+			int fd = r->restored[i].fd;
+			r->restored[i].fd = -1;
+			return fd;
+		}
+	return -1;
+}
+
+static void store_add(struct daemon_remote *r, int64_t id, int fd, const char *digest)
+{
+	if (!r->o.store || fd < 0)
+		return;
+	char name[64];
+	fd_name(name, sizeof(name), id);
+	struct rs_error e = {0};
+	if (fdstore_add(r->o.store, name, fd, &e) < 0)
+		rs_log(RS_LOG_WARN,
+		       "remote: layer %s: its FUSE connection is not kept (%s): it will not "
+		       "survive a restart of this daemon",
+		       digest, e.msg);
+}
+
+static void store_remove(struct daemon_remote *r, int64_t id)
+{
+	if (!r->o.store)
+		return;
+	char name[64];
+	fd_name(name, sizeof(name), id);
+	struct rs_error e = {0};
+	if (fdstore_remove(r->o.store, name, &e) < 0)
+		rs_log(RS_LOG_WARN, "remote: fd store: removing %s: %s", name, e.msg);
+}
 
 /* Under r->lock: starts the deferred fetches (all, or those overdue). */
 static void start_deferred_locked(struct daemon_remote *r, bool all)
@@ -73,7 +127,7 @@ static void start_deferred_locked(struct daemon_remote *r, bool all)
 	int64_t now = rs_monotonic_ms();
 	for (size_t i = 0; i < r->n; i++) {
 		struct mounted *m = &r->v[i];
-		if (m->fetch_deferred && (all || now - m->mounted_ms >= DEFER_MAX_MS)) {
+		if (m->layer && m->fetch_deferred && (all || now - m->mounted_ms >= DEFER_MAX_MS)) {
 			m->fetch_deferred = false;
 			lfs_layer_fetch_start(m->layer);
 		}
@@ -235,7 +289,8 @@ static struct lfs_layer *take_ahead(struct daemon_remote *r, const char *ref, co
 }
 
 static int add_mounted(struct daemon_remote *r, const char *fs_dir, const char *ref,
-		       const char *digest, struct lfs_layer *l)
+		       const char *digest, int64_t id, struct lfs_layer *l, struct lfs_dead *dead,
+		       const char *dead_why)
 {
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 16;
@@ -249,13 +304,17 @@ static int add_mounted(struct daemon_remote *r, const char *fs_dir, const char *
 	m->fs_dir = strdup(fs_dir);
 	m->ref = strdup(ref);
 	m->digest = strdup(digest);
+	m->id = id;
 	m->layer = l;
-	m->fetch_deferred = true;
+	m->dead = dead;
+	m->dead_why = dead_why ? strdup(dead_why) : NULL;
+	m->fetch_deferred = l != NULL;
 	m->mounted_ms = rs_monotonic_ms();
-	if (!m->fs_dir || !m->ref || !m->digest) {
+	if (!m->fs_dir || !m->ref || !m->digest || (dead_why && !m->dead_why)) {
 		free(m->fs_dir);
 		free(m->ref);
 		free(m->digest);
+		free(m->dead_why);
 		return -ENOMEM;
 	}
 	r->n++;
@@ -270,10 +329,12 @@ static struct mounted *find_mounted(struct daemon_remote *r, const char *fs_dir)
 	return NULL;
 }
 
-static int remote_mount(void *ctx, const char *fs_dir, const char *parent,
-			const struct snap_label *labels, size_t n, struct rs_error *err)
+/* Opens and mounts (or, adopt_fd >= 0, takes over) the layer the labels
+ * name; *out the layer. */
+static int mount_layer(struct daemon_remote *r, const char *fs_dir, const char *parent,
+		       const struct snap_label *labels, size_t n, const struct lfs_mount_opts *mo,
+		       struct lfs_layer **out, struct rs_error *err)
 {
-	struct daemon_remote *r = ctx;
 	const char *ref = label(labels, n, L_REF, L_CRI_REF);
 	const char *digest = label(labels, n, L_DIGEST, L_CRI_DIGEST);
 	if (!ref || !digest)
@@ -331,26 +392,114 @@ static int remote_mount(void *ctx, const char *fs_dir, const char *parent,
 	 * diffID, once the blob is in, must give it. */
 	rc = lfs_layer_expect_diff_id(l, NULL, snap_label_get(labels, n, SNAP_LABEL_TARGET), parent,
 				      err);
+	if (rc == 0)
+		rc = lfs_layer_mount_with(l, fs_dir, mo, err);
 	if (rc < 0) {
 		lfs_layer_close(l);
 		return rc;
 	}
-	rc = lfs_layer_mount(l, fs_dir, err);
-	if (rc < 0) {
-		lfs_layer_close(l);
-		return rc;
+	*out = l;
+	return 0;
+}
+
+/* A restored connection whose layer could not be served again: its
+ * requests get EIO from now on; the reason stays for the health check. */
+static int serve_dead(struct daemon_remote *r, const char *fs_dir, int64_t id, const char *ref,
+		      const char *digest, int fd, const char *state_dir, struct rs_error *err)
+{
+	char why[sizeof(err->msg)];
+	snprintf(why, sizeof(why), "%s", err->msg[0] ? err->msg : strerror(-err->code));
+	int code = err->code < 0 ? err->code : -EIO;
+	struct lfs_dead *d = NULL;
+	struct rs_error de = {0};
+	if (lfs_dead_adopt(fd, state_dir, why, &d, &de) < 0) {
+		close(fd);
+		store_remove(r, id);
+		return rs_err(err, code, "%s (and its connection cannot be answered: %s)", why,
+			      de.msg);
 	}
+	store_add(r, id, fd, digest ? digest : "?");
 	pthread_mutex_lock(&r->lock);
-	rc = add_mounted(r, fs_dir, ref, digest, l);
-	if (rc == 0 && is_top_layer(layers, digest))
+	int rc = add_mounted(r, fs_dir, ref ? ref : "", digest ? digest : "", id, NULL, d, why);
+	pthread_mutex_unlock(&r->lock);
+	if (rc < 0) {
+		lfs_dead_close(d, NULL);
+		return rs_err(err, rc, "out of memory");
+	}
+	rs_log(RS_LOG_ERROR,
+	       "remote: the layer at %s cannot be served after the restart: %s; its reads get "
+	       "EIO until it is removed or a later start rebuilds it",
+	       fs_dir, why);
+	return rs_err(err, code, "%s (its reads get EIO)", why);
+}
+
+static int remote_mount(void *ctx, const char *fs_dir, const struct snap_remote_target *t,
+			const char *parent, const struct snap_label *labels, size_t n,
+			struct rs_error *err)
+{
+	struct daemon_remote *r = ctx;
+	char state_dir[4096];
+	if (snprintf(state_dir, sizeof(state_dir), "%s/fuse", t->dir) >= (int)sizeof(state_dir))
+		return rs_err(err, -ENAMETOOLONG, "%s: path too long", t->dir);
+	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+		return rs_err(err, -errno, "mkdir %s: %s", state_dir, strerror(errno));
+	int adopt_fd = -1;
+	if (t->restoring) {
+		pthread_mutex_lock(&r->lock);
+		adopt_fd = take_restored(r, t->id);
+		pthread_mutex_unlock(&r->lock);
+	}
+	struct lfs_mount_opts mo = {.state_dir = r->o.store ? state_dir : NULL,
+				    .adopt_fd = adopt_fd};
+	const char *ref = label(labels, n, L_REF, L_CRI_REF);
+	const char *digest = label(labels, n, L_DIGEST, L_CRI_DIGEST);
+	struct lfs_layer *l = NULL;
+	int64_t t0 = rs_monotonic_ms();
+	int rc = mount_layer(r, fs_dir, parent, labels, n, &mo, &l, err);
+	if (rc < 0 && adopt_fd >= 0)
+		return serve_dead(r, fs_dir, t->id, ref, digest, adopt_fd, state_dir, err);
+	if (rc < 0)
+		return rc;
+	store_add(r, t->id, lfs_layer_fuse_fd(l), digest);
+	pthread_mutex_lock(&r->lock);
+	rc = add_mounted(r, fs_dir, ref, digest, t->id, l, NULL, NULL);
+	if (rc == 0 && is_top_layer(label(labels, n, L_LAYERS, L_CRI_LAYERS), digest))
 		start_deferred_locked(r, true);
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0) {
-		lfs_layer_close(l);
+		if (adopt_fd >= 0)
+			lfs_layer_close_keep(l);
+		else {
+			lfs_layer_close(l);
+			store_remove(r, t->id);
+		}
 		return rs_err(err, rc, "out of memory");
 	}
-	rs_log(RS_LOG_INFO, "remote layer %s of %s mounted at %s", digest, ref, fs_dir);
+	rs_log(RS_LOG_INFO, "remote layer %s of %s %s at %s (%lld ms)", digest, ref,
+	       adopt_fd >= 0 ? "taken over" : "mounted", fs_dir,
+	       (long long)(rs_monotonic_ms() - t0));
 	return 0;
+}
+
+static bool remote_adoptable(void *ctx, const struct snap_remote_target *t, const char *fs_dir)
+{
+	struct daemon_remote *r = ctx;
+	char name[64];
+	fd_name(name, sizeof(name), t->id);
+	bool found = false;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_restored && !found; i++)
+		found = r->restored[i].fd >= 0 && strcmp(r->restored[i].name, name) == 0;
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
+static void free_mounted(struct mounted *m)
+{
+	free(m->fs_dir);
+	free(m->ref);
+	free(m->digest);
+	free(m->dead_why);
 }
 
 static void remote_unmount(void *ctx, const char *fs_dir)
@@ -359,17 +508,23 @@ static void remote_unmount(void *ctx, const char *fs_dir)
 	pthread_mutex_lock(&r->lock);
 	struct mounted *m = find_mounted(r, fs_dir);
 	struct mounted copy = {0};
+	bool keep = r->keep;
 	if (m) {
 		copy = *m;
 		*m = r->v[--r->n];
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (!copy.layer)
+	if (!copy.fs_dir)
 		return;
-	lfs_layer_close(copy.layer);
-	free(copy.fs_dir);
-	free(copy.ref);
-	free(copy.digest);
+	if (copy.layer && keep)
+		lfs_layer_close_keep(copy.layer);
+	else if (copy.layer)
+		lfs_layer_close(copy.layer);
+	if (copy.dead)
+		lfs_dead_close(copy.dead, keep ? NULL : copy.fs_dir);
+	if (!keep)
+		store_remove(r, copy.id);
+	free_mounted(&copy);
 }
 
 static int remote_check(void *ctx, const char *fs_dir, struct rs_error *err)
@@ -381,15 +536,22 @@ static int remote_check(void *ctx, const char *fs_dir, struct rs_error *err)
 	struct mounted *m = find_mounted(r, fs_dir);
 	char ref[1024], digest[RS_DIGEST_STR_LEN];
 	struct lfs_status st;
-	bool found = m != NULL;
+	bool found = m != NULL, dead = m && !m->layer;
+	char why[512] = "";
 	if (m) {
 		snprintf(ref, sizeof(ref), "%s", m->ref);
 		snprintf(digest, sizeof(digest), "%s", m->digest);
-		lfs_layer_status(m->layer, &st);
+		if (m->layer)
+			lfs_layer_status(m->layer, &st);
+		else
+			snprintf(why, sizeof(why), "%s", m->dead_why ? m->dead_why : "");
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (!found)
 		return rs_err(err, -ENOTCONN, "no layer is mounted at %s", fs_dir);
+	if (dead)
+		return rs_err(err, -EIO, "layer %s at %s was not served again after a restart: %s",
+			      digest, fs_dir, why);
 	if (!st.mounted)
 		return rs_err(err, -ENOTCONN, "the FUSE mount of %s at %s is gone", digest, fs_dir);
 	if (st.state == LFS_STATE_FAILED)
@@ -422,11 +584,16 @@ int daemon_remote_new(const struct daemon_remote_opts *o, struct daemon_remote *
 	if (!r)
 		return rs_err(err, -ENOMEM, "out of memory");
 	r->o = *o;
+	r->o.restored = NULL;
+	r->o.n_restored = 0;
+	r->restored = o->restored;
+	r->n_restored = o->n_restored;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	r->ops = (struct snap_remote_ops){
 	    .ctx = r,
 	    .mount = remote_mount,
+	    .adoptable = remote_adoptable,
 	    .unmount = remote_unmount,
 	    .check = remote_check,
 	};
@@ -445,6 +612,33 @@ const struct snap_remote_ops *daemon_remote_ops(struct daemon_remote *r)
 	return &r->ops;
 }
 
+void daemon_remote_restore_done(struct daemon_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_restored; i++) {
+		struct fdstore_entry *e = &r->restored[i];
+		if (e->fd < 0 || strncmp(e->name, "fuse-", 5) != 0)
+			continue;
+		/* A connection no stored snapshot claims (a Prepare killed before
+		 * its commit, a snapshot removed while no daemon ran): ended. */
+		rs_log(RS_LOG_INFO, "remote: fd store: %s belongs to no snapshot: closed", e->name);
+		close(e->fd);
+		e->fd = -1;
+		if (r->o.store) {
+			struct rs_error err = {0};
+			(void)fdstore_remove(r->o.store, e->name, &err);
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+void daemon_remote_keep_mounts(struct daemon_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->keep = true;
+	pthread_mutex_unlock(&r->lock);
+}
+
 void daemon_remote_free(struct daemon_remote *r)
 {
 	if (!r)
@@ -460,6 +654,8 @@ void daemon_remote_free(struct daemon_remote *r)
 	while (r->n > 0)
 		remote_unmount(r, r->v[r->n - 1].fs_dir);
 	free(r->v);
+	daemon_remote_restore_done(r);
+	free(r->restored);
 	while (r->ahead) {
 		struct ahead *a = r->ahead;
 		r->ahead = a->next;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -53,4 +54,49 @@ int rfuse_unmount(const char *mountpoint, struct rs_error *err)
 	if (umount2(mountpoint, MNT_DETACH) < 0)
 		return rs_err(err, -errno, "unmount %s: %s", mountpoint, strerror(errno));
 	return 0;
+}
+
+/* A mountinfo field with its octal escapes (\040 for a space...) undone. */
+static void unescape(char *s)
+{
+	char *o = s;
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+int rfuse_mounted_at(const char *mountpoint)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char *save = NULL, *mp = NULL;
+		char *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (!tok)
+			continue;
+		mp = tok;
+		/* Optional fields end at "-", then the filesystem type. */
+		while ((tok = strtok_r(NULL, " ", &save)) && strcmp(tok, "-") != 0)
+			;
+		char *type = tok ? strtok_r(NULL, " ", &save) : NULL;
+		unescape(mp);
+		if (type && strcmp(mp, mountpoint) == 0)
+			found = strncmp(type, "fuse", 4) == 0 ? 1 : 0;
+	}
+	free(line);
+	fclose(f);
+	return found;
 }

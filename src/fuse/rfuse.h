@@ -209,6 +209,10 @@ int rfuse_notify_resend(struct rfuse_session *s);
  * errno. */
 int rfuse_mount(const char *mountpoint, const char *fsname, const char *subtype,
 		struct rs_error *err);
+/* 1 when a FUSE filesystem is mounted at mountpoint (from /proc/self/mountinfo,
+ * without touching the mount: a connection nobody serves yet would block a
+ * stat), 0 when not, or a negative errno. */
+int rfuse_mounted_at(const char *mountpoint);
 /* Lazily detaches the mount (MNT_DETACH): open files keep working until closed. */
 int rfuse_unmount(const char *mountpoint, struct rs_error *err);
 

@@ -370,10 +370,11 @@ static void end_session(struct lfs_layer *l)
 static int adopt(struct lfs_layer *l, const char *mountpoint, int fd, struct rfuse_session **se,
 		 struct rs_error *err)
 {
-	struct statfs sf;
-	if (statfs(mountpoint, &sf) < 0)
-		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
-	if (sf.f_type != LFS_FUSE_SUPER_MAGIC)
+	/* Not statfs: nothing serves the connection yet, a request would hang. */
+	int m = rfuse_mounted_at(mountpoint);
+	if (m < 0)
+		return rs_err(err, m, "/proc/self/mountinfo: %s", strerror(-m));
+	if (m == 0)
 		return rs_err(err, -EINVAL,
 			      "layer %s: %s is not a FUSE mount: nothing to take over", l->digest,
 			      mountpoint);
@@ -409,9 +410,9 @@ int lfs_layer_mount_with(struct lfs_layer *l, const char *mountpoint,
 			      "): refused unless allow_unverified",
 			      l->digest);
 	struct stat st;
-	if (stat(mountpoint, &st) < 0)
+	if (mo->adopt_fd < 0 && stat(mountpoint, &st) < 0)
 		return rs_err(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
+	if (mo->adopt_fd < 0 && !S_ISDIR(st.st_mode))
 		return rs_err(err, -ENOTDIR, "mountpoint %s is not a directory", mountpoint);
 	if (mo->state_dir && !(l->state_dir = strdup(mo->state_dir)))
 		return rs_err(err, -ENOMEM, "out of memory");

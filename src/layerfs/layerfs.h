@@ -136,6 +136,16 @@ int lfs_layer_fuse_fd(const struct lfs_layer *l);
  * for a successor (whoever holds a dup of the fd keeps it alive; without
  * one the kernel ends it). */
 void lfs_layer_close_keep(struct lfs_layer *l);
+/* A connection an earlier process mounted (fd, taken from an fd store)
+ * whose layer cannot be rebuilt: every request is answered with EIO, never
+ * left to hang, until lfs_dead_close. state_dir: where that process kept the
+ * mount's INIT outcome (NULL: none). The connection owns fd on success. */
+struct lfs_dead;
+int lfs_dead_adopt(int fd, const char *state_dir, const char *why, struct lfs_dead **out,
+		   struct rs_error *err);
+/* Stops answering; mountpoint non-NULL: also detaches the mount (else it is
+ * left for a successor that holds a copy of the fd). */
+void lfs_dead_close(struct lfs_dead *d, const char *mountpoint);
 /* Starts the prefetch and the background fetch of a mounted layer opened
  * with defer_fetch (once; later calls do nothing). */
 void lfs_layer_fetch_start(struct lfs_layer *l);

@@ -306,8 +306,6 @@ void lfs_file_check(struct lfs_layer *l, uint32_t chunk);
 bool lfs_file_bad(const struct lfs_layer *l, uint32_t node);
 
 /* ---- takeover.c: state kept for a successor ------------------------------ */
-/* statfs f_type of a FUSE mount (linux/magic.h). */
-#define LFS_FUSE_SUPER_MAGIC 0x65735546
 /* A node's opens the kernel holds, as a successor must know them. */
 struct lfs_open_rec {
 	int32_t backing_id;

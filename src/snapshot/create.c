@@ -338,8 +338,15 @@ static int prepare_remote(struct snapshotter *s, const char *key, const char *pa
 		abandon_remote(s, id, NULL, false);
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
+	cleanup_free char *dir = snap_id_dir(s, id);
+	if (!dir) {
+		abandon_remote(s, id, NULL, false);
+		return rs_err(err, -ENOMEM, "out of memory");
+	}
+	struct snap_remote_target rt = {.id = id, .dir = dir};
 	struct rs_error merr = {0};
-	r = s->remote.mount(s->remote.ctx, fs, parent && *parent ? parent : NULL, labels, n, &merr);
+	r = s->remote.mount(s->remote.ctx, fs, &rt, parent && *parent ? parent : NULL, labels, n,
+			    &merr);
 	if (r < 0) {
 		const char *why = merr.msg[0] ? merr.msg : strerror(-r);
 		if (r == -ENOTSUP)

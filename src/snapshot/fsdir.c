@@ -97,6 +97,10 @@ static int mp_equal(void *ctx, const char *mp)
 
 bool snap_is_mountpoint(const char *path)
 {
+	/* mountinfo first: an lstat of a FUSE mount whose server is gone (kept
+	 * in an fd store for this process to take over) would wait for it. */
+	if (mountinfo_each(mp_equal, (void *)path) == 1)
+		return true;
 	struct stat st, pst;
 	if (lstat(path, &st) < 0)
 		return errno == ENOTCONN;

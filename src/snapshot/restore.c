@@ -83,7 +83,9 @@ static bool restore_one(struct snapshotter *s, const struct task *t)
 		rs_log(RS_LOG_ERROR, "snapshot: restore %s: out of memory", t->name);
 		return false;
 	}
-	if (snap_is_mountpoint(fs)) {
+	struct snap_remote_target rt = {.id = t->id, .dir = dir, .restoring = true};
+	if (snap_is_mountpoint(fs) &&
+	    !(s->remote.adoptable && s->remote.adoptable(s->remote.ctx, &rt, fs))) {
 		int r = snap_detach(fs);
 		rs_log(r < 0 ? RS_LOG_WARN : RS_LOG_INFO,
 		       "snapshot: restore %s: detached stale mount at %s%s%s", t->name, fs,
@@ -95,7 +97,7 @@ static bool restore_one(struct snapshotter *s, const struct task *t)
 		return false;
 	}
 	struct rs_error e = {0};
-	int r = s->remote.mount(s->remote.ctx, fs, t->parent, t->labels, t->nlabels, &e);
+	int r = s->remote.mount(s->remote.ctx, fs, &rt, t->parent, t->labels, t->nlabels, &e);
 	if (r < 0) {
 		rs_log(RS_LOG_ERROR, "snapshot: restore remote snapshot %s at %s: %s", t->name, fs,
 		       e.msg[0] ? e.msg : strerror(-r));

@@ -76,6 +76,13 @@ struct snap_mounts {
 };
 void snap_mounts_free(struct snap_mounts *m);
 
+/* What the remote-layer hook is told of the snapshot it mounts. */
+struct snap_remote_target {
+	int64_t id;      /* the snapshot's id: stable for its life, never reused */
+	const char *dir; /* ROOT/snapshots/<id>: the hook may keep state under it */
+	bool restoring;  /* at start, for a stored snapshot (its mount may be live) */
+};
+
 /* The remote-layer hook (implemented by the daemon with src/layerfs). */
 struct snap_remote_ops {
 	void *ctx;
@@ -86,8 +93,13 @@ struct snap_remote_ops {
 	 * Other errors: logged with err's reason, then an ordinary snapshot
 	 * follows. Called for a Prepare, and at start for every stored remote
 	 * snapshot (restore). May block on the network; calls run in parallel. */
-	int (*mount)(void *ctx, const char *fs_dir, const char *parent,
-		     const struct snap_label *labels, size_t n, struct rs_error *err);
+	int (*mount)(void *ctx, const char *fs_dir, const struct snap_remote_target *t,
+		     const char *parent, const struct snap_label *labels, size_t n,
+		     struct rs_error *err);
+	/* At restore, for a live mount found at fs_dir: true when the hook will
+	 * take it over as it is (a connection kept in an fd store), so it is not
+	 * detached first. NULL: every such mount is detached. */
+	bool (*adoptable)(void *ctx, const struct snap_remote_target *t, const char *fs_dir);
 	/* Unmounts fs_dir (Remove, Cleanup, shutdown). */
 	void (*unmount)(void *ctx, const char *fs_dir);
 	/* 0 when the layer at fs_dir can serve reads: its FUSE mount answers and its

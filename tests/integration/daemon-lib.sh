@@ -7,12 +7,16 @@
 #                            $RS_SOCK --plain-http ARGS; waits for `ready`.
 #                            Log in $RS_LOG (appended across restarts); RS_PID.
 #   daemon_kill SIG          sends SIG to the daemon and waits for it to go
+#                            (a SIGTERM leaves the mounts to the next start
+#                            unless the daemon runs with --unmount-on-exit)
+#   daemon_holder_pid        the fd holder's pid (rs-fd-holder of RS_ROOT)
+#   daemon_fuse_mounts       the daemon's FUSE layer mounts
 #   ctrd_with_stargz         containerd_start with our daemon as the proxy
 #                            snapshotter "stargz"
 #   rpull NAME REF [ARGS]    `stargz rpull` through that containerd;
 #                            output in $T/NAME.{out,err}, exit code in $RC
-# Every process is stopped at exit, by pid; mounts under $RS_ROOT are
-# unmounted.
+# Every process is stopped at exit, by pid (the fd holder too); mounts under
+# $RS_ROOT are unmounted.
 
 RS_DAEMON=${RS_DAEMON:-$REPO/build/src/cmd/remote-snapshotter}
 RS_ROOT=$T/rs-root
@@ -32,6 +36,20 @@ _daemon_cleanup() {
 	# Mounts a killed daemon left behind (FUSE layers, overlays of containers).
 	awk -v r="$RS_ROOT" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done
+	# The fd holder our daemon started keeps the connections of a stop.
+	local h
+	h=$(daemon_holder_pid)
+	[ -n "$h" ] && kill -KILL "$h" 2>/dev/null
+}
+
+# daemon_holder_pid: the pid of the rs-fd-holder the daemon started for RS_ROOT, or "".
+daemon_holder_pid() {
+	pgrep -f -x ".*rs-fd-holder .*$RS_ROOT/fd-holder.sock" | head -1
+}
+
+# daemon_fuse_mounts: the daemon's FUSE layer mounts, one a line.
+daemon_fuse_mounts() {
+	awk -v r="$RS_ROOT/snapshots" 'index($5, r) == 1 && $0 ~ / - fuse/ {print $5}' /proc/self/mountinfo
 }
 
 daemon_start() {

@@ -159,7 +159,7 @@ check "with the daemon stopped and the page cache dropped, the held fds read rig
 # --- passthrough = "off", the same root ----------------------------------------------
 daemon_kill TERM
 check "the daemon exits 0 on SIGTERM (exit $RC)" [ "$RC" -eq 0 ]
-daemon_start --config "$(config off)" || finish
+daemon_start --config "$(config off)" --unmount-on-exit || finish
 check "restarted with passthrough = \"off\": the log says so" \
 	grep -q 'FUSE passthrough off: passthrough = "off"' "$RS_LOG"
 # containerd keeps one connection to the plugin and needs a moment after a restart.

@@ -43,7 +43,7 @@ run_check() { # NAME: ctr run of $REF reading a file of each layer
 }
 
 # --- default: refused, downloaded, status.json says why -------------------------------
-daemon_start || finish
+daemon_start --unmount-on-exit || finish
 ctrd_with_stargz || finish
 rpull pull1 "$REF" --snapshotter stargz
 expect_rc "rpull of the unverified image (default policy)" 0 pull1

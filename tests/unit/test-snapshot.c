@@ -70,8 +70,9 @@ static bool recorded(struct fake *f, char **v, int *n, const char *path)
 	return found;
 }
 
-static int fake_mount(void *ctx, const char *fs_dir, const char *parent,
-		      const struct snap_label *labels, size_t n, struct rs_error *err)
+static int fake_mount(void *ctx, const char *fs_dir, const struct snap_remote_target *t,
+		      const char *parent, const struct snap_label *labels, size_t n,
+		      struct rs_error *err)
 {
 	struct fake *f = ctx;
 	atomic_fetch_add(&f->mounts, 1);

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Restart-proof mounts behind a real containerd (issue 16): a container walks
+# and checksums a lazily pulled image's files in a loop (busybox sha256sum -c
+# over every file, large ones included), the host dropping the page cache
+# all along, while the daemon is SIGKILLed and started again 5 times at
+# random points, then upgraded once (a second copy of the binary started
+# with --takeover): the container exits 0, every round right. New containers
+# of the image start after every restart. containerd restarted under the
+# running container: it goes on. The registry gone during a restart: the
+# layers come back from the cached TOCs and chunks. The fd holder SIGKILLed
+# while the daemon runs: the daemon starts a new one and hands it the fds,
+# and a crash after that still takes over. A layer whose cached TOC is
+# corrupt with the registry gone: that mount answers EIO at once, the others
+# keep working. Env: STARGZ, RS_DAEMON. Everything on 127.0.0.1.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry-lib.sh"
+. "$(dirname "$0")/mount-lib.sh"
+. "$(dirname "$0")/daemon-lib.sh"
+
+need_root
+need_stargz
+need_tools containerd ctr runc skopeo jq sha256sum pgrep python3
+"$STARGZ" rpull --help >/dev/null 2>&1 || skip "stargz rpull not built"
+[ -x "$RS_DAEMON" ] || skip "remote-snapshotter not built"
+
+registry_start_plain || finish
+REG=$PLAIN_REG
+seed_image "$REG" rs/busybox:gz || finish
+SRC=$RIG/img-rs_busybox-gz.src
+
+# Layer 1: busybox; layer 2: files to walk (small and large), the check list.
+mkdir -p "$T/l2/data" "$T/l2/etc"
+"$RIG_PY" - "$T/l2/data" <<'PY' || die "random data"
+import os, random, sys
+r = random.Random(9)
+for i in range(150):
+    open(os.path.join(sys.argv[1], "f%03d" % i), "wb").write(r.randbytes(r.randint(1, 60000)))
+for i in range(3):
+    open(os.path.join(sys.argv[1], "large%d" % i), "wb").write(r.randbytes(4000000 + i))
+PY
+(cd "$T/l2" && find data -type f | sort | xargs sha256sum | sed 's| data/| /data/|') >"$T/l2/etc/want"
+echo "hello from the restart image" >"$T/l2/etc/hello.txt"
+tar -C "$SRC/l1" --numeric-owner -cf "$T/l1.tar" . || die tar
+tar -C "$T/l2" --numeric-owner -cf "$T/l2.tar" . || die tar
+for i in 1 2; do
+	"$STARGZ" build "$T/l$i.tar" "$T/l$i.esgz" >"$T/l$i.esgz.json" || die "stargz build"
+done
+push_image "$REG" rs/restart:v1 "$T/l1.esgz" "$T/l2.esgz" >/dev/null || die push
+
+NETPROXY_UPSTREAM=$REG netproxy_start PX || finish
+REF=$PX/rs/restart:v1
+daemon_start || finish
+ctrd_with_stargz || finish
+rpull pull "$REF" --snapshotter stargz
+expect_rc "stargz rpull of the image" 0 pull || finish
+check "both layers are lazy" test "$(grep -c ' lazy' "$T/pull.out")" -eq 2
+
+# restart_daemon: SIGKILL, drop caches, start again; the log must say taken over.
+restart_daemon() {
+	local n_before
+	n_before=$(grep -c 'remote layer .* taken over at' "$RS_LOG")
+	daemon_kill KILL
+	echo 3 >/proc/sys/vm/drop_caches
+	daemon_start "$@" || return 1
+	local n_after
+	n_after=$(grep -c 'remote layer .* taken over at' "$RS_LOG")
+	[ $((n_after - n_before)) -ge 2 ] || {
+		fail "the restarted daemon did not take over both layers ($n_before -> $n_after)"
+		tail -20 "$RS_LOG" | sed 's/^/    | /'
+		return 1
+	}
+}
+
+# new_container NAME: a new container of the image reads a file (retried:
+# containerd needs a moment to reach a restarted plugin).
+new_container() {
+	local i
+	for i in $(seq 20); do
+		run "$1" timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" "rs-$1" cat /etc/hello.txt
+		[ "$RC" -eq 0 ] && break
+		sleep 0.5
+	done
+	check "$2: a new container of the image starts and reads" grep -q 'restart image' "$T/$1.out"
+}
+
+mkdir -p "$T/ctl"
+cat >"$T/ctl/loop.sh" <<'EOF'
+r=0
+while [ ! -e /ctl/stop ] || [ "$r" -lt 3 ]; do
+	if ! sha256sum -c /etc/want >/ctl/round.out 2>&1; then
+		echo "FAIL in round $r"
+		grep -v ': OK$' /ctl/round.out | head
+		exit 1
+	fi
+	r=$((r + 1))
+	echo "$r" >/ctl/rounds
+done
+echo "OK $r rounds"
+EOF
+timeout 600 "${CTR[@]}" run --rm --snapshotter stargz \
+	--mount "type=bind,src=$T/ctl,dst=/ctl,options=rbind:rw" "$REF" rs-reader \
+	sh /ctl/loop.sh >"$T/reader.out" 2>&1 &
+RP=$!
+# The page cache dropped all along: every round asks the FUSE server again.
+(while kill -0 "$RP" 2>/dev/null; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.7; done) &
+DP=$!
+_RIG_PIDS+=("$DP")
+for _ in $(seq 300); do [ -s "$T/ctl/rounds" ] && break; sleep 0.1; done
+check "the reader container completed a round" test -s "$T/ctl/rounds"
+
+ok=1
+for i in 1 2 3 4 5; do
+	sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+	restart_daemon || { ok=0; break; }
+	[ $i = 1 ] && new_container after1 "after the first SIGKILL"
+done
+[ $ok = 1 ] && pass "5 SIGKILLs at random points: every restart took both layers over"
+check "the reader is still running after 5 crashes" kill -0 "$RP"
+new_container after5 "after the fifth SIGKILL"
+
+# The upgrade: a second copy of the binary replaces the running daemon.
+cp "$RS_DAEMON" "$T/remote-snapshotter-v2"
+OLD=$RS_PID
+n_before=$(grep -c 'remote layer .* taken over at' "$RS_LOG")
+RS_DAEMON=$T/remote-snapshotter-v2 daemon_start --takeover || die "takeover"
+for _ in $(seq 100); do kill -0 "$OLD" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$OLD" 2>/dev/null; then
+	fail "the old daemon still runs 10 s after --takeover"
+else
+	wait "$OLD"
+	rc=$?
+	check "the replaced daemon exits 0 (exit $rc)" [ $rc -eq 0 ]
+fi
+check "the new binary took over both layers" \
+	test $(($(grep -c 'remote layer .* taken over at' "$RS_LOG") - n_before)) -ge 2
+new_container afterup "after the upgrade"
+
+# containerd restarted under the running container (its shim keeps it).
+kill -TERM "$CTRD_PID"
+wait "$CTRD_PID" 2>/dev/null
+CTRD_PID=
+ctrd_with_stargz || die "containerd again"
+check "the reader survives a containerd restart" kill -0 "$RP"
+new_container afterctrd "after a containerd restart"
+
+# The holder killed while the daemon runs.
+h1=$(daemon_holder_pid)
+[ -n "$h1" ] && kill -KILL "$h1"
+h2=
+for _ in $(seq 100); do
+	h2=$(daemon_holder_pid)
+	[ -n "$h2" ] && [ "$h2" != "$h1" ] && break
+	sleep 0.1
+done
+check "a killed holder is replaced by the daemon (${h1:-none} -> ${h2:-none})" \
+	test -n "$h1" -a -n "$h2" -a "$h2" != "$h1"
+sleep 0.5
+if restart_daemon; then
+	pass "after the holder was replaced, a crash still takes both layers over"
+fi
+
+# The registry gone during a restart: the cached TOCs and chunks serve.
+proxy_mode PX refuse
+if restart_daemon; then
+	pass "with the registry gone, a restart takes both layers over"
+fi
+sleep 2
+check "the reader still runs with the registry gone" kill -0 "$RP"
+proxy_mode PX pass
+
+touch "$T/ctl/stop"
+wait "$RP"
+rc=$?
+check "the reader container exits 0 after every restart ($(tail -1 "$T/reader.out"))" [ $rc -eq 0 ]
+[ $rc -eq 0 ] || show_file "$T/reader.out"
+kill "$DP" 2>/dev/null
+
+# A corrupt cached TOC with the registry gone: EIO at once, the other layer works.
+mapfile -t LAYERS < <(daemon_fuse_mounts)
+DATA_L=
+for m in "${LAYERS[@]}"; do [ -d "$m/data" ] && DATA_L=$m; done
+d2=sha256:$(sha256_of "$T/l2.esgz")
+toc_file=$RS_ROOT/cache/toc/${d2#sha256:}
+daemon_kill KILL
+if [ -n "$DATA_L" ] && [ -f "$toc_file" ]; then
+	printf 'garbage' | dd of="$toc_file" bs=1 seek=200 conv=notrunc 2>/dev/null
+	proxy_mode PX refuse
+	echo 3 >/proc/sys/vm/drop_caches
+	daemon_start || die "start with a corrupt TOC"
+	t0=$(date +%s%N)
+	timeout 20 cat "$DATA_L/data/f001" >/dev/null 2>"$T/eio.err"
+	rc=$?
+	t1=$(date +%s%N)
+	check "the layer with the corrupt TOC answers EIO (exit $rc: $(cat "$T/eio.err"))" \
+		grep -q 'Input/output error' "$T/eio.err"
+	check "and at once ($(((t1 - t0) / 1000000)) ms)" [ $(((t1 - t0) / 1000000)) -lt 5000 ]
+	check "the log says which layer and why" grep -q 'cannot be served after the restart' "$RS_LOG"
+	other=
+	for m in "${LAYERS[@]}"; do [ "$m" != "$DATA_L" ] && other=$m; done
+	check "the other layer keeps working" cmp "$other/bin/busybox" "$SRC/l1/bin/busybox"
+	proxy_mode PX pass
+else
+	fail "no data layer mount or no cached TOC at $toc_file"
+	daemon_start || die "start again"
+fi
+
+daemon_kill TERM
+check "the daemon exits 0 on SIGTERM (exit $RC)" [ "$RC" -eq 0 ]
+if grep -q 'Sanitizer\|runtime error' "$RS_LOG"; then
+	fail "the sanitizer reported errors in the daemon"
+	grep -A20 'Sanitizer\|runtime error' "$RS_LOG" | head -40 | sed 's/^/    | /'
+fi
+finish
