@@ -283,7 +283,7 @@ fi
 # crafted images, registries and layers that attack the read path.
 if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x "$ASAN_DIR/src/cmd/remote-snapshotter" ]; then
 	for t in test-lazy-pull.sh test-hostile-layer.sh test-registry-creds.sh test-diffid.sh test-passthrough.sh \
-		test-daemon-passthrough.sh; do
+		test-daemon-passthrough.sh test-restart-mount.sh test-daemon-restart.sh; do
 		[ -f "tests/integration/$t" ] && selected "$t" || continue
 		RS_SANITIZED=1 RS_DAEMON=$REPO/$ASAN_DIR/src/cmd/remote-snapshotter \
 			API_TEST_CLIENT=$REPO/$ASAN_DIR/tests/api/api-test-client \
@@ -297,7 +297,8 @@ fi
 if $TSAN_OK && [ "${RS_NO_TSAN_INTEGRATION:-0}" != 1 ]; then
 	TSAN_T0=$(date +%s)
 	for t in test-mount.sh test-mount-faults.sh test-lazy-pull.sh test-snapshots-api.sh test-bad-input.sh \
-		test-hostile-layer.sh test-registry-creds.sh test-diffid.sh test-passthrough.sh test-daemon-passthrough.sh; do
+		test-hostile-layer.sh test-registry-creds.sh test-diffid.sh test-passthrough.sh test-daemon-passthrough.sh \
+		test-restart-mount.sh test-daemon-restart.sh; do
 		[ -f "tests/integration/$t" ] && selected "$t" || continue
 		RS_SANITIZED=1 RS_DAEMON=$REPO/$TSAN_DIR/src/cmd/remote-snapshotter \
 			API_TEST_SERVER=$REPO/$TSAN_DIR/tests/api/api-test-server \
