@@ -198,6 +198,9 @@ static int ensure_holder(struct fdstore *s, struct rs_error *err)
 	return set_conn(h, conn, pid, err);
 }
 
+/* Tries at bringing back a holder that died. */
+#define RESTART_ATTEMPTS 10
+
 /* The holder is gone: start another and give it every fd we hold. */
 static int restart_holder(struct fdstore *s, struct rs_error *err)
 {
@@ -207,8 +210,16 @@ static int restart_holder(struct fdstore *s, struct rs_error *err)
 		return 0;
 	rs_log(RS_LOG_WARN, "fd holder %s: gone; starting another with %zu fds", h->socket_path,
 	       s->table.n);
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < RESTART_ATTEMPTS; attempt++) {
 		int rc = ensure_holder(s, err);
+		if (rc == -ECONNRESET && attempt + 1 < RESTART_ATTEMPTS) {
+			/* The dead holder's listening socket outlives its
+			 * connection for a moment: a connect can land in it. */
+			rs_error_clear(err);
+			struct timespec ts = {.tv_nsec = 50 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		if (rc < 0)
 			return rc;
 		for (size_t i = 0; i < s->table.n && rc == 0; i++)
@@ -223,8 +234,8 @@ static int restart_holder(struct fdstore *s, struct rs_error *err)
 				      h->socket_path, strerror(-rc));
 		drop_conn(h);
 	}
-	return rs_err(err, -EPIPE, "fd holder %s: died twice while being given its fds",
-		      h->socket_path);
+	return rs_err(err, -EPIPE, "fd holder %s: gone %d times while being given its fds",
+		      h->socket_path, RESTART_ATTEMPTS);
 }
 
 static char *default_program(void)

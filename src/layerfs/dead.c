@@ -86,7 +86,8 @@ static void *dead_main(void *arg)
 	if (!buf)
 		return NULL;
 	for (;;) {
-		struct pollfd p[2] = {{.fd = d->fd, .events = POLLIN}, {.fd = d->stop, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = d->fd, .events = POLLIN},
+				      {.fd = d->stop, .events = POLLIN}};
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -110,8 +111,8 @@ int lfs_dead_adopt(int fd, const char *state_dir, const char *why, struct lfs_de
 	 * for any request a read-only mount gets (no WRITE carries data). */
 	struct rfuse_granted g = {.major = 7, .minor = 31, .max_write = 1 << 20, .max_pages = 256};
 	char path[4096], line[512];
-	if (state_dir && snprintf(path, sizeof(path), "%s/fuse.granted", state_dir) <
-			     (int)sizeof(path)) {
+	if (state_dir &&
+	    snprintf(path, sizeof(path), "%s/fuse.granted", state_dir) < (int)sizeof(path)) {
 		int gf = open(path, O_RDONLY | O_CLOEXEC);
 		if (gf >= 0) {
 			ssize_t n = read(gf, line, sizeof(line) - 1);

@@ -97,12 +97,25 @@ while [ ! -e /ctl/stop ] || [ "$r" -lt 3 ]; do
 done
 echo "OK $r rounds"
 EOF
-timeout 600 "${CTR[@]}" run --rm --snapshotter stargz \
-	--mount "type=bind,src=$T/ctl,dst=/ctl,options=rbind:rw" "$REF" rs-reader \
-	sh /ctl/loop.sh >"$T/reader.out" 2>&1 &
-RP=$!
+printf '%s\n' 'sh /ctl/loop.sh >/ctl/result.tmp 2>&1; rc=$?; mv /ctl/result.tmp /ctl/result; exit $rc' >"$T/ctl/run.sh"
+# Detached: the container lives in its shim, not in a ctr client that a
+# containerd restart would cut off.
+run reader timeout 60 "${CTR[@]}" run -d --snapshotter stargz \
+	--mount "type=bind,src=$T/ctl,dst=/ctl,options=rbind:rw" "$REF" rs-reader sh /ctl/run.sh
+expect_rc "the reader container starts" 0 reader || finish
+# At exit, by pid: the reader's process and its shim (containerd may be
+# gone by then, its cleanup runs first).
+READER_PIDS=$("${CTR[@]}" tasks ls 2>/dev/null | awk '$1 == "rs-reader" {print $2}')
+READER_PIDS+=" $(pgrep -f -x ".*containerd-shim-runc-v2 .*-id rs-reader -address $CTRD_SOCK" | tr '\n' ' ')"
+_reader_cleanup() {
+	local p
+	for p in $READER_PIDS; do kill -KILL "$p" 2>/dev/null; done
+}
+on_exit _reader_cleanup
+# running: the reader container's task is running.
+running() { "${CTR[@]}" tasks ls 2>/dev/null | grep -q '^rs-reader .*RUNNING'; }
 # The page cache dropped all along: every round asks the FUSE server again.
-(while kill -0 "$RP" 2>/dev/null; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.7; done) &
+(while [ ! -e "$T/ctl/result" ] && [ ! -e "$T/ctl/stop" ]; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.7; done) &
 DP=$!
 _RIG_PIDS+=("$DP")
 for _ in $(seq 300); do [ -s "$T/ctl/rounds" ] && break; sleep 0.1; done
@@ -115,11 +128,13 @@ for i in 1 2 3 4 5; do
 	[ $i = 1 ] && new_container after1 "after the first SIGKILL"
 done
 [ $ok = 1 ] && pass "5 SIGKILLs at random points: every restart took both layers over"
-check "the reader is still running after 5 crashes" kill -0 "$RP"
+check "the reader is still running after 5 crashes" running
 new_container after5 "after the fifth SIGKILL"
 
 # The upgrade: a second copy of the binary replaces the running daemon.
+# An upgrade installs both binaries; the daemon starts the holder beside it.
 cp "$RS_DAEMON" "$T/remote-snapshotter-v2"
+cp "$(dirname "$RS_DAEMON")/rs-fd-holder" "$T/rs-fd-holder"
 OLD=$RS_PID
 n_before=$(grep -c 'remote layer .* taken over at' "$RS_LOG")
 RS_DAEMON=$T/remote-snapshotter-v2 daemon_start --takeover || die "takeover"
@@ -140,7 +155,7 @@ kill -TERM "$CTRD_PID"
 wait "$CTRD_PID" 2>/dev/null
 CTRD_PID=
 ctrd_with_stargz || die "containerd again"
-check "the reader survives a containerd restart" kill -0 "$RP"
+check "the reader survives a containerd restart" running
 new_container afterctrd "after a containerd restart"
 
 # The holder killed while the daemon runs.
@@ -165,14 +180,16 @@ if restart_daemon; then
 	pass "with the registry gone, a restart takes both layers over"
 fi
 sleep 2
-check "the reader still runs with the registry gone" kill -0 "$RP"
+check "the reader still runs with the registry gone" running
 proxy_mode PX pass
 
 touch "$T/ctl/stop"
-wait "$RP"
-rc=$?
-check "the reader container exits 0 after every restart ($(tail -1 "$T/reader.out"))" [ $rc -eq 0 ]
-[ $rc -eq 0 ] || show_file "$T/reader.out"
+for _ in $(seq 600); do [ -e "$T/ctl/result" ] && break; sleep 0.2; done
+check "the reader container ends with every round right ($(tail -1 "$T/ctl/result" 2>/dev/null))" \
+	grep -q '^OK ' "$T/ctl/result"
+grep -q '^OK ' "$T/ctl/result" 2>/dev/null || show_file "$T/ctl/result"
+"${CTR[@]}" tasks rm -f rs-reader >/dev/null 2>&1
+"${CTR[@]}" containers rm rs-reader >/dev/null 2>&1
 kill "$DP" 2>/dev/null
 
 # A corrupt cached TOC with the registry gone: EIO at once, the other layer works.

@@ -106,6 +106,7 @@ kill -0 "$RP" 2>/dev/null && pass "the reader is still running after 5 crashes" 
 
 # An upgrade: a second copy of the binary takes over from the running one.
 cp "$STARGZ" "$T/stargz-v2"
+cp "$(dirname "$STARGZ")/rs-fd-holder" "$T/rs-fd-holder"
 sleep 0.5
 BIN=$T/stargz-v2 mount_up up --takeover || die "takeover by a second binary"
 NP=$MOUNT_PID
