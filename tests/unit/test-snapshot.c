@@ -39,6 +39,8 @@ struct fake {
 	atomic_int mounts, unmounts, checks;
 	atomic_int in_flight, max_in_flight;
 	atomic_int saw_stale_mount; /* fs_dir still showed a mount at mount time */
+	const char *adopt_match;    /* adoptable says yes for fs dirs containing it */
+	atomic_int restoring;       /* mounts told they restore, with an id and dir */
 	pthread_mutex_t lock;       /* guards the paths below */
 	char *mounted[MAX_CALLS];
 	char *unmounted[MAX_CALLS];
@@ -60,6 +62,12 @@ static void record(struct fake *f, char **v, int *n, const char *path)
 	pthread_mutex_unlock(&f->lock);
 }
 
+static bool fake_adoptable(void *ctx, const struct snap_remote_target *t, const char *fs_dir)
+{
+	struct fake *f = ctx;
+	return f->adopt_match && strstr(fs_dir, f->adopt_match);
+}
+
 static bool recorded(struct fake *f, char **v, int *n, const char *path)
 {
 	bool found = false;
@@ -76,6 +84,10 @@ static int fake_mount(void *ctx, const char *fs_dir, const struct snap_remote_ta
 {
 	struct fake *f = ctx;
 	atomic_fetch_add(&f->mounts, 1);
+	char want_dir[4096];
+	snprintf(want_dir, sizeof(want_dir), "%s/fs", t->dir);
+	if (t->restoring && t->id > 0 && strcmp(want_dir, fs_dir) == 0)
+		atomic_fetch_add(&f->restoring, 1);
 	int now = atomic_fetch_add(&f->in_flight, 1) + 1;
 	int max = atomic_load(&f->max_in_flight);
 	while (now > max && !atomic_compare_exchange_weak(&f->max_in_flight, &max, now))
@@ -133,6 +145,7 @@ static void fake_reset(struct fake *f)
 	atomic_store(&f->checks, 0);
 	atomic_store(&f->max_in_flight, 0);
 	atomic_store(&f->saw_stale_mount, 0);
+	atomic_store(&f->restoring, 0);
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -172,8 +185,11 @@ static int setup_common(void **state, bool remote)
 	snprintf(x->root, sizeof(x->root), "/tmp/test-snapshot-XXXXXX");
 	assert_non_null(mkdtemp(x->root));
 	pthread_mutex_init(&x->fake.lock, NULL);
-	x->ops = (struct snap_remote_ops){
-	    .ctx = &x->fake, .mount = fake_mount, .unmount = fake_unmount, .check = fake_check};
+	x->ops = (struct snap_remote_ops){.ctx = &x->fake,
+					  .mount = fake_mount,
+					  .adoptable = fake_adoptable,
+					  .unmount = fake_unmount,
+					  .check = fake_check};
 	x->s = open_at(x, remote, false, 0);
 	*state = x;
 	return 0;
@@ -1137,6 +1153,48 @@ static void test_restore(void **state)
 	assert_int_equal(atomic_load(&x->fake.max_in_flight), 1);
 }
 
+/* A live mount the hook will take over (its connection kept in an fd store)
+ * is not detached at restore; the others are. */
+static void test_restore_adopt(void **state)
+{
+	struct fx *x = *state;
+	struct rs_error err = {0};
+	if (geteuid() != 0)
+		skip();
+	char key[32], target[32], digest[32];
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "a%d", i);
+		snprintf(target, sizeof(target), "t%d", i);
+		snprintf(digest, sizeof(digest), "sha256:%d", i);
+		assert_int_equal(prepare_target(x, key, NULL, target, digest, &err), -EEXIST);
+	}
+	snap_close(x->s);
+	x->s = NULL;
+	char src[256], fs2[256], fs3[256], p[512];
+	snprintf(src, sizeof(src), "%s/live-src", x->root);
+	assert_int_equal(mkdir(src, 0755), 0);
+	snprintf(p, sizeof(p), "%s/stale-marker", src);
+	write_file(p, 1);
+	fs_path(x, 2, "", fs2, sizeof(fs2));
+	fs_path(x, 3, "", fs3, sizeof(fs3));
+	assert_int_equal(mount(src, fs2, NULL, MS_BIND, NULL), 0);
+	assert_int_equal(mount(src, fs3, NULL, MS_BIND, NULL), 0);
+
+	fake_reset(&x->fake);
+	x->fake.adopt_match = "/snapshots/2/";
+	x->s = open_at(x, true, true, 0);
+	assert_int_equal(atomic_load(&x->fake.mounts), 3);
+	assert_int_equal(atomic_load(&x->fake.restoring), 3);
+	/* fs2 was left as it was for the hook, fs3 detached before its mount. */
+	assert_int_equal(atomic_load(&x->fake.saw_stale_mount), 1);
+	snprintf(p, sizeof(p), "%s/stale-marker", fs2);
+	assert_true(exists(p));
+	snprintf(p, sizeof(p), "%s/stale-marker", fs3);
+	assert_false(exists(p));
+	umount2(fs2, MNT_DETACH);
+	x->fake.adopt_match = NULL;
+}
+
 /* ---- concurrency -------------------------------------------------------- */
 
 struct racer {
@@ -1374,6 +1432,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_remote_health, setup_remote, teardown),
 	    cmocka_unit_test_setup_teardown(test_remote_remove_close, setup_remote, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore, setup_remote, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_adopt, setup_remote, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup_remote, teardown),
 	    cmocka_unit_test_setup_teardown(test_overlay_mount, setup, teardown),
 	};
