@@ -161,7 +161,7 @@ grep -q 'restor\|mounted' "$RS_LOG" || fail "the daemon log says nothing about r
 # The running container's lower layers were taken over by the new daemon:
 # data the kernel had not cached reads right (docs/daemon.md, "Restarts").
 echo 3 >/proc/sys/vm/drop_caches
-run oldread timeout 30 "${CTR[@]}" tasks exec --exec-id x1 rs-bg sha256sum /usr/share/rs/data.bin
+run oldread timeout 30 "${CTR[@]}" tasks exec --exec-id x1 rs-bg busybox sha256sum /usr/share/rs/data.bin
 expect_rc "the container started before the SIGKILL reads an uncached file after the restart" 0 oldread
 check "and reads it right" grep -q "^$(sha256_of "$RIG/img-rs_busybox-gz.src/l3/usr/share/rs/data.bin" 2>/dev/null || echo none) " "$T/oldread.out"
 "${CTR[@]}" tasks kill -s KILL rs-bg >/dev/null 2>&1
