@@ -216,6 +216,8 @@ if [ -x "$APICLI" ]; then
 	NETPROXY_UPSTREAM=$REG netproxy_start PX || finish
 	proxy_mode PX refuse
 	one=$(echo "$layers" | head -1)
+	# The TOC kept from the pull would open the layer with no request.
+	rm -f "$RS_ROOT/cache/toc/${one#sha256:}"
 	t0=$(date +%s)
 	run downprep timeout 120 "$APICLI" "$RS_SOCK" prepare \
 		-l "containerd.io/snapshot.ref=rs-down-target" \
