@@ -529,8 +529,49 @@ static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const stru
 	return s.next;
 }
 
+/* A prefetch or background job whose chunks the cache holds already (after
+ * a restart every chunk starts unfetched) is settled from it, with no
+ * request: true when so. All or nothing: a job with one chunk missing is
+ * fetched as it is. */
+static bool settle_cached(struct lfs_layer *l, struct lfs_job *j)
+{
+	if (j->prio != LFS_PRIO_BACKGROUND && !j->prefetch)
+		return false;
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		for (uint32_t i = run->first; i < run->first + run->count; i++) {
+			struct cache_buf *b = lfs_chunk_cached(l, i);
+			if (!b)
+				return false;
+			cache_buf_unref(b);
+		}
+	}
+	uint32_t total = 0, nchecks = 0;
+	for (uint32_t k = 0; k < j->nruns; k++)
+		total += j->runs[k].count;
+	cleanup_free uint32_t *checks = malloc((total ? total : 1) * sizeof(*checks));
+	if (!checks)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	for (uint32_t k = 0; k < j->nruns; k++) {
+		const struct lfs_run *run = &j->runs[k];
+		for (uint32_t i = run->first; i < run->first + run->count; i++)
+			if (settle_chunk_locked(l, i, 1))
+				checks[nchecks++] = i;
+	}
+	if (j->prefetch && l->prefetch_pending > 0)
+		l->prefetch_pending--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	for (uint32_t c = 0; c < nchecks; c++)
+		lfs_file_check(l, checks[c]);
+	return true;
+}
+
 static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 {
+	if (settle_cached(j->layer, j))
+		return;
 	struct lfs_layer *l = j->layer;
 	struct reg_range ranges[LFS_JOB_MAX_RUNS];
 	/* From the cache's buffer pool: a fresh multi-MiB malloc per job cost
