@@ -404,6 +404,11 @@ int snap_cleanup(struct snapshotter *s, struct rs_error *err)
 			struct rs_error e = {0};
 			if (snap_dir_remove(s, names[i], &e) < 0)
 				rs_log(RS_LOG_WARN, "snapshot: cleanup: %s", e.msg);
+			else
+				rs_log(RS_LOG_INFO,
+				       "snapshot: cleanup: removed %s/%s (no snapshot of that id: "
+				       "an interrupted Prepare or removal)",
+				       s->snap_dir, names[i]);
 		}
 		free(names[i]);
 	}

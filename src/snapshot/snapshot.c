@@ -168,8 +168,15 @@ int snap_open(const struct snap_opts *o, struct snapshotter **out, struct rs_err
 		free_snapshotter(s);
 		return r;
 	}
-	if (o->restore)
+	if (o->restore) {
 		snap_restore(s, o->restore_threads);
+		/* What a process killed inside Prepare or Remove left (a
+		 * directory, perhaps a layer's mount) has no row: nothing else
+		 * runs yet, so it goes now, not at containerd's next GC. */
+		struct rs_error e = {0};
+		if (snap_cleanup(s, &e) < 0)
+			rs_log(RS_LOG_WARN, "snapshot: cleanup at start: %s", e.msg);
+	}
 	*out = s;
 	return 0;
 }

@@ -111,7 +111,7 @@ struct snap_remote_ops {
 struct snap_opts {
 	const char *root;                     /* created if missing */
 	const struct snap_remote_ops *remote; /* NULL: no remote layers */
-	bool restore;                         /* remount stored remote snapshots at open */
+	bool restore;                         /* at open: remount, drop leftovers */
 	int restore_threads;                  /* 0: 8 */
 };
 

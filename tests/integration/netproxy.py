@@ -34,6 +34,10 @@ chunked, or up to EOF).
                                  answer ever; bytes in flight on existing
                                  connections stop too (those stay dead after
                                  the mode changes back)
+                      blackhole-range  a request with a Range header is
+                                 swallowed as by blackhole (its connection
+                                 frozen); others pass: manifests and
+                                 configs answer, lazy reads of blobs hang
                     Missing or empty file: the default, "flip" when
                     --flip-range is given, else "pass".
   --log F           one JSON line per request when its answer ends (or the
@@ -59,7 +63,7 @@ import time
 
 BLOB_RE = re.compile(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$")
 CRANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
-MODES = ("pass", "flip", "refuse", "blackhole")
+MODES = ("pass", "flip", "refuse", "blackhole", "blackhole-range")
 RECV = 65536
 HEAD_MAX = 1 << 20
 XOR_FF = bytes(b ^ 0xFF for b in range(256))
@@ -419,7 +423,7 @@ class RequestFramer(Framer):
                  "bytes": 0, "mode": mode, "flipped": 0, "complete": False})
             c.kill("refuse")
             return "drop"
-        if mode == "blackhole":
+        if mode == "blackhole" or (mode == "blackhole-range" and rng):
             log({"conn": c.id, "method": method, "path": path, "range": rng, "status": None,
                  "bytes": 0, "mode": mode, "flipped": 0, "complete": False})
             c.freeze()

@@ -256,6 +256,16 @@ proxy_mode SLOW pass
 curl -sf --max-time 20 -r 0-99999 -o "$T/got" "http://$SLOW$BLOB_PATH" && slice "$T/blob" 0 100000 | cmp -s - "$T/got" &&
 	pass "blackhole -> pass: new connections work again" || fail "blackhole -> pass: request failed"
 
+# blackhole-range: a Range GET is swallowed, a whole GET answers.
+proxy_mode P blackhole-range
+run bhr curl -s --max-time 3 -r 0-9 -o /dev/null "http://$P$BLOB_PATH"
+[ "$RC" = 28 ] && pass "blackhole-range: a Range GET is never answered (curl timed out)" ||
+	fail "blackhole-range: Range GET: curl exit $RC, want 28 (time-out)"
+curl -sf --max-time 20 -o "$T/whole" "http://$P$BLOB_PATH" && cmp -s "$T/blob" "$T/whole" &&
+	pass "blackhole-range: a GET without Range answers, right bytes" ||
+	fail "blackhole-range: the whole GET failed"
+proxy_mode P pass
+
 # --- rate and delay -------------------------------------------------------------------------
 # Timings are printed; bounds are loose (a noisy 2-core machine): never
 # faster than the link allows, not grossly slower.
