@@ -268,6 +268,7 @@ struct mount_keep {
 	size_t n_restored;
 	struct lfs_layer *layers[MAX_LAYERS];
 	struct lfs_dead *dead[MAX_LAYERS];
+	char *dead_mp[MAX_LAYERS]; /* where each is mounted: a stop that unmounts detaches it */
 	size_t n_layers, n_dead;
 };
 
@@ -321,6 +322,7 @@ static int mount_one(struct lfs_runtime *rt, const struct lfs_layer_opts *lo, co
 		fprintf(stderr, "stargz mount: %s: %s; its reads get EIO\n", mp, err->msg);
 		rs_error_clear(err);
 		(void)fdstore_add(k->store, name, mo.adopt_fd, NULL);
+		k->dead_mp[k->n_dead] = strdup(mp);
 		k->dead[k->n_dead++] = d;
 		return 1;
 	}
@@ -531,8 +533,10 @@ int cmd_mount(int argc, char **argv)
 		else
 			lfs_layer_close(k->layers[i]);
 	}
-	for (size_t i = 0; k && i < k->n_dead; i++)
-		lfs_dead_close(k->dead[i], NULL);
+	for (size_t i = 0; k && i < k->n_dead; i++) {
+		lfs_dead_close(k->dead[i], keep ? NULL : k->dead_mp[i]);
+		free(k->dead_mp[i]);
+	}
 	lfs_runtime_free(rt);
 	reg_client_free(client);
 	if (k) {

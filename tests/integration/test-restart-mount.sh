@@ -168,4 +168,34 @@ check "--unmount-on-exit: exit 0" test "$RC" = 0
 if mountpoint -q "$M/0"; then fail "--unmount-on-exit left $M/0 mounted"; else pass "--unmount-on-exit unmounts"; fi
 for _ in $(seq 50); do [ -z "$(holder_pid)" ] && break; sleep 0.1; done
 check "the holder exits once its fds are gone" test -z "$(holder_pid)"
+
+# A kept layer that cannot be opened again (its kept TOC corrupt, the
+# registry gone) is answered with EIO; a stop that unmounts detaches it too.
+NETPROXY_UPSTREAM=$R netproxy_start PX || finish
+S1=$T/state1
+D1=$(jq -r .digest "$T/l1.esgz.json")
+mkdir -p "$T/one"
+ONE=(--plain-http --state-dir "$S1" --cache-dir "$T/cache1" --passthrough off --no-prefetch
+	--no-background-fetch --toc-digest "$(jq -r .tocDigest "$T/l1.esgz.json")"
+	"$PX/rs/restart:v1" "$D1" "$T/one")
+mount_start one0 "${ONE[@]}" || die "single-layer mount"
+check "a single layer mounts with --state-dir" cmp "$T/one/e/t01" "$T/src1/e/t01"
+kill -KILL "$MOUNT_PID"
+wait "$MOUNT_PID" 2>/dev/null
+toc_file=$T/cache1/toc/${D1#sha256:}
+if [ -f "$toc_file" ]; then
+	printf 'garbage' | dd of="$toc_file" bs=1 seek=100 conv=notrunc 2>/dev/null
+else
+	fail "no kept TOC at $toc_file"
+fi
+proxy_mode PX refuse
+echo 3 >/proc/sys/vm/drop_caches
+mount_start one1 --unmount-on-exit "${ONE[@]}" || die "restart with a corrupt TOC"
+check "the run says the layer cannot be served again" grep -q 'cannot be served again' "$T/one1.err"
+timeout 20 cat "$T/one/e/t02" >/dev/null 2>"$T/one.eio"
+check "its reads get EIO ($(cat "$T/one.eio"))" grep -q 'Input/output error' "$T/one.eio"
+mount_stop "$MOUNT_PID"
+check "--unmount-on-exit with a dead layer: exit 0" test "$RC" = 0
+check "and its mount is gone" bash -c "! grep -q ' $T/one ' /proc/self/mountinfo"
+proxy_mode PX pass
 finish
