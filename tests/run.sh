@@ -50,7 +50,7 @@ result() { # STATUS NAME [NOTE]
 	esac
 }
 
-section() { printf '\n=== %s\n' "$*"; }
+section() { printf '\n=== %s (at %ss)\n' "$*" "$(($(date +%s) - START))"; }
 
 # Show what went wrong in a log without drowning the console.
 show_log_failure() {

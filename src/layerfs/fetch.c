@@ -568,10 +568,11 @@ static bool settle_cached(struct lfs_layer *l, struct lfs_job *j)
 	return true;
 }
 
-static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
+/* false when the registry failed it */
+static bool run_job(struct lfs_runtime *rt, struct lfs_job *j)
 {
 	if (settle_cached(j->layer, j))
-		return;
+		return true;
 	struct lfs_layer *l = j->layer;
 	struct reg_range ranges[LFS_JOB_MAX_RUNS];
 	/* From the cache's buffer pool: a fresh multi-MiB malloc per job cost
@@ -655,6 +656,7 @@ static void run_job(struct lfs_runtime *rt, struct lfs_job *j)
 				lfs_file_check(l, i);
 	}
 	free(result);
+	return r == 0;
 }
 
 static void *fetcher_main(void *arg)
@@ -697,7 +699,7 @@ static void *fetcher_main(void *arg)
 		if (low && !counted)
 			rt->low_running++;
 		pthread_mutex_unlock(&rt->lock);
-		run_job(rt, j);
+		bool fetched = run_job(rt, j);
 		jobs_free(j);
 		pthread_mutex_lock(&rt->lock);
 		rt->low_running -= low;
@@ -707,7 +709,11 @@ static void *fetcher_main(void *arg)
 			rt->bg_busy = false;
 			pthread_cond_broadcast(&rt->queue_cond);
 		}
-		if (prio <= LFS_PRIO_READAHEAD)
+		/* A read the registry failed holds no link to share: with the
+		 * registry gone, failing reads must not keep the background
+		 * fetch (which may settle whole layers from the disk cache)
+		 * waiting for ever. */
+		if (prio <= LFS_PRIO_READAHEAD && fetched)
 			rt->last_demand_ms = lfs_now_ms();
 	}
 	pthread_mutex_unlock(&rt->lock);
