@@ -194,7 +194,10 @@ RS_DAEMON=${RS_DAEMON:-$REPO/build/src/cmd/remote-snapshotter}
 DAEMON_FILES=()
 if [ -x "$RS_DAEMON" ] && command -v containerd >/dev/null && command -v ctr >/dev/null; then
 	. "$TESTS_DIR/daemon-lib.sh"
-	if DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG daemon_start --log-level debug && ctrd_with_stargz; then
+	# --unmount-on-exit: the find below must not stat a kept mount with no
+	# server (it waits for the next daemon, for ever).
+	if DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG daemon_start --log-level debug --unmount-on-exit &&
+		ctrd_with_stargz; then
 		DOCKER_CONFIG=$TOKEN_DOCKER_CONFIG rpull dmn-pull "$R/rs/creds:v1" --snapshotter stargz
 		expect_rc "daemon: stargz rpull from the token registry" 0 dmn-pull
 		grep -q ' lazy' "$T/dmn-pull.out" && pass "daemon: the layer was mounted lazily" ||
