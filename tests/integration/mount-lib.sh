@@ -183,6 +183,7 @@ mount_start() {
 	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		fail "$name: stargz mount $* not ready after ${MOUNT_READY_TIMEOUT}s"
+		_mount_where "$pid"
 	else
 		wait "$pid"
 		RC=$?
@@ -191,6 +192,17 @@ mount_start() {
 	show_file "$T/$name.out" stdout
 	show_file "$T/$name.err" stderr
 	return 1
+}
+
+# _mount_where PID: what a process that does not get ready waits on (each
+# thread's state and kernel stack), for the log.
+_mount_where() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		printf '    | thread %s %s: %s\n' "${t##*/}" "$(cut -d' ' -f3 "$t/stat" 2>/dev/null)" \
+			"$(cat "$t/wchan" 2>/dev/null)"
+		sed 's/^/    |   /' "$t/stack" 2>/dev/null | head -n 8
+	done
 }
 
 _mount_note_points() {

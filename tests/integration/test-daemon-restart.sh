@@ -96,7 +96,7 @@ restart_daemon() {
 new_container() {
 	local i
 	for i in $(seq 20); do
-		run "$1" timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" "rs-$1" cat /etc/hello.txt
+		run "$1" timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" "rs-$1-$$" cat /etc/hello.txt
 		[ "$RC" -eq 0 ] && break
 		sleep 0.5
 	done
@@ -126,20 +126,24 @@ EOF
 printf '%s\n' 'sh /ctl/loop.sh >/ctl/result.tmp 2>&1; rc=$?; mv /ctl/result.tmp /ctl/result; exit $rc' >"$T/ctl/run.sh"
 # Detached: the container lives in its shim, not in a ctr client that a
 # containerd restart would cut off.
+# Container IDs of this run: runc keeps its state by ID under one root for
+# every containerd of the machine, so a parallel or leftover run must not
+# share them.
+RID=rs-reader-$$
 run reader timeout 60 "${CTR[@]}" run -d --snapshotter stargz \
-	--mount "type=bind,src=$T/ctl,dst=/ctl,options=rbind:rw" "$REF" rs-reader sh /ctl/run.sh
+	--mount "type=bind,src=$T/ctl,dst=/ctl,options=rbind:rw" "$REF" "$RID" sh /ctl/run.sh
 expect_rc "the reader container starts" 0 reader || finish
 # At exit, by pid: the reader's process and its shim (containerd may be
 # gone by then, its cleanup runs first).
-READER_PIDS=$("${CTR[@]}" tasks ls 2>/dev/null | awk '$1 == "rs-reader" {print $2}')
-READER_PIDS+=" $(pgrep -f -x ".*containerd-shim-runc-v2 .*-id rs-reader -address $CTRD_SOCK" | tr '\n' ' ')"
+READER_PIDS=$("${CTR[@]}" tasks ls 2>/dev/null | awk -v id="$RID" '$1 == id {print $2}')
+READER_PIDS+=" $(pgrep -f -x ".*containerd-shim-runc-v2 .*-id $RID -address $CTRD_SOCK" | tr '\n' ' ')"
 _reader_cleanup() {
 	local p
 	for p in $READER_PIDS; do kill -KILL "$p" 2>/dev/null; done
 }
 on_exit _reader_cleanup
 # running: the reader container's task is running.
-running() { "${CTR[@]}" tasks ls 2>/dev/null | grep -q '^rs-reader .*RUNNING'; }
+running() { "${CTR[@]}" tasks ls 2>/dev/null | grep -q "^$RID .*RUNNING"; }
 # The page cache dropped all along: every round asks the FUSE server again.
 (while [ ! -e "$T/ctl/result" ] && [ ! -e "$T/ctl/stop" ]; do echo 3 >/proc/sys/vm/drop_caches; sleep 0.7; done) &
 DP=$!
@@ -226,8 +230,8 @@ for _ in $(seq 600); do [ -e "$T/ctl/result" ] && break; sleep 0.2; done
 check "the reader container ends with every round right ($(tail -1 "$T/ctl/result" 2>/dev/null))" \
 	grep -q '^OK ' "$T/ctl/result"
 grep -q '^OK ' "$T/ctl/result" 2>/dev/null || show_file "$T/ctl/result"
-"${CTR[@]}" tasks rm -f rs-reader >/dev/null 2>&1
-"${CTR[@]}" containers rm rs-reader >/dev/null 2>&1
+"${CTR[@]}" tasks rm -f "$RID" >/dev/null 2>&1
+"${CTR[@]}" containers rm "$RID" >/dev/null 2>&1
 kill "$DP" 2>/dev/null
 
 # A corrupt cached TOC with the registry gone: EIO at once, the other layer works.

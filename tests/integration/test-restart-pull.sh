@@ -85,7 +85,7 @@ check "the pull after the restart succeeds" $ok
 check "every layer of it is lazy ($(grep -c ' lazy' "$T/pull1.out") of 3)" \
 	test "$(grep -c ' lazy' "$T/pull1.out")" -eq 3
 check "three lazy layers mounted, nothing more" test "$(daemon_fuse_mounts | wc -l)" -eq 3
-run ctr1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-restart-pull1 \
+run ctr1 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" "rs-restart-pull1-$$" \
 	sh -c 'busybox sha256sum /bin/busybox'
 expect_rc "a container runs on the image" 0 ctr1
 want=$(sha256sum /bin/busybox | cut -d' ' -f1) # the image's, as seed_image copied it
@@ -99,7 +99,7 @@ check "the second start removed nothing" \
 	test "$(grep -c 'cleanup: removed' "$RS_LOG")" -eq 2
 check "the three layers are taken over" test "$(grep -c 'remote layer .* taken over at' "$RS_LOG")" -ge 3
 for _ in $(seq 20); do # containerd reaches a restarted plugin after a moment
-	run ctr2 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" rs-restart-pull2 \
+	run ctr2 timeout 60 "${CTR[@]}" run --rm --snapshotter stargz "$REF" "rs-restart-pull2-$$" \
 		sh -c 'busybox sha256sum /bin/busybox'
 	[ "$RC" -eq 0 ] && break
 	sleep 0.5
