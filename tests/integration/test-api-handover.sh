@@ -119,7 +119,7 @@ for i in 1 2 3; do
 	check "takeover $i: the calls go on" hammer_more a 20
 done
 hammer_stop a "$HA"
-check "(a) 3 takeovers under Prepare+Remove: no call failed" jq -e '.failed == 0 and .pairs > 80' "$T/a/out"
+check "(a) 3 takeovers under Prepare+Remove: no call failed" jq -e '.failed == 0 and .pairs >= 80' "$T/a/out"
 check "the socket file was never bound again (inode $INODE)" [ "$(stat -c %i "$RS_SOCK")" = "$INODE" ]
 check "each new daemon accepted on the socket the old one kept" \
 	[ "$(grep -c 'accepting on the socket an earlier process kept' "$RS_LOG")" -eq 3 ]
@@ -151,7 +151,7 @@ check "it succeeds once the next daemon is up (exit $RC)" [ "$RC" -eq 0 ] || sho
 check "(b) the calls go on after the restart" hammer_more b 20
 hammer_stop b "$HB"
 check "(b) SIGKILL under Prepare+Remove: at most the call in flight failed" \
-	jq -e '.failed <= 1 and .pairs > 40' "$T/b/out"
+	jq -e '.failed <= 1 and .pairs >= 40' "$T/b/out"
 
 # --- (c) the socket file removed or replaced between runs --------------------------------
 daemon_kill TERM
