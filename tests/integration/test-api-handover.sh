@@ -14,6 +14,11 @@
 #      binds anew, and serves;
 #  (d) stopped with --unmount-on-exit: nothing is kept, the socket file is
 #      removed; a start that fails after binding removes it too.
+#  (e) the same through containerd (ctr snapshots prepare+rm: grpc-go's
+#      client): no call fails over 2 takeovers (grpc-go follows the GOAWAYs;
+#      ctr's few calls a second seldom meet the short gap an older daemon's
+#      re-bind left, so this part is a guard, not a proof), at most one at a
+#      SIGKILL (an older daemon: one per call until the restart).
 # Each connection keeps the server's limits (16 MiB requests, 1024 streams).
 # Env: RS_DAEMON, API_TEST_CLIENT.
 . "$(dirname "$0")/lib.sh"
@@ -192,5 +197,54 @@ check "a start with a broken metadata.db fails (exit $RC)" [ "$RC" -eq 1 ]
 check "and leaves no socket file" test ! -e "$T/bad.sock"
 for _ in $(seq 100); do [ -z "$(bad_holder)" ] && break; sleep 0.05; done
 check "and no holder keeps anything" test -z "$(bad_holder)"
+
+# --- (e) through containerd (grpc-go's client) ---------------------------------------------
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null || ! command -v runc >/dev/null; then
+	log "containerd, ctr or runc not installed: (e) not run"
+	finish
+fi
+daemon_start || die "start for (e)"
+ctrd_with_stargz || finish
+# ctr snapshots prepare + rm of e-1, e-2, ... until $T/e/stop (at most 5000);
+# after a failed prepare the rm may find nothing: not counted.
+mkdir -p "$T/e"
+echo 0 >"$T/e/count"
+(
+	i=0 f=0
+	while [ ! -e "$T/e/stop" ] && [ "$i" -lt 5000 ]; do
+		i=$((i + 1))
+		if "${CTR[@]}" snapshots --snapshotter stargz prepare "e-$i" >/dev/null 2>>"$T/e/err"; then
+			"${CTR[@]}" snapshots --snapshotter stargz rm "e-$i" >/dev/null 2>>"$T/e/err" ||
+				{ f=$((f + 1)) && echo "rm e-$i failed" >>"$T/e/err"; }
+		else
+			f=$((f + 1))
+			echo "prepare e-$i failed" >>"$T/e/err"
+			"${CTR[@]}" snapshots --snapshotter stargz rm "e-$i" >/dev/null 2>&1
+		fi
+		echo "$f" >"$T/e/failed"
+		echo "$i" >"$T/e/count"
+	done
+) &
+HE=$!
+HAMMERS+=("$HE")
+hammer_more e 5 || fail "(e) ctr's calls do not go through"
+for i in 1 2; do
+	OLD=$RS_PID
+	daemon_start --takeover || die "(e) takeover $i"
+	gone "$OLD" || fail "(e) takeover $i: the old daemon (pid $OLD) is still running"
+	check "(e) takeover $i: ctr's calls go on" hammer_more e 5
+done
+f_up=$(cat "$T/e/failed" 2>/dev/null || echo 0)
+check "(e) 2 takeovers under ctr snapshots prepare+rm through containerd: no call failed ($f_up)" \
+	[ "$f_up" -eq 0 ]
+daemon_kill KILL
+daemon_start || die "(e) start after the SIGKILL"
+check "(e) after a SIGKILL: ctr's calls go on" hammer_more e 5
+touch "$T/e/stop"
+gone "$HE" || fail "(e) the ctr loop did not stop"
+f_all=$(cat "$T/e/failed" 2>/dev/null || echo 0)
+check "(e) a SIGKILL under it: at most the call in flight failed ($((f_all - f_up)))" \
+	[ $((f_all - f_up)) -le 1 ]
+[ -s "$T/e/err" ] && show_file "$T/e/err" "ctr's errors"
 
 finish
