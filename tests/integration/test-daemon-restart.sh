@@ -174,7 +174,14 @@ if restart_daemon; then
 	pass "after the holder was replaced, a crash still takes both layers over"
 fi
 
-# The registry gone during a restart: the cached TOCs and chunks serve.
+# The registry gone during a restart: the cached TOCs and chunks serve. The
+# data layer's whole-layer check must have passed first (it reads the blob,
+# and each restart above cut it short; remembered once passed), or its
+# completion below would rightly need the registry.
+DATA_L=
+for m in $(daemon_fuse_mounts); do [ -d "$m/data" ] && DATA_L=$m; done
+check "with the registry up, the data layer's diffID check passes" \
+	wait_status "${DATA_L:-/nonexistent}" '.diff_id_check == "ok"' 60
 proxy_mode PX refuse
 if restart_daemon; then
 	pass "with the registry gone, a restart takes both layers over"
