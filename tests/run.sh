@@ -283,7 +283,7 @@ fi
 # crafted images, registries and layers that attack the read path.
 if $ASAN_OK && [ "${RS_NO_ASAN_INTEGRATION:-0}" != 1 ] && [ -x "$ASAN_DIR/src/cmd/remote-snapshotter" ]; then
 	for t in test-lazy-pull.sh test-hostile-layer.sh test-registry-creds.sh test-diffid.sh test-passthrough.sh \
-		test-daemon-passthrough.sh test-restart-mount.sh test-daemon-restart.sh; do
+		test-daemon-passthrough.sh test-restart-mount.sh test-daemon-restart.sh test-api-handover.sh; do
 		[ -f "tests/integration/$t" ] && selected "$t" || continue
 		RS_SANITIZED=1 RS_DAEMON=$REPO/$ASAN_DIR/src/cmd/remote-snapshotter \
 			API_TEST_CLIENT=$REPO/$ASAN_DIR/tests/api/api-test-client \

@@ -6,21 +6,30 @@
  * handler decodes it, runs the method and starts sending (SEND, one batch per
  * reply message, the status with the last) -> done. A RECV_CLOSE_ON_SERVER
  * batch (CLOSE) runs beside it and tells whether the client went away. The
- * call is freed when both the main flow and CLOSE have finished. */
+ * call is freed when both the main flow and CLOSE have finished.
+ *
+ * Connections: a thread of ours accepts them from the listening socket (see
+ * listen.c) and hands each to gRPC (grpc_server_add_channel_from_fd, which
+ * gives it the server's channel args). Each connection is closed gracefully
+ * at an age limit: that GOAWAY is how a stop moves clients off without a
+ * failed call (see api_server_stop). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/api_internal.h"
 #include "util/tsan.h"
@@ -29,6 +38,16 @@
 #define API_STOP_GRACE_S 10
 /* Calls accepted at once per connection. */
 #define API_MAX_STREAMS 1024
+/* A connection's age limit: then gRPC sends it a GOAWAY (with +-10% jitter)
+ * and closes it once its calls are done; the client moves to a new one with
+ * no call failing (streams it sent before it saw the GOAWAY are still
+ * served). A stop that leaves the socket to a successor waits up to this
+ * long for its connections to go, rather than shut the server down under
+ * them: gRPC core fails (CANCELLED) every call that arrives after its
+ * shutdown began, and a busy client always has one on its way. */
+#define API_CONN_AGE_MS 2000
+/* Beyond the age limit's jitter: time for the GOAWAY to reach the client. */
+#define API_DRAIN_MARGIN_MS 500
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_SEND, TAG_CLOSE, TAG_SHUTDOWN };
 
@@ -60,12 +79,26 @@ struct api_call {
 	struct api_call *next; /* handler queue */
 };
 
+/* A connection handed to gRPC, known by its socket's inode: gRPC closes the
+ * fd when it is done with it, and the number may then be reused. */
+struct api_conn {
+	int fd;
+	ino_t ino;
+};
+
 struct api_server {
 	struct snapshotter *snap;
 	char *socket;
-	bool socket_bound;
+	int listen_fd; /* borrowed */
 	grpc_completion_queue *cq;
 	grpc_server *server;
+	grpc_server_credentials *creds; /* for every connection accepted */
+	pthread_t acceptor;
+	bool acceptor_started;
+	int wake_fd; /* eventfd: the acceptor stops */
+	/* Owned by the acceptor while it runs, by api_server_stop after. */
+	struct api_conn *conns;
+	size_t n_conns, cap_conns;
 	int nrequests;          /* request_call kept outstanding */
 	atomic_int outstanding; /* request_call not yet completed */
 	pthread_t poller;
@@ -375,60 +408,114 @@ static void *poll_main(void *arg)
 	return NULL;
 }
 
-/* mkdir -p for the socket's directory (new directories are 0700). */
-static int make_parent_dirs(const char *path, struct rs_error *err)
+/* Whether a connection handed to gRPC is still open. */
+static bool conn_open(const struct api_conn *c)
 {
-	cleanup_free char *p = strdup(path);
-	if (!p)
-		return rs_err(err, -ENOMEM, "out of memory");
-	char *slash = strrchr(p, '/');
-	if (!slash || slash == p)
-		return 0;
-	*slash = '\0';
-	for (char *q = p + 1;; q++) {
-		if (*q != '/' && *q != '\0')
-			continue;
-		char c = *q;
-		*q = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			return rs_err(err, -errno, "socket directory %s: %s", p, strerror(errno));
-		*q = c;
-		if (!c)
-			break;
-	}
 	struct stat st;
-	if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
-		return rs_err(err, -ENOTDIR, "socket directory %s: not a directory", p);
-	return 0;
+	return fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->ino;
 }
 
-/* Removes a socket file nobody listens on; refuses to take over a live one
- * (gRPC itself would unlink it and bind over it). */
-static int clear_stale_socket(const char *path, struct rs_error *err)
+/* Forgets the connections gRPC has closed; returns how many are left. */
+static size_t prune_conns(struct api_server *srv)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < srv->n_conns; i++)
+		if (conn_open(&srv->conns[i]))
+			srv->conns[k++] = srv->conns[i];
+	srv->n_conns = k;
+	return k;
+}
+
+static void track_conn(struct api_server *srv, int fd)
 {
 	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return rs_err(err, -errno, "socket %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return;
+	prune_conns(srv);
+	if (srv->n_conns == srv->cap_conns) {
+		size_t cap = srv->cap_conns ? 2 * srv->cap_conns : 16;
+		struct api_conn *v = reallocarray(srv->conns, cap, sizeof(*v));
+		if (!v)
+			return; /* not waited for at a stop: only a drain cut short */
+		srv->conns = v;
+		srv->cap_conns = cap;
 	}
-	if (!S_ISSOCK(st.st_mode))
-		return rs_err(err, -EEXIST, "socket %s: a file that is not a socket is in the way",
-			      path);
-	cleanup_fd int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return rs_err(err, -errno, "socket: %s", strerror(errno));
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return rs_err(err, -EADDRINUSE, "socket %s: another server is listening on it",
-			      path);
-	if (errno != ECONNREFUSED)
-		return rs_err(err, -errno, "socket %s: %s", path, strerror(errno));
-	if (unlink(path) < 0 && errno != ENOENT)
-		return rs_err(err, -errno, "removing stale socket %s: %s", path, strerror(errno));
-	rs_log(RS_LOG_INFO, "api: removed stale socket %s", path);
-	return 0;
+	srv->conns[srv->n_conns++] = (struct api_conn){fd, st.st_ino};
+}
+
+/* Waits up to ms on the wake fd: true when woken. */
+static bool wait_wake(struct api_server *srv, int ms)
+{
+	struct pollfd p = {.fd = srv->wake_fd, .events = POLLIN};
+	return poll(&p, 1, ms) > 0;
+}
+
+static void *accept_main(void *arg)
+{
+	struct api_server *srv = arg;
+	int64_t last_warn = 0;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = srv->listen_fd, .events = POLLIN},
+				      {.fd = srv->wake_fd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[1].revents)
+			break;
+		/* Non-blocking: another daemon may accept the same connection
+		 * first (a successor shares the socket). */
+		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			int e = errno;
+			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
+				continue;
+			/* Out of fds or memory: the connection waits in the
+			 * backlog; try again soon, not in a busy loop. */
+			if (rs_monotonic_ms() - last_warn > 10000) {
+				rs_log(RS_LOG_WARN, "api: accept on %s: %s", srv->socket,
+				       strerror(e));
+				last_warn = rs_monotonic_ms();
+			}
+			if (wait_wake(srv, 100))
+				break;
+			continue;
+		}
+		track_conn(srv, fd);
+		rs_log(RS_LOG_DEBUG, "api: connection accepted (fd %d)", fd);
+		grpc_server_add_channel_from_fd(srv->server, fd, srv->creds);
+	}
+	return NULL;
+}
+
+static void stop_accepting(struct api_server *srv)
+{
+	if (!srv->acceptor_started)
+		return;
+	uint64_t one = 1;
+	ssize_t w = write(srv->wake_fd, &one, sizeof(one));
+	(void)w;
+	pthread_join(srv->acceptor, NULL);
+	srv->acceptor_started = false;
+}
+
+/* After stop_accepting: waits until every connection accepted has closed,
+ * or until each must have had its GOAWAY. */
+static void drain_conns(struct api_server *srv)
+{
+	int64_t t0 = rs_monotonic_ms();
+	int64_t deadline = t0 + API_CONN_AGE_MS * 11 / 10 + API_DRAIN_MARGIN_MS;
+	size_t left;
+	while ((left = prune_conns(srv)) > 0 && rs_monotonic_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	if (left > 0)
+		rs_log(RS_LOG_INFO,
+		       "api: %zu connection(s) still open after %lld ms (calls in progress): "
+		       "stopping",
+		       left, (long long)(rs_monotonic_ms() - t0));
+	else
+		rs_log(RS_LOG_DEBUG, "api: connections closed in %lld ms",
+		       (long long)(rs_monotonic_ms() - t0));
 }
 
 static void stop_workers(struct api_server *srv)
@@ -462,8 +549,11 @@ static void server_free(struct api_server *srv)
 {
 	if (srv->cq)
 		grpc_completion_queue_destroy(srv->cq);
-	if (srv->socket_bound && unlink(srv->socket) < 0 && errno != ENOENT)
-		rs_log(RS_LOG_WARN, "api: removing socket %s: %s", srv->socket, strerror(errno));
+	if (srv->creds)
+		grpc_server_credentials_release(srv->creds);
+	if (srv->wake_fd >= 0)
+		close(srv->wake_fd);
+	free(srv->conns);
 	free(srv->workers);
 	free(srv->socket);
 	pthread_mutex_destroy(&srv->lock);
@@ -488,24 +578,16 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 		     struct rs_error *err)
 {
 	*out = NULL;
-	if (!o || !o->socket || !*o->socket)
-		return rs_err(err, -EINVAL, "api: no socket path");
-	if (strlen(o->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return rs_err(err, -ENAMETOOLONG, "api: socket path %s is too long (max %zu bytes)",
-			      o->socket, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	int rc = make_parent_dirs(o->socket, err);
-	if (rc == 0)
-		rc = clear_stale_socket(o->socket, err);
-	if (rc < 0) {
-		rs_error_prefix(err, "api");
-		return rc;
-	}
+	if (!o || !o->socket || !*o->socket || o->listen_fd < 0)
+		return rs_err(err, -EINVAL, "api: no listening socket");
 
 	struct api_server *srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return rs_err(err, -ENOMEM, "api: out of memory");
+	srv->wake_fd = -1;
 	srv->snap = s;
 	srv->socket = strdup(o->socket);
+	srv->listen_fd = o->listen_fd;
 	int nthreads = o->threads > 0 ? o->threads : 8;
 	srv->workers = calloc((size_t)nthreads, sizeof(*srv->workers));
 	srv->t_shutdown = (struct api_tag){TAG_SHUTDOWN, NULL};
@@ -518,7 +600,11 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
 	if (!srv->socket || !srv->workers)
 		return start_failed(srv, rs_err(err, -ENOMEM, "api: out of memory"));
+	srv->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (srv->wake_fd < 0)
+		return start_failed(srv, rs_err(err, -errno, "api: eventfd: %s", strerror(errno)));
 
+	int rc;
 	for (int k = 0; k < nthreads; k++) {
 		rc = pthread_create(&srv->workers[k], NULL, worker_main, srv);
 		if (rc)
@@ -533,6 +619,11 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 		    srv, rs_err(err, -rc, "api: starting the gRPC thread: %s", strerror(rc)));
 	srv->poller_started = true;
 
+	/* Every connection gets these (grpc_server_add_channel_from_fd builds
+	 * its channel from the server's args): the message size limit is its
+	 * message_size filter, the streams limit its SETTINGS, the age limit
+	 * its max_age filter. No grace after the age: a long Prepare finishes
+	 * on the old connection. */
 	grpc_arg args[] = {
 	    {.type = GRPC_ARG_INTEGER,
 	     .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -540,40 +631,36 @@ int api_server_start(const struct api_opts *o, struct snapshotter *s, struct api
 	    {.type = GRPC_ARG_INTEGER,
 	     .key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS,
 	     .value.integer = API_MAX_STREAMS},
+	    {.type = GRPC_ARG_INTEGER,
+	     .key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS,
+	     .value.integer = API_CONN_AGE_MS},
 	};
 	grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
 	srv->server = grpc_server_create(&cargs, NULL);
 	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-	char addr[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
-	snprintf(addr, sizeof(addr), "unix:%s", srv->socket);
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-	/* gRPC binds here: with the umask set first the socket is born 0660, so
-	 * there is no moment in which another user may connect (a chmod after
-	 * the bind left one). Nothing else creates files while the daemon starts
-	 * its server, and what does passes its own stricter mode. */
-	mode_t old_mask = umask(0117);
-	int port = grpc_server_add_http2_port(srv->server, addr, creds);
-	umask(old_mask);
-	grpc_server_credentials_release(creds);
-	if (port == 0)
-		return start_failed(srv, rs_err(err, -EADDRNOTAVAIL,
-						"api: cannot listen on %s (see gRPC's log above)",
-						srv->socket));
-	srv->socket_bound = true;
-
+	srv->creds = grpc_insecure_server_credentials_create();
 	grpc_server_start(srv->server);
 	for (int k = 0; k < srv->nrequests; k++)
 		request_one(srv);
+	rc = pthread_create(&srv->acceptor, NULL, accept_main, srv);
+	if (rc) {
+		api_server_stop(srv, false);
+		return rs_err(err, -rc, "api: starting the accept thread: %s", strerror(rc));
+	}
+	srv->acceptor_started = true;
 	rs_log(RS_LOG_INFO, "api: serving containerd's snapshots API on %s (%d handler threads)",
 	       srv->socket, nthreads);
 	*out = srv;
 	return 0;
 }
 
-void api_server_stop(struct api_server *srv)
+void api_server_stop(struct api_server *srv, bool drain)
 {
 	if (!srv)
 		return;
+	stop_accepting(srv);
+	if (drain)
+		drain_conns(srv);
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);

@@ -22,6 +22,9 @@
 
 /* How long --takeover waits for the old daemon to let the root go. */
 #define TAKEOVER_WAIT_MS 60000
+/* The API's listening socket in the fd store (a systemd .socket unit that
+ * passes it gives it this FileDescriptorName=). */
+#define API_LISTEN_NAME "api-listen"
 
 static int mkdir_p(const char *path, mode_t mode, struct rs_error *err)
 {
@@ -103,8 +106,52 @@ static int open_store(const struct daemon_config *c, struct fdstore **store,
 		rs_error_prefix(err, "fd store");
 		return r;
 	}
-	rs_log(RS_LOG_INFO, "fd store: %s, %zu connection(s) kept by an earlier process",
+	rs_log(RS_LOG_INFO, "fd store: %s, %zu fd(s) kept by an earlier process",
 	       fdstore_kind(*store), *n);
+	return 0;
+}
+
+/* Takes the API's listening socket out of what the store gave back: its fd,
+ * -1 for none. Of several (a socket unit's and the store's copy), the first. */
+static int take_listener(struct fdstore_entry *v, size_t n)
+{
+	int fd = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].fd < 0 || strcmp(v[i].name, API_LISTEN_NAME) != 0)
+			continue;
+		if (fd < 0)
+			fd = v[i].fd;
+		else
+			close(v[i].fd);
+		v[i].fd = -1;
+	}
+	return fd;
+}
+
+/* The listening socket: the one an earlier process kept, if the path still
+ * leads to it, else bound anew; then kept in the store (a successor, or the
+ * next start after a crash, accepts from it: clients wait in its backlog
+ * meanwhile instead of being refused). *stored: whether it is. */
+static int open_listener(const struct daemon_config *c, struct fdstore *store, int restored_fd,
+			 int *fd, bool *reused, bool *stored, struct rs_error *err)
+{
+	*stored = false;
+	int rc = api_listen_open(c->address, restored_fd, fd, reused, err);
+	if (rc < 0)
+		return rc;
+	if (*reused)
+		rs_log(RS_LOG_INFO, "api: %s: accepting on the socket an earlier process kept",
+		       c->address);
+	if (!store)
+		return 0;
+	struct rs_error e = {0};
+	if (fdstore_add(store, API_LISTEN_NAME, *fd, &e) < 0)
+		rs_log(RS_LOG_WARN,
+		       "api: the listening socket is not kept (%s): while no daemon runs, "
+		       "clients are refused",
+		       e.msg);
+	else
+		*stored = true;
 	return 0;
 }
 
@@ -175,6 +222,8 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 	struct daemon_remote *remote = NULL;
 	struct snapshotter *snap = NULL;
 	struct api_server *api = NULL;
+	int listen_fd = -1;
+	bool listen_reused = false, listen_stored = false;
 	bool keep = false;
 	int64_t t_start = rs_monotonic_ms();
 	if (c->takeover) {
@@ -188,6 +237,10 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 		if (rc == 0)
 			rc = open_store(c, &store, &restored, &n_restored, err);
 	}
+	if (rc < 0)
+		goto out;
+	rc = open_listener(c, store, take_listener(restored, n_restored), &listen_fd,
+			   &listen_reused, &listen_stored, err);
 	if (rc < 0)
 		goto out;
 	struct reg_options ro = {
@@ -242,7 +295,8 @@ int daemon_run(const struct daemon_config *c, int ready_fd, struct rs_error *err
 		goto out;
 	}
 	daemon_remote_restore_done(remote);
-	struct api_opts ao = {.socket = c->address, .threads = c->api_threads};
+	struct api_opts ao = {
+	    .socket = c->address, .listen_fd = listen_fd, .threads = c->api_threads};
 	rc = api_server_start(&ao, snap, &api, err);
 	if (rc < 0)
 		goto out;
@@ -275,7 +329,10 @@ out:
 	 * registry) end now, not at their timeouts, and the server's stop does
 	 * not wait for them. */
 	reg_client_cancel(client);
-	api_server_stop(api);
+	/* The socket stays (stored) for the next process: the clients are moved
+	 * off our connections before the server stops under them. */
+	bool keep_socket = keep && listen_stored;
+	api_server_stop(api, keep_socket);
 	snap_close(snap);
 	daemon_remote_free(remote);
 	lfs_runtime_free(rt);
@@ -283,12 +340,29 @@ out:
 	for (size_t i = 0; i < n_restored; i++)
 		close(restored[i].fd);
 	free(restored);
+	bool listened = listen_fd >= 0;
+	if (listened)
+		close(listen_fd);
+	if (store && listen_stored && !keep && rc < 0) {
+		/* A failed start: the mounts are left as found, but clients are
+		 * refused rather than left waiting in the backlog. */
+		struct rs_error e = {0};
+		(void)fdstore_remove(store, API_LISTEN_NAME, &e);
+	}
+	/* A socket systemd passed may be a .socket unit's, whose path is not
+	 * ours to remove. */
+	bool unlink_socket =
+	    listened && !keep_socket &&
+	    !(listen_reused && store && strcmp(fdstore_kind(store), "systemd") == 0);
 	if (store && keep)
 		fdstore_close(store);
 	else if (store && rc == 0)
 		fdstore_stop(store);
 	else if (store)
 		fdstore_close(store); /* a failed start leaves what it found */
+	/* Only now that no store holds it: never a path to a live socket. */
+	if (unlink_socket && unlink(c->address) < 0 && errno != ENOENT)
+		rs_log(RS_LOG_WARN, "api: removing socket %s: %s", c->address, strerror(errno));
 	if (lock_fd >= 0)
 		close(lock_fd);
 	return rc;

@@ -16,7 +16,15 @@
  *   -c MS (cancel the call after MS ms), -T SECONDS (deadline, default 60),
  *   -B BYTES (a label "big" with a value of this size), -n N (N such labels:
  *   big, big-1, ...), -r N (the call N times on KEY-1 .. KEY-N, printing the
- *   last answer; stops at the first failure) */
+ *   last answer; stops at the first failure)
+ *
+ *   api-test-client [-T SECONDS] SOCKET hammer KEY DIR
+ *     Prepare KEY-i then Remove KEY-i, i = 1, 2, ..., on one channel (as
+ *     containerd keeps one), until DIR/stop exists (at most 1000000 pairs).
+ *     DIR/count holds the pairs done so far; each failed call is a JSON line
+ *     on stderr; at the end {"pairs": N, "calls": N, "failed": N, "codes":
+ *     {...}} on stdout. A Remove after a failed Prepare may find nothing
+ *     (NOT_FOUND): not counted as failed. Exit 0 when no call failed. */
 #include <errno.h>
 #include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
@@ -28,6 +36,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "google_protobuf_empty.pb-c.h"
 #include "services_snapshots_v1_snapshots.pb-c.h"
@@ -294,6 +303,10 @@ static int unhex(const char *h, uint8_t **out, size_t *len)
 	return 0;
 }
 
+/* The status of do_call's last call (-1 when it could not run). */
+static int last_code;
+static char last_msg[256];
+
 /* One call on ch; prints the JSON answer unless quiet. 0: OK status, 1:
  * another status, 2: the call could not run. */
 static int do_call(grpc_channel *ch, const char *path, const char *name, grpc_byte_buffer *req,
@@ -320,6 +333,8 @@ static int do_call(grpc_channel *ch, const char *path, const char *name, grpc_by
 	ops[nops].op = GRPC_OP_RECV_INITIAL_METADATA;
 	ops[nops++].data.recv_initial_metadata.recv_initial_metadata = &initial;
 	int rc = 2;
+	last_code = -1;
+	snprintf(last_msg, sizeof(last_msg), "the call could not start");
 	json_t *msgs = json_array();
 	bool bad_reply = false;
 	if (grpc_call_start_batch(call, ops, nops, (void *)1, NULL) != GRPC_CALL_OK) {
@@ -370,6 +385,8 @@ static int do_call(grpc_channel *ch, const char *path, const char *name, grpc_by
 		goto out;
 	grpc_completion_queue_pluck(cq, (void *)3, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	char *msg = grpc_slice_to_c_string(details);
+	last_code = (int)status;
+	snprintf(last_msg, sizeof(last_msg), "%s", msg);
 	json_t *jmsg = json_string(msg);
 	if (!jmsg) /* not UTF-8: say so rather than lose the answer */
 		jmsg = json_pack("{ss}", "invalid_utf8", "yes");
@@ -409,6 +426,70 @@ out:
 	grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	grpc_completion_queue_destroy(cq);
 	return rc;
+}
+
+static void write_count(const char *dir, long n)
+{
+	char tmp[4096], path[4096];
+	snprintf(tmp, sizeof(tmp), "%s/count.tmp", dir);
+	snprintf(path, sizeof(path), "%s/count", dir);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%ld\n", n);
+	fclose(f);
+	rename(tmp, path);
+}
+
+/* One call of the hammer: counts it, reports a failure (not ignore_code). */
+static bool hammer_call(grpc_channel *ch, const char *method, const char *key, long i,
+			int ignore_code, long *calls, long *failed, json_t *codes)
+{
+	char path[128], *args[1] = {(char *)key};
+	snprintf(path, sizeof(path), SVC "%s", method);
+	grpc_byte_buffer *r = build(!strcmp(method, "Prepare") ? "prepare" : "remove", args, 1);
+	int rc = do_call(ch, path, method, r, true);
+	grpc_byte_buffer_destroy(r);
+	(*calls)++;
+	if (rc == 0 || last_code == ignore_code)
+		return rc == 0;
+	(*failed)++;
+	char code[16];
+	snprintf(code, sizeof(code), "%d", last_code);
+	json_object_set_new(codes, code,
+			    json_integer(json_integer_value(json_object_get(codes, code)) + 1));
+	gpr_timespec now = gpr_now(GPR_CLOCK_REALTIME);
+	json_t *j = json_pack("{ss ss sI si ss sI}", "call", method, "key", key, "i", (json_int_t)i,
+			      "code", last_code, "message", last_msg, "unix_ms",
+			      (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+	char *txt = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	fprintf(stderr, "%s\n", txt);
+	free(txt);
+	json_decref(j);
+	return false;
+}
+
+static int hammer(grpc_channel *ch, const char *key, const char *dir)
+{
+	char stop[4096], k[512];
+	snprintf(stop, sizeof(stop), "%s/stop", dir);
+	long pairs = 0, calls = 0, failed = 0;
+	json_t *codes = json_object();
+	while (pairs < 1000000 && access(stop, F_OK) != 0) {
+		pairs++;
+		snprintf(k, sizeof(k), "%s-%ld", key, pairs);
+		bool prepared = hammer_call(ch, "Prepare", k, pairs, -2, &calls, &failed, codes);
+		hammer_call(ch, "Remove", k, pairs, prepared ? -2 : GRPC_STATUS_NOT_FOUND, &calls,
+			    &failed, codes);
+		write_count(dir, pairs);
+	}
+	json_t *res = json_pack("{sI sI sI so}", "pairs", (json_int_t)pairs, "calls",
+				(json_int_t)calls, "failed", (json_int_t)failed, "codes", codes);
+	char *txt = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("%s\n", txt);
+	free(txt);
+	json_decref(res);
+	return failed == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -469,7 +550,12 @@ int main(int argc, char **argv)
 	char path[512], mname[64];
 	grpc_byte_buffer *req = NULL;
 	bool built = false;
-	if (!strcmp(m, "raw") || !strcmp(m, "garbage") || !strcmp(m, "nomsg")) {
+	bool is_hammer = !strcmp(m, "hammer");
+	if (is_hammer) {
+		if (n != 2)
+			usage();
+		snprintf(path, sizeof(path), "hammer");
+	} else if (!strcmp(m, "raw") || !strcmp(m, "garbage") || !strcmp(m, "nomsg")) {
 		if (n < 1 || (strcmp(m, "nomsg") && n < 2))
 			usage();
 		snprintf(path, sizeof(path), "%s", a[0]);
@@ -508,7 +594,9 @@ int main(int argc, char **argv)
 	grpc_channel *ch = grpc_channel_create(target, creds, &cargs);
 	grpc_channel_credentials_release(creds);
 	int rc;
-	if (repeat > 0 && built && n >= 1) {
+	if (is_hammer) {
+		rc = hammer(ch, a[0], a[1]);
+	} else if (repeat > 0 && built && n >= 1) {
 		/* The call N times, KEY-1 .. KEY-N; the last answer is printed. */
 		grpc_byte_buffer_destroy(req);
 		req = NULL;

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "snapshot/snapshot.h"
@@ -52,10 +53,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "api-test-server: %s\n", err.msg);
 		return 1;
 	}
-	struct api_opts ao = {.socket = argv[optind + 1], .threads = threads};
+	const char *path = argv[optind + 1];
+	int listen_fd = -1;
+	bool reused;
+	if (api_listen_open(path, -1, &listen_fd, &reused, &err) < 0) {
+		fprintf(stderr, "api-test-server: %s\n", err.msg);
+		snap_close(s);
+		return 1;
+	}
+	struct api_opts ao = {.socket = path, .listen_fd = listen_fd, .threads = threads};
 	struct api_server *srv = NULL;
 	if (api_server_start(&ao, s, &srv, &err) < 0) {
 		fprintf(stderr, "api-test-server: %s\n", err.msg);
+		close(listen_fd);
+		unlink(path);
 		snap_close(s);
 		return 1;
 	}
@@ -63,7 +74,9 @@ int main(int argc, char **argv)
 	int sig = 0;
 	sigwait(&set, &sig);
 	fprintf(stderr, "api-test-server: signal %d, stopping\n", sig);
-	api_server_stop(srv);
+	api_server_stop(srv, false);
+	close(listen_fd);
+	unlink(path);
 	snap_close(s);
 	fprintf(stderr, "api-test-server: stopped\n");
 	return 0;

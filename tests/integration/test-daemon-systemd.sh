@@ -5,7 +5,8 @@
 # FUSE connection with FDSTORE=1 and FDNAME=fuse-<snapshot id> (no holder
 # process started), and, SIGKILLed and started again by the stand-in, gets
 # them back through LISTEN_FDS/LISTEN_FDNAMES and takes them over: a running
-# container reads an uncached file right. Removing the image's snapshots
+# container reads an uncached file right. The API socket goes the same way,
+# as api-listen. Removing the image's snapshots
 # sends FDSTOREREMOVE. Env: STARGZ, RS_DAEMON. Everything on 127.0.0.1.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
@@ -51,6 +52,8 @@ expect_rc "stargz rpull of the eStargz image" 0 pull || finish
 check "its 3 layers are lazy" test "$(grep -c ' lazy' "$T/pull.out")" -eq 3
 check "each layer's connection is in the store as fuse-<id> (FDSTORE=1)" \
 	jq -e '[.fds[] | select(startswith("fuse-"))] | length == 3' "$SD/status.json"
+check "the API's listening socket is in the store as api-listen" \
+	jq -e '.fds | index("api-listen") != null' "$SD/status.json"
 check "no rs-fd-holder is started under systemd" test -z "$(daemon_holder_pid)"
 
 run bg timeout 30 "${CTR[@]}" run -d --snapshotter stargz "$REF" rs-sd-bg sleep 600
@@ -66,6 +69,8 @@ check "a new process" test "$(jq -r .pid "$SD/status.json")" != "$OLD"
 check "the restarted daemon took the 3 layers over" \
 	test "$(grep -c 'remote layer .* taken over at' "$RS_LOG")" -ge 3
 check "the log says which store it uses" grep -q 'fd store: systemd' "$RS_LOG"
+check "and accepts on the API socket it got back through LISTEN_FDS" \
+	grep -q 'accepting on the socket an earlier process kept' "$RS_LOG"
 echo 3 >/proc/sys/vm/drop_caches
 run oldread timeout 30 "${CTR[@]}" tasks exec --exec-id x1 rs-sd-bg busybox sha256sum /usr/share/rs/data.bin
 expect_rc "the container started before the SIGKILL reads an uncached file" 0 oldread
