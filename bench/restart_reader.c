@@ -128,7 +128,8 @@ static int read_one(const char *root, struct file *f, int held_fd, unsigned char
 		if (n == 0)
 			break;
 		if (off + (size_t)n > f->size || memcmp(buf, f->ref + off, (size_t)n) != 0) {
-			note("%s: wrong bytes%s", f->rel, off + (size_t)n > f->size ? " (too long)" : "");
+			note("%s: wrong bytes%s", f->rel,
+			     off + (size_t)n > f->size ? " (too long)" : "");
 			st = 2;
 			break;
 		}
@@ -282,8 +283,9 @@ int main(int argc, char **argv)
 			int64_t max = 0, t0 = now_ns();
 			int st = read_one(root, f, h >= 0 ? held_fd[h] : -1, buf, &max);
 			int64_t t1 = now_ns();
-			fprintf(log, "%lld %lld %lld %d %c %zu\n", (long long)t0, (long long)(t1 - t0),
-				(long long)max, st, h >= 0 ? 'h' : 'o', (size_t)(f - files));
+			fprintf(log, "%lld %lld %lld %d %c %zu\n", (long long)t0,
+				(long long)(t1 - t0), (long long)max, st, h >= 0 ? 'h' : 'o',
+				(size_t)(f - files));
 			reads++;
 			failed += st == 1;
 			wrong += st == 2;
@@ -302,10 +304,11 @@ int main(int argc, char **argv)
 		perror(result);
 		return 2;
 	}
-	fprintf(r,
-		"{\"rounds\": %ld, \"reads\": %ld, \"failed\": %ld, \"wrong\": %ld, \"files\": %zu, "
-		"\"held\": %d, \"drops\": %ld, \"dropped_caches_itself\": %s, \"errors\": [",
-		rounds, reads, failed, wrong, nf, held_n, drops, drops > 0 ? "true" : "false");
+	fprintf(
+	    r,
+	    "{\"rounds\": %ld, \"reads\": %ld, \"failed\": %ld, \"wrong\": %ld, \"files\": %zu, "
+	    "\"held\": %d, \"drops\": %ld, \"dropped_caches_itself\": %s, \"errors\": [",
+	    rounds, reads, failed, wrong, nf, held_n, drops, drops > 0 ? "true" : "false");
 	for (int e = 0; e < n_errs; e++) {
 		fputc('"', r);
 		for (const char *c = errs[e]; *c; c++)
