@@ -4,7 +4,8 @@
 # mounts, with files held open from the start, dropping the page cache
 # between rounds, while the mount process is SIGKILLed and started again 5
 # times at random points, then replaced (--takeover) by a second copy of the
-# binary: the reader sees no error and no wrong byte. The fd holder
+# binary: the reader sees no error and no wrong byte. After a takeover a
+# large file read sequentially comes from the disk cache, readahead included. The fd holder
 # SIGKILLed while the mount runs: a new holder is started and given the fds
 # (a crash after that still takes over). A stop (SIGTERM) leaves the mounts
 # to the next start; --unmount-on-exit ends them.
@@ -142,6 +143,17 @@ mount_up h || die "run after the holder was replaced"
 P=$MOUNT_PID
 check "a crash after the holder was replaced still takes over" \
 	test "$(grep -c '^taken over ' "$T/h.out")" = 2
+# Every chunk is in the disk cache (the reader read every file): a large
+# file read sequentially right after the takeover comes from there, its
+# readahead too, with no registry request (no background fetch here: the
+# chunks stay "not fetched" in this run).
+blob_gets() { grep -ac '"GET /v2/[^ ]*/blobs/' "$PLAIN_DIR/registry.log"; }
+g0=$(blob_gets)
+echo 3 >/proc/sys/vm/drop_caches
+check "a large file reads right after the takeover" cmp "$O/merged/d/big1" "$T/src0/d/big1"
+sleep 0.5
+check "and its chunks and readahead come from the disk cache ($(($(blob_gets) - g0)) blob requests)" \
+	test "$(blob_gets)" = "$g0"
 
 sleep 1
 touch "$T/stop"
