@@ -529,15 +529,13 @@ static uint32_t stream_job(struct lfs_runtime *rt, struct lfs_job *j, const stru
 	return s.next;
 }
 
-/* A readahead, prefetch or background job whose chunks the cache holds
- * already (after a restart every chunk starts unfetched) is settled from it,
- * with no request: true when so. All or nothing: a job with one chunk
- * missing is fetched as it is. (An on-demand job is for a chunk the cache
- * did not have.) */
+/* A job whose chunks the cache holds already (after a restart every chunk
+ * starts unfetched) is settled from it, with no request: true when so. All
+ * or nothing: a job with one chunk missing is fetched as it is. On-demand
+ * jobs too: a readahead job a waiting reader promoted holds cached chunks
+ * (an on-demand miss costs one index lookup here). */
 static bool settle_cached(struct lfs_layer *l, struct lfs_job *j)
 {
-	if (j->prio != LFS_PRIO_BACKGROUND && j->prio != LFS_PRIO_READAHEAD && !j->prefetch)
-		return false;
 	for (uint32_t k = 0; k < j->nruns; k++) {
 		const struct lfs_run *run = &j->runs[k];
 		for (uint32_t i = run->first; i < run->first + run->count; i++) {

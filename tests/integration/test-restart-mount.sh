@@ -5,8 +5,8 @@
 # between rounds, while the mount process is SIGKILLed and started again 5
 # times at random points, then replaced (--takeover) by a second copy of the
 # binary: the reader sees no error and no wrong byte. After a takeover a
-# large file read sequentially comes from the disk cache, readahead included. The fd holder
-# SIGKILLed while the mount runs: a new holder is started and given the fds
+# large file read sequentially comes from the disk cache, readahead
+# included. The fd holder SIGKILLed while the mount runs: a new holder is started and given the fds
 # (a crash after that still takes over). A stop (SIGTERM) leaves the mounts
 # to the next start; --unmount-on-exit ends them.
 # Env: STARGZ. Everything on 127.0.0.1.
