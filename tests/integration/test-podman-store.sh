@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Issue 17: `stargz store` as podman's additional layer store.  A private
+# docker-registry behind netproxy.py (its log shows every request podman and
+# the store make), an eStargz image made here with `stargz convert`, our store
+# mounted and listed in storage.conf's additionallayerstores (":ref"), podman
+# 4.3 with private storage:
+#   * `podman pull` of the eStargz image takes every layer from the store (each
+#     layer's diff in podman's storage is a symlink into the store, the store
+#     mounted 3 layers) and no layer blob was fetched whole: every GET of a
+#     layer blob was a range read; `podman run` prints the image's files;
+#   * the store's files: `info` is the layer's JSON (digests, size, compression
+#     as containers/storage reads them), `blob` reads the blob's bytes by range;
+#     names that are no base64 reference or no digest are not there; `use`
+#     and the release (rmdir) counted, so podman warns of nothing;
+#   * a file written in a container stays in its upper layer, not in the store;
+#   * a gzip image is not offered by the store and pulls and runs the ordinary
+#     way (its layer blobs fetched whole);
+#   * SIGTERM: the store exits 0 and leaves no mount.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry-lib.sh"
+. "$(dirname "$0")/mount-lib.sh"
+
+need_mount
+need_overlay || skip "no overlayfs"
+need_tools podman runc conmon skopeo jq docker-registry curl base64
+
+registry_start_plain || finish
+NETPROXY_UPSTREAM=$PLAIN_REG netproxy_start PX || finish
+REG=$PX
+seed_image "$PLAIN_REG" rs/busybox:gz || finish
+
+# containers/storage names a reference's directory with standard base64,
+# whose alphabet has '/': such a name is two path components and no store can
+# serve it.  Pick a tag whose reference encodes without one.
+TAG=
+for t in esgz esgz1 esgz2 esgz3 esgz4 esgz5 esgz6 esgz7; do
+	case $(printf '%s' "$REG/rs/busybox:$t" | base64 -w0) in
+	*/*) ;;
+	*) TAG=$t && break ;;
+	esac
+done
+[ -n "$TAG" ] || die "no tag gives a reference whose base64 has no '/'"
+REF=$REG/rs/busybox:$TAG
+REF64=$(printf '%s' "$REF" | base64 -w0)
+sg convert convert --plain-http "$PLAIN_REG/rs/busybox:gz" "$PLAIN_REG/rs/busybox:$TAG"
+expect_rc "stargz convert of the busybox image to eStargz" 0 convert || finish
+MANIFEST=$(skopeo inspect --raw --tls-verify=false "docker://$REF")
+mapfile -t LAYERS < <(jq -r '.layers[].digest' <<<"$MANIFEST")
+check "the eStargz image has 3 layers, each with a TOC digest annotation" \
+	[ "$(jq '[.layers[] | select(.annotations["containerd.io/snapshot/stargz/toc.digest"])] | length' <<<"$MANIFEST")" = 3 ]
+
+# --- the store ----------------------------------------------------------------------
+STORE_MNT=$T/store
+STORE_ROOT=$T/store-root
+mkdir -p "$STORE_MNT"
+"$STARGZ" store --root "$STORE_ROOT" --plain-http --log-level info "$STORE_MNT" \
+	>"$T/store.out" 2>"$T/store.err" &
+STORE_PID=$!
+store_stop() {
+	[ -n "${STORE_PID:-}" ] && [ "$STORE_PID" -gt 1 ] || return 0
+	mount_stop "$STORE_PID"
+	STORE_PID=
+}
+on_exit store_stop
+for _ in $(seq 100); do
+	grep -qx ready "$T/store.out" 2>/dev/null && break
+	kill -0 "$STORE_PID" 2>/dev/null || break
+	sleep 0.1
+done
+if ! grep -qx ready "$T/store.out"; then
+	fail "stargz store did not get ready"
+	show_file "$T/store.err"
+	finish
+fi
+pass "stargz store serves $STORE_MNT"
+check "the store is a FUSE mount" sh -c "findmnt -rn -o FSTYPE '$STORE_MNT' | grep -qx fuse.stargz-store"
+
+# --- podman with the store ----------------------------------------------------------------
+podman_setup
+P=$RIG/podman
+printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >>"$P/registries.conf"
+printf '\n[storage.options]\nadditionallayerstores = ["%s:ref"]\n' "$STORE_MNT" >>"$P/storage.conf"
+# podman 4.3 drops storage.conf's driver options (additionallayerstores among
+# them) when --root or --runroot is given: storage.conf names both instead.
+PODMAN=(podman --tmpdir "$P/tmp" --cgroup-manager cgroupfs --events-backend file)
+check "podman sees the store in its storage options" \
+	sh -c "timeout 60 ${PODMAN[*]} info --format json | jq -e '.store.graphOptions[\"overlay.additionallayerstore\"] == \"$STORE_MNT:ref\"'"
+: >"$PX_LOG"
+
+podman_pull_run run1 "$REF" cat /etc/hello.txt /etc/os-release
+expect_rc "podman pull + run of the eStargz image with the store" 0 run1
+check "the container reads /etc/hello.txt" grep -q 'hello from rs-rig' "$T/run1.out"
+check "the container's /etc/os-release is the image's" grep -qx 'PRETTY_NAME="rs-rig amd64"' "$T/run1.out"
+
+n_mounted=$(grep -c "store: sha256:[0-9a-f]* of $REF mounted at" "$T/store.err")
+check "the store mounted the image's 3 layers ($n_mounted)" [ "$n_mounted" -eq 3 ]
+links=0
+for d in "$P"/storage/overlay/*/diff; do
+	[ -L "$d" ] || continue
+	case $(readlink "$d") in
+	"$STORE_MNT/$REF64/sha256:"*/diff) links=$((links + 1)) ;;
+	esac
+done
+check "3 layers in podman's storage are the store's (diff links into it: $links)" [ "$links" -eq 3 ]
+whole=0 ranged=0
+for d in "${LAYERS[@]}"; do
+	whole=$((whole + $(jq -c --arg p "/v2/rs/busybox/blobs/$d" \
+		'select(.method == "GET" and .path == $p and .range == null)' "$PX_LOG" | wc -l)))
+	ranged=$((ranged + $(jq -c --arg p "/v2/rs/busybox/blobs/$d" \
+		'select(.method == "GET" and .path == $p and .range != null)' "$PX_LOG" | wc -l)))
+done
+check "no layer blob of the eStargz image was fetched whole ($whole whole, $ranged range reads)" \
+	[ "$whole" -eq 0 -a "$ranged" -gt 0 ]
+check "containers/storage told the store it uses the layers" grep -q 'store: sha256:[0-9a-f]* in use' "$T/store.err"
+check "containers/storage told the store it let go of the pull's handles" \
+	grep -q 'store: sha256:[0-9a-f]* released' "$T/store.err"
+# A store that does not count (EROFS on `use`, rmdir) makes podman warn.
+check "podman warned of nothing about the store" \
+	sh -c "! grep -i 'additional layer' '$T/run1-pull.err' '$T/run1.err'"
+
+# --- the store's files ------------------------------------------------------------------------
+L0=$STORE_MNT/$REF64/${LAYERS[0]}
+CONFIG=$(skopeo inspect --config --tls-verify=false "docker://$REF")
+want_info=$(jq -c --arg d "${LAYERS[0]}" --argjson s "$(jq '.layers[0].size' <<<"$MANIFEST")" \
+	--arg u "$(jq -r '.rootfs.diff_ids[0]' <<<"$CONFIG")" \
+	'{"compressed-diff-digest": $d, "compressed-size": $s, "diff-digest": $u, "compression": 2}' <<<'{}')
+got_info=$(jq -c '{"compressed-diff-digest", "compressed-size", "diff-digest", "compression"}' "$L0/info" 2>&1)
+check "info is the layer as containers/storage reads it ($got_info)" [ "$got_info" = "$want_info" ]
+usize=$(jq -r '.layers[0].annotations["io.containers.estargz.uncompressed-size"] // empty' <<<"$MANIFEST")
+[ -n "$usize" ] && check "info's diff-size is the uncompressed-size annotation ($usize)" \
+	[ "$(jq '."diff-size"' "$L0/info")" = "$usize" ]
+check "blob has the blob's size" [ "$(stat -c %s "$L0/blob")" = "$(jq '.layers[0].size' <<<"$MANIFEST")" ]
+curl -s -r 0-4095 "http://$PLAIN_REG/v2/rs/busybox/blobs/${LAYERS[0]}" >"$T/blob.head"
+curl -s -r -51 "http://$PLAIN_REG/v2/rs/busybox/blobs/${LAYERS[0]}" >"$T/blob.tail"
+check "blob's first 4 KiB are the blob's" cmp <(head -c 4096 "$L0/blob") "$T/blob.head"
+check "blob's footer is the blob's" cmp <(tail -c 51 "$L0/blob") "$T/blob.tail"
+check "diff is a symlink to the layer's mount under the store's root" \
+	sh -c "readlink '$L0/diff' | grep -q '^$STORE_ROOT/mnt/'"
+check "a name that is no base64 reference is not there" sh -c "! stat '$STORE_MNT/not+base64!' 2>/dev/null"
+check "a name that is no digest is not there" sh -c "! stat '$STORE_MNT/$REF64/sha256:abc' 2>/dev/null"
+check "a digest the image does not have is not there" \
+	sh -c "! stat '$STORE_MNT/$REF64/sha256:$(printf %064d 0)' 2>/dev/null"
+
+# --- a file written in a container ----------------------------------------------------------
+run run2 timeout 60 "${PODMAN[@]}" run --name rs-store-w --network none --pull never "$REF" \
+	sh -c 'echo written-here > /written.txt'
+expect_rc "podman run writing a file" 0 run2
+upper=$(find "$P/storage/overlay" -maxdepth 3 -path '*/diff/written.txt' -not -type l 2>/dev/null | head -1)
+check "the written file is in the container's upper layer ($upper)" \
+	sh -c "[ -n '$upper' ] && grep -qx written-here '$upper'"
+check "the store's layers do not have it" \
+	sh -c "! find '$STORE_ROOT/mnt' -name written.txt 2>/dev/null | grep -q ."
+timeout 60 "${PODMAN[@]}" rm rs-store-w >/dev/null 2>&1
+
+# --- a gzip image: the ordinary way ------------------------------------------------------------
+GZ=$REG/rs/busybox:gz
+mapfile -t GZ_LAYERS < <(skopeo inspect --raw --tls-verify=false "docker://$GZ" | jq -r '.layers[].digest')
+: >"$PX_LOG"
+podman_pull_run gz "$GZ" cat /etc/hello.txt
+expect_rc "podman pull + run of the gzip image" 0 gz
+check "the gzip image's container reads its file" grep -q 'hello from rs-rig' "$T/gz.out"
+check "the store did not offer the gzip image's layers" \
+	sh -c "! grep -q 'of $GZ mounted' '$T/store.err' && grep -q 'not offering.*no TOC digest' '$T/store.err'"
+# Layer 1 (busybox) may be shared with nothing else; every layer of the gzip
+# image podman did not already have was downloaded whole.
+gz_whole=0
+for d in "${GZ_LAYERS[@]}"; do
+	gz_whole=$((gz_whole + $(jq -c --arg p "/v2/rs/busybox/blobs/$d" \
+		'select(.method == "GET" and .path == $p and .range == null and .status == 200)' "$PX_LOG" | wc -l)))
+done
+check "the gzip image's layers were downloaded whole ($gz_whole of ${#GZ_LAYERS[@]})" \
+	[ "$gz_whole" -eq "${#GZ_LAYERS[@]}" ]
+
+# --- stop ----------------------------------------------------------------------------------------
+timeout 60 "${PODMAN[@]}" rm -af >/dev/null 2>&1
+mount_stop "$STORE_PID"
+STORE_PID=
+check "SIGTERM: the store exits 0 ($RC)" [ "$RC" -eq 0 ]
+check "SIGTERM: the store is unmounted" sh -c "! mountpoint -q '$STORE_MNT'"
+check "SIGTERM: no layer stays mounted" sh -c "! findmnt -rn -o TARGET | grep -qF '$STORE_ROOT/mnt/'"
+finish
