@@ -15,6 +15,8 @@
 #   * a file written in a container stays in its upper layer, not in the store;
 #   * a gzip image is not offered by the store and pulls and runs the ordinary
 #     way (its layer blobs fetched whole);
+#   * a gzip + eStargz + gzip image: only the eStargz layer comes from the
+#     store, the new gzip layer is downloaded, files of every layer read;
 #   * SIGTERM: the store exits 0 and leaves no mount.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
@@ -32,14 +34,18 @@ seed_image "$PLAIN_REG" rs/busybox:gz || finish
 # containers/storage names a reference's directory with standard base64,
 # whose alphabet has '/': such a name is two path components and no store can
 # serve it.  Pick a tag whose reference encodes without one.
-TAG=
-for t in esgz esgz1 esgz2 esgz3 esgz4 esgz5 esgz6 esgz7; do
-	case $(printf '%s' "$REG/rs/busybox:$t" | base64 -w0) in
-	*/*) ;;
-	*) TAG=$t && break ;;
-	esac
-done
-[ -n "$TAG" ] || die "no tag gives a reference whose base64 has no '/'"
+# pick_tag NAME BASE: BASE, BASE1, ... the first giving REG/NAME:TAG such a name.
+pick_tag() {
+	local t
+	for t in "$2" "$2"1 "$2"2 "$2"3 "$2"4 "$2"5 "$2"6 "$2"7 "$2"8 "$2"9; do
+		case $(printf '%s' "$REG/$1:$t" | base64 -w0) in
+		*/*) ;;
+		*) echo "$t" && return 0 ;;
+		esac
+	done
+	return 1
+}
+TAG=$(pick_tag rs/busybox esgz) || die "no tag gives a reference whose base64 has no '/'"
 REF=$REG/rs/busybox:$TAG
 REF64=$(printf '%s' "$REF" | base64 -w0)
 sg convert convert --plain-http "$PLAIN_REG/rs/busybox:gz" "$PLAIN_REG/rs/busybox:$TAG"
@@ -170,6 +176,31 @@ for d in "${GZ_LAYERS[@]}"; do
 done
 check "the gzip image's layers were downloaded whole ($gz_whole of ${#GZ_LAYERS[@]})" \
 	[ "$gz_whole" -eq "${#GZ_LAYERS[@]}" ]
+
+# --- a mixed image: gzip, eStargz, gzip ----------------------------------------------------------
+MIX=$T/mix
+rig_rootfs_layers "$MIX" amd64 3 mixsalt
+sg mixbuild build "$MIX/layer2.tar.gz" "$MIX/layer2.esgz"
+expect_rc "stargz build of the mixed image's middle layer" 0 mixbuild
+cp "$T/mixbuild.out" "$MIX/layer2.esgz.json"
+MTAG=$(pick_tag rs/mixed 1) || die "no tag for the mixed image"
+push_image "$PLAIN_REG" "rs/mixed:$MTAG" "$MIX/layer1.tar.gz" "$MIX/layer2.esgz" "$MIX/layer3.tar.gz" ||
+	finish
+MREF=$REG/rs/mixed:$MTAG
+mapfile -t MIX_LAYERS < <(skopeo inspect --raw --tls-verify=false "docker://$MREF" | jq -r '.layers[].digest')
+: >"$PX_LOG"
+podman_pull_run mix "$MREF" sh -c 'cat /etc/hello.txt /etc/salt; wc -c < /usr/share/rs/data.bin'
+expect_rc "podman pull + run of a gzip + eStargz + gzip image" 0 mix
+check "mixed: files of every layer read" \
+	sh -c "grep -q 'hello from rs-rig' '$T/mix.out' && grep -q mixsalt '$T/mix.out' && grep -qx 2097152 '$T/mix.out'"
+check "mixed: the store mounted only the eStargz layer" \
+	sh -c "[ \$(grep -c 'of $MREF mounted' '$T/store.err') = 1 ] && grep -q '${MIX_LAYERS[1]} of $MREF mounted' '$T/store.err'"
+blob_gets() { # DIGEST: GETs of that blob without a Range header
+	jq -c --arg p "/v2/rs/mixed/blobs/$1" 'select(.method == "GET" and .path == $p and .range == null)' \
+		"$PX_LOG" | wc -l
+}
+check "mixed: the eStargz layer was not fetched whole, the new gzip layer was" \
+	[ "$(blob_gets "${MIX_LAYERS[1]}")" = 0 -a "$(blob_gets "${MIX_LAYERS[2]}")" = 1 ]
 
 # --- stop ----------------------------------------------------------------------------------------
 timeout 60 "${PODMAN[@]}" rm -af >/dev/null 2>&1
