@@ -29,6 +29,10 @@ static const char usage_store[] =
     "                        the layer mounts (DIR/mnt) (default /var/lib/stargz-store)\n"
     "  --plain-http          talk plain HTTP to registries\n"
     "  --hosts-dir DIR       registry host configuration (certs.d layout)\n"
+    "  --auth-file FILE      registry credentials, as podman's auth.json (default:\n"
+    "                        $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/\n"
+    "                        auth.json or /run/containers/UID/auth.json, then\n"
+    "                        ~/.config/containers/auth.json); then the docker config\n"
     "  --log-level LEVEL     debug, info, warn or error (default warn)\n"
     "  --no-prefetch         do not prefetch the files before .prefetch.landmark\n"
     "  --no-background-fetch do not fetch the rest of each layer in the background\n"
@@ -45,6 +49,7 @@ enum {
 	S_NO_BG,
 	S_CACHE_MAX,
 	S_TIMEOUT,
+	S_AUTH_FILE,
 };
 
 static bool parse_level(const char *s, enum rs_log_level *out)
@@ -75,6 +80,7 @@ int cmd_store(int argc, char **argv)
 	    {"no-background-fetch", no_argument, NULL, S_NO_BG},
 	    {"cache-max-mib", required_argument, NULL, S_CACHE_MAX},
 	    {"timeout", required_argument, NULL, S_TIMEOUT},
+	    {"auth-file", required_argument, NULL, S_AUTH_FILE},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -82,6 +88,7 @@ int cmd_store(int argc, char **argv)
 	struct lfs_runtime_opts rto = {0};
 	struct store_opts so = {0};
 	const char *root = "/var/lib/stargz-store";
+	const char *auth_file = NULL;
 	long long v, timeout_s = 30;
 	enum rs_log_level lvl;
 	int c, status = 0;
@@ -100,6 +107,9 @@ int cmd_store(int argc, char **argv)
 			break;
 		case S_HOSTS_DIR:
 			ro.hosts_dir = optarg;
+			break;
+		case S_AUTH_FILE:
+			auth_file = optarg;
 			break;
 		case S_LOG_LEVEL:
 			if (!parse_level(optarg, &lvl))
@@ -153,8 +163,19 @@ int cmd_store(int argc, char **argv)
 	struct reg_client *client = NULL;
 	struct lfs_runtime *rt = NULL;
 	struct store *st = NULL;
+	char **auth_files = NULL;
+	size_t n_auth = 0;
 	int rc = 0;
-	if (mkdir(root, 0700) < 0 && errno != EEXIST)
+	if (auth_file) {
+		ro.auth_files = &auth_file;
+		ro.n_auth_files = 1;
+	} else if ((rc = reg_containers_auth_files(&auth_files, &n_auth)) < 0) {
+		rs_err(&err, rc, "out of memory");
+	} else {
+		ro.auth_files = (const char *const *)auth_files;
+		ro.n_auth_files = n_auth;
+	}
+	if (rc == 0 && mkdir(root, 0700) < 0 && errno != EEXIST)
 		rc = rs_err(&err, -errno, "%s: %s", root, strerror(errno));
 	if (rc == 0)
 		rc = reg_client_new(&ro, &client, &err);
@@ -177,5 +198,6 @@ int cmd_store(int argc, char **argv)
 	store_stop(st);
 	lfs_runtime_free(rt);
 	reg_client_free(client);
+	reg_auth_files_free(auth_files, n_auth);
 	return ret;
 }
