@@ -21,6 +21,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
 . "$(dirname "$0")/mount-lib.sh"
+. "$(dirname "$0")/store-lib.sh"
 
 need_mount
 need_overlay || skip "no overlayfs"
@@ -33,19 +34,8 @@ seed_image "$PLAIN_REG" rs/busybox:gz || finish
 
 # containers/storage names a reference's directory with standard base64,
 # whose alphabet has '/': such a name is two path components and no store can
-# serve it.  Pick a tag whose reference encodes without one.
-# pick_tag NAME BASE: BASE, BASE1, ... the first giving REG/NAME:TAG such a name.
-pick_tag() {
-	local t
-	for t in "$2" "$2"1 "$2"2 "$2"3 "$2"4 "$2"5 "$2"6 "$2"7 "$2"8 "$2"9; do
-		case $(printf '%s' "$REG/$1:$t" | base64 -w0) in
-		*/*) ;;
-		*) echo "$t" && return 0 ;;
-		esac
-	done
-	return 1
-}
-TAG=$(pick_tag rs/busybox esgz) || die "no tag gives a reference whose base64 has no '/'"
+# serve it.  Pick tags whose references encode without one.
+TAG=$(store_tag "$REG" rs/busybox esgz) || die "no tag gives a reference whose base64 has no '/'"
 REF=$REG/rs/busybox:$TAG
 REF64=$(printf '%s' "$REF" | base64 -w0)
 sg convert convert --plain-http "$PLAIN_REG/rs/busybox:gz" "$PLAIN_REG/rs/busybox:$TAG"
@@ -56,39 +46,15 @@ check "the eStargz image has 3 layers, each with a TOC digest annotation" \
 	[ "$(jq '[.layers[] | select(.annotations["containerd.io/snapshot/stargz/toc.digest"])] | length' <<<"$MANIFEST")" = 3 ]
 
 # --- the store ----------------------------------------------------------------------
-STORE_MNT=$T/store
-STORE_ROOT=$T/store-root
-mkdir -p "$STORE_MNT"
-"$STARGZ" store --root "$STORE_ROOT" --plain-http --log-level info "$STORE_MNT" \
-	>"$T/store.out" 2>"$T/store.err" &
-STORE_PID=$!
-store_stop() {
-	[ -n "${STORE_PID:-}" ] && [ "$STORE_PID" -gt 1 ] || return 0
-	mount_stop "$STORE_PID"
-	STORE_PID=
-}
-on_exit store_stop
-for _ in $(seq 100); do
-	grep -qx ready "$T/store.out" 2>/dev/null && break
-	kill -0 "$STORE_PID" 2>/dev/null || break
-	sleep 0.1
-done
-if ! grep -qx ready "$T/store.out"; then
-	fail "stargz store did not get ready"
-	show_file "$T/store.err"
-	finish
-fi
+store_start "$T/store" "$T/store-root" --plain-http || finish
 pass "stargz store serves $STORE_MNT"
 check "the store is a FUSE mount" sh -c "findmnt -rn -o FSTYPE '$STORE_MNT' | grep -qx fuse.stargz-store"
 
 # --- podman with the store ----------------------------------------------------------------
 podman_setup
+store_podman
 P=$RIG/podman
 printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >>"$P/registries.conf"
-printf '\n[storage.options]\nadditionallayerstores = ["%s:ref"]\n' "$STORE_MNT" >>"$P/storage.conf"
-# podman 4.3 drops storage.conf's driver options (additionallayerstores among
-# them) when --root or --runroot is given: storage.conf names both instead.
-PODMAN=(podman --tmpdir "$P/tmp" --cgroup-manager cgroupfs --events-backend file)
 check "podman sees the store in its storage options" \
 	sh -c "timeout 60 ${PODMAN[*]} info --format json | jq -e '.store.graphOptions[\"overlay.additionallayerstore\"] == \"$STORE_MNT:ref\"'"
 : >"$PX_LOG"
@@ -183,7 +149,7 @@ rig_rootfs_layers "$MIX" amd64 3 mixsalt
 sg mixbuild build "$MIX/layer2.tar.gz" "$MIX/layer2.esgz"
 expect_rc "stargz build of the mixed image's middle layer" 0 mixbuild
 cp "$T/mixbuild.out" "$MIX/layer2.esgz.json"
-MTAG=$(pick_tag rs/mixed 1) || die "no tag for the mixed image"
+MTAG=$(store_tag "$REG" rs/mixed 1) || die "no tag for the mixed image"
 push_image "$PLAIN_REG" "rs/mixed:$MTAG" "$MIX/layer1.tar.gz" "$MIX/layer2.esgz" "$MIX/layer3.tar.gz" ||
 	finish
 MREF=$REG/rs/mixed:$MTAG
@@ -204,8 +170,7 @@ check "mixed: the eStargz layer was not fetched whole, the new gzip layer was" \
 
 # --- stop ----------------------------------------------------------------------------------------
 timeout 60 "${PODMAN[@]}" rm -af >/dev/null 2>&1
-mount_stop "$STORE_PID"
-STORE_PID=
+store_stop
 check "SIGTERM: the store exits 0 ($RC)" [ "$RC" -eq 0 ]
 check "SIGTERM: the store is unmounted" sh -c "! mountpoint -q '$STORE_MNT'"
 check "SIGTERM: no layer stays mounted" sh -c "! findmnt -rn -o TARGET | grep -qF '$STORE_ROOT/mnt/'"
