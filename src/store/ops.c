@@ -149,8 +149,10 @@ static void lookup_layer(struct rfuse_req *req, struct store *s, uint64_t parent
 			pthread_mutex_lock(&s->lock);
 			id = add_layer(s, parent, l, &owned);
 			pthread_mutex_unlock(&s->lock);
-			if (!owned)
+			if (!owned) {
+				store_mount_put(s, l);
 				store_layer_free(l);
+			}
 			if (id == 0)
 				rc = rs_err(&err, -ENOSPC, "layer %s of %s: the store is full",
 					    name, r->ref);
@@ -173,9 +175,10 @@ static void op_lookup(struct rfuse_req *req, uint64_t parent, const char *name)
 	struct store_node *p = store_node_get(s, parent);
 	enum store_kind kind = p ? p->kind : STORE_INFO_FILE;
 	struct store_ref *r = p ? p->ref : NULL;
-	uint64_t id = p ? store_child(s, parent, name) : 0;
+	bool gone = p && p->kind == STORE_LAYER && p->layer->gone;
+	uint64_t id = p && !gone ? store_child(s, parent, name) : 0;
 	pthread_mutex_unlock(&s->lock);
-	if (!p) {
+	if (!p || gone) {
 		rfuse_reply_err(req, ENOENT);
 	} else if (id != 0) {
 		reply_node(req, s, id);
@@ -351,22 +354,43 @@ static void op_create(struct rfuse_req *req, uint64_t parent, const char *name, 
 	rfuse_reply_err(req, use ? ENOENT : EROFS);
 }
 
-/* ... and removes the layer directory to say it let go of it. */
+/* ... and removes the layer directory to say it let go of it. The release
+ * that brings a layer's uses to zero (`podman rmi`) drops its directory
+ * (a later lookup resolves it anew) and, with no other directory on it, its
+ * mount. */
 static void op_rmdir(struct rfuse_req *req, uint64_t parent, const char *name)
 {
 	struct store *s = store_of(req);
+	/* No resolution may mount this blob while its mount is being closed. */
+	pthread_mutex_lock(&s->resolve_lock);
 	pthread_mutex_lock(&s->lock);
 	struct store_node *p = store_node_get(s, parent);
 	uint64_t id = p && p->kind == STORE_REF ? store_child(s, parent, name) : 0;
-	struct store_layer *l = id ? store_node_get(s, id)->layer : NULL;
+	struct store_node *n = id ? store_node_get(s, id) : NULL;
+	struct store_layer *l = n ? n->layer : NULL;
 	uint64_t uses = 0;
-	if (l && l->uses > 0)
+	bool drop = false;
+	if (l && l->uses > 0) {
 		uses = --l->uses;
+		drop = uses == 0;
+	}
+	if (drop) {
+		l->gone = true;
+		free(n->name);
+		n->name = NULL;
+	}
 	pthread_mutex_unlock(&s->lock);
+	if (drop)
+		store_mount_put(s, l);
+	pthread_mutex_unlock(&s->resolve_lock);
 	if (l)
 		rs_log(RS_LOG_INFO, "store: %s released (%llu in use)", name,
 		       (unsigned long long)uses);
 	rfuse_reply_err(req, ENOENT);
+	/* After the reply: the kernel holds the directory's lock until then.
+	 * Its cached entry goes, so the next lookup reaches the store. */
+	if (drop)
+		(void)rfuse_notify_inval_entry(s->se, parent, name, strlen(name));
 }
 
 static void op_statfs(struct rfuse_req *req, uint64_t id)

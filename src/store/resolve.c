@@ -37,7 +37,8 @@ void store_mounts_close(struct store *s)
 	s->mounts = NULL;
 	while (m) {
 		struct store_mount *next = m->next;
-		lfs_layer_close(m->layer);
+		if (m->layer)
+			lfs_layer_close(m->layer);
 		if (rmdir(m->path) < 0 && errno != ENOENT)
 			rs_log(RS_LOG_WARN, "store: %s: %s", m->path, strerror(errno));
 		free(m->path);
@@ -84,7 +85,7 @@ static const struct reg_descriptor *find_layer(const struct store_ref *r, const 
 static struct store_mount *find_mount(struct store *s, const char *digest)
 {
 	for (struct store_mount *m = s->mounts; m; m = m->next)
-		if (strcmp(m->digest, digest) == 0)
+		if (m->layer && strcmp(m->digest, digest) == 0)
 			return m;
 	return NULL;
 }
@@ -175,6 +176,8 @@ int store_resolve_layer(struct store *s, struct store_ref *r, const char *digest
 	}
 	pthread_mutex_lock(&s->lock);
 	l->mnt = find_mount(s, d->digest);
+	if (l->mnt)
+		l->mnt->users++;
 	pthread_mutex_unlock(&s->lock);
 	if (!l->mnt) {
 		struct store_mount *m = NULL;
@@ -185,6 +188,7 @@ int store_resolve_layer(struct store *s, struct store_ref *r, const char *digest
 			return rc;
 		}
 		pthread_mutex_lock(&s->lock);
+		m->users = 1;
 		m->next = s->mounts;
 		s->mounts = m;
 		pthread_mutex_unlock(&s->lock);
@@ -193,6 +197,24 @@ int store_resolve_layer(struct store *s, struct store_ref *r, const char *digest
 	}
 	*out = l;
 	return 0;
+}
+
+void store_mount_put(struct store *s, struct store_layer *l)
+{
+	pthread_mutex_lock(&s->lock);
+	struct store_mount *m = l->mnt;
+	struct lfs_layer *last = NULL;
+	if (m->users > 0 && --m->users == 0) {
+		last = m->layer;
+		m->layer = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!last)
+		return;
+	lfs_layer_close(last);
+	if (rmdir(m->path) < 0 && errno != ENOENT)
+		rs_log(RS_LOG_WARN, "store: %s: %s", m->path, strerror(errno));
+	rs_log(RS_LOG_INFO, "store: %s unmounted: no image uses it", m->digest);
 }
 
 int store_blob_read(struct store *s, struct store_layer *l, int64_t off, size_t len, void *buf,

@@ -30,12 +30,15 @@ enum store_kind {
 	STORE_BLOB_FILE,
 };
 
-/* A layer blob mounted with layerfs, shared by every reference naming it. */
+/* A layer blob mounted with layerfs, shared by every reference naming it.
+ * Kept until the store stops, even once unmounted: nodes of a released layer
+ * directory may still name its path. */
 struct store_mount {
 	struct store_mount *next;
 	char digest[RS_DIGEST_STR_LEN];
-	struct lfs_layer *layer;
-	char *path; /* ROOT/mnt/<hex> */
+	struct lfs_layer *layer; /* NULL once unmounted */
+	char *path;              /* ROOT/mnt/<hex> */
+	uint32_t users;          /* layer directories on it, under the store's lock */
 };
 
 /* An image reference as looked up, with its manifest once resolved. */
@@ -55,6 +58,7 @@ struct store_layer {
 	int64_t size;       /* the blob's, from the manifest */
 	struct rs_buf info; /* the info file */
 	uint64_t uses;      /* `use` creations minus releases, under the store's lock */
+	bool gone;          /* released to zero: its directory is found no more */
 };
 
 struct store_node {
@@ -103,6 +107,9 @@ void store_ref_free(struct store_ref *r);
 void store_layer_free(struct store_layer *l);
 /* Closes every layer mount (unmounting it) and removes its directory. */
 void store_mounts_close(struct store *s);
+/* Under s->resolve_lock: l, released to zero, no longer holds its mount;
+ * the last layer directory on it unmounts it. */
+void store_mount_put(struct store *s, struct store_layer *l);
 /* Bytes [off, off + len) of the layer's blob from the registry into buf. */
 int store_blob_read(struct store *s, struct store_layer *l, int64_t off, size_t len, void *buf,
 		    struct rs_error *err);

@@ -17,6 +17,8 @@
 #     way (its layer blobs fetched whole);
 #   * a gzip + eStargz + gzip image: only the eStargz layer comes from the
 #     store, the new gzip layer is downloaded, files of every layer read;
+#   * `podman rmi` releases the image's layers to zero uses: the store unmounts
+#     them (another image's layer stays), and a pull again mounts them anew;
 #   * SIGTERM: the store exits 0 and leaves no mount.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry-lib.sh"
@@ -167,6 +169,25 @@ blob_gets() { # DIGEST: GETs of that blob without a Range header
 }
 check "mixed: the eStargz layer was not fetched whole, the new gzip layer was" \
 	[ "$(blob_gets "${MIX_LAYERS[1]}")" = 0 -a "$(blob_gets "${MIX_LAYERS[2]}")" = 1 ]
+
+# --- podman rmi: the store lets the layers go ------------------------------------------------------
+run rmi timeout 60 "${PODMAN[@]}" rmi "$REF"
+expect_rc "podman rmi of the eStargz image" 0 rmi
+n_gone=0 n_left=0
+for d in "${LAYERS[@]}"; do
+	grep -q "store: $d unmounted: no image uses it" "$T/store.err" && n_gone=$((n_gone + 1))
+	findmnt -rn -o TARGET | grep -qF "$STORE_ROOT/mnt/${d#sha256:}" && n_left=$((n_left + 1))
+done
+check "podman rmi: the store unmounted the image's 3 layers ($n_gone unmounted, $n_left still mounted)" \
+	[ "$n_gone" -eq 3 -a "$n_left" -eq 0 ]
+check "podman rmi: the mixed image's layer stays mounted" \
+	sh -c "findmnt -rn -o TARGET | grep -qF '$STORE_ROOT/mnt/${MIX_LAYERS[1]#sha256:}'"
+check "podman warned of nothing about the store at rmi" sh -c "! grep -i 'additional layer' '$T/rmi.err'"
+podman_pull_run again "$REF" cat /etc/hello.txt
+expect_rc "podman pull + run of the image again after rmi" 0 again
+check "again: the container reads its file" grep -q 'hello from rs-rig' "$T/again.out"
+n_mounted=$(grep -c "store: sha256:[0-9a-f]* of $REF mounted at" "$T/store.err")
+check "again: the store mounted the 3 layers anew ($n_mounted mounts in all)" [ "$n_mounted" -eq 6 ]
 
 # --- stop ----------------------------------------------------------------------------------------
 timeout 60 "${PODMAN[@]}" rm -af >/dev/null 2>&1
