@@ -17,6 +17,10 @@
 #     way (its layer blobs fetched whole);
 #   * a gzip + eStargz + gzip image: only the eStargz layer comes from the
 #     store, the new gzip layer is downloaded, files of every layer read;
+#   * the registry down for the store at pull time (its hosts.toml sends the
+#     name podman pulls to a dead port): the store does not offer the layers,
+#     podman downloads them and runs the image; the registry down for podman
+#     too: podman fails, naming it;
 #   * `podman rmi` releases the image's layers to zero uses: the store unmounts
 #     them (another image's layer stays), and a pull again mounts them anew;
 #   * SIGTERM: the store exits 0 and leaves no mount.
@@ -48,7 +52,10 @@ check "the eStargz image has 3 layers, each with a TOC digest annotation" \
 	[ "$(jq '[.layers[] | select(.annotations["containerd.io/snapshot/stargz/toc.digest"])] | length' <<<"$MANIFEST")" = 3 ]
 
 # --- the store ----------------------------------------------------------------------
-store_start "$T/store" "$T/store-root" --plain-http || finish
+# localhost:PORT, the same proxy, is a registry the store cannot reach.
+mkdir -p "$T/hosts/localhost:${PX##*:}"
+printf 'server = "http://127.0.0.1:%s"\n' "$(free_port)" >"$T/hosts/localhost:${PX##*:}/hosts.toml"
+store_start "$T/store" "$T/store-root" --plain-http --hosts-dir "$T/hosts" || finish
 pass "stargz store serves $STORE_MNT"
 check "the store is a FUSE mount" sh -c "findmnt -rn -o FSTYPE '$STORE_MNT' | grep -qx fuse.stargz-store"
 
@@ -56,7 +63,7 @@ check "the store is a FUSE mount" sh -c "findmnt -rn -o FSTYPE '$STORE_MNT' | gr
 podman_setup
 store_podman
 P=$RIG/podman
-printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >>"$P/registries.conf"
+printf '\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" "localhost:${PX##*:}" >>"$P/registries.conf"
 check "podman sees the store in its storage options" \
 	sh -c "timeout 60 ${PODMAN[*]} info --format json | jq -e '.store.graphOptions[\"overlay.additionallayerstore\"] == \"$STORE_MNT:ref\"'"
 : >"$PX_LOG"
@@ -188,6 +195,41 @@ expect_rc "podman pull + run of the image again after rmi" 0 again
 check "again: the container reads its file" grep -q 'hello from rs-rig' "$T/again.out"
 n_mounted=$(grep -c "store: sha256:[0-9a-f]* of $REF mounted at" "$T/store.err")
 check "again: the store mounted the 3 layers anew ($n_mounted mounts in all)" [ "$n_mounted" -eq 6 ]
+
+# --- the registry down for the store at pull time -----------------------------------------------
+# podman pulls through localhost:PORT (the same proxy); the store's hosts.toml
+# sends that name to a port nobody listens on.  The store does not offer the
+# layers (connection refused: no wait), podman downloads them whole.
+# (With range reads black-holed instead, podman 4.3 hangs by itself: for an
+# eStargz layer the store does not offer, containers/storage 1.43 reads the
+# TOC by range, with no timeout, before it finds partial pulls disabled.)
+seed_image --salt down "$PLAIN_REG" rs/down:gz || finish
+DREG=localhost:${PX##*:}
+DTAG=$(store_tag "$DREG" rs/down esgz) || die "no tag for the rs/down image"
+sg dconv convert --plain-http "$PLAIN_REG/rs/down:gz" "$PLAIN_REG/rs/down:$DTAG"
+expect_rc "stargz convert of a salted image" 0 dconv || finish
+DREF=$DREG/rs/down:$DTAG
+mapfile -t D_LAYERS < <(skopeo inspect --raw --tls-verify=false "docker://$DREF" | jq -r '.layers[].digest')
+: >"$PX_LOG"
+podman_pull_run down "$DREF" cat /etc/salt
+expect_rc "registry down for the store: podman pull + run still succeed" 0 down
+check "registry down for the store: the container reads its file" grep -qx down "$T/down.out"
+n_down=0 n_whole=0
+for d in "${D_LAYERS[@]:1}"; do
+	grep -q "not offering $d: .*$DREF" "$T/store.err" && n_down=$((n_down + 1))
+	n_whole=$((n_whole + $(jq -c --arg p "/v2/rs/down/blobs/$d" \
+		'select(.method == "GET" and .path == $p and .range == null and .status == 200)' "$PX_LOG" | wc -l)))
+done
+check "registry down for the store: it did not offer the salted layers ($n_down of 2)" [ "$n_down" -eq 2 ]
+check "registry down for the store: podman downloaded them whole ($n_whole of 2)" [ "$n_whole" -eq 2 ]
+check "registry down for the store: nothing of them is mounted" \
+	sh -c "! findmnt -rn -o TARGET | grep -qF -e '${D_LAYERS[1]#sha256:}' -e '${D_LAYERS[2]#sha256:}'"
+# The registry down for podman too: podman fails, and says why.
+proxy_mode PX refuse
+run downall timeout 120 "${PODMAN[@]}" pull -q "$REG/rs/busybox:gz"
+proxy_mode PX pass
+check "registry down for everyone: podman pull fails ($RC) naming the registry" \
+	sh -c "[ $RC -ne 0 ] && [ $RC -ne 124 ] && grep -q '$REG' '$T/downall.err'"
 
 # --- stop ----------------------------------------------------------------------------------------
 timeout 60 "${PODMAN[@]}" rm -af >/dev/null 2>&1
