@@ -24,6 +24,7 @@ void reset_getopt(void);
 int cmd_mount(int argc, char **argv);
 int cmd_rpull(int argc, char **argv);
 int cmd_optimize(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 
 /* The conversion options `convert` and `optimize` share, for their --help. */
 #define CLI_CONVERT_OPTIONS_HELP                                                                   \

@@ -39,6 +39,7 @@ static const char usage_main[] =
     "  inspect  show an image's manifest, config and each layer's format\n"
     "  mount    mount a layer (or every layer) of an image lazily with FUSE\n"
     "  rpull    pull an image into containerd, its layers mounted lazily by the snapshotter\n"
+    "  store    serve an additional layer store for podman (containers/storage)\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (or `stargz COMMAND --help`)\n"
@@ -734,7 +735,7 @@ int main(int argc, char **argv)
 	    {"build", cmd_build},       {"verify", cmd_verify},   {"ls", cmd_ls},
 	    {"toc", cmd_toc},           {"extract", cmd_extract}, {"convert", cmd_convert},
 	    {"inspect", cmd_inspect},   {"mount", cmd_mount},     {"rpull", cmd_rpull},
-	    {"optimize", cmd_optimize},
+	    {"optimize", cmd_optimize}, {"store", cmd_store},
 	};
 	if (argc < 2)
 		return usage_error("", "missing command");

@@ -26,6 +26,12 @@ static bool safe_name(const char *s)
 int rfuse_mount(const char *mountpoint, const char *fsname, const char *subtype,
 		struct rs_error *err)
 {
+	return rfuse_mount_with(mountpoint, fsname, subtype, 0, err);
+}
+
+int rfuse_mount_with(const char *mountpoint, const char *fsname, const char *subtype,
+		     unsigned flags, struct rs_error *err)
+{
 	if (!safe_name(fsname) || !safe_name(subtype))
 		return rs_err(err, -EINVAL, "fuse mount %s: fsname and subtype must be plain words",
 			      mountpoint);
@@ -44,7 +50,10 @@ int rfuse_mount(const char *mountpoint, const char *fsname, const char *subtype,
 	int m = snprintf(type, sizeof(type), "fuse.%s", subtype);
 	if (n < 0 || (size_t)n >= sizeof(opts) || m < 0 || (size_t)m >= sizeof(type))
 		return rs_err(err, -ENAMETOOLONG, "fuse mount %s: options too long", mountpoint);
-	if (mount(fsname, mountpoint, type, MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0)
+	unsigned long mflags = MS_NOSUID | MS_NODEV;
+	if (!(flags & RFUSE_MOUNT_WRITABLE))
+		mflags |= MS_RDONLY;
+	if (mount(fsname, mountpoint, type, mflags, opts) < 0)
 		return rs_err(err, -errno, "mount %s at %s: %s", type, mountpoint, strerror(errno));
 	return rs_steal_fd(&fd);
 }

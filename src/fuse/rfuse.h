@@ -109,6 +109,11 @@ struct rfuse_ops {
 		      uint32_t whence);
 	void (*flush)(struct rfuse_req *r, uint64_t nodeid, uint64_t fh); /* NULL: ok */
 	void (*interrupt)(void *ud, uint64_t unique);                     /* NULL: ignored */
+	/* The two writes a mount made with RFUSE_MOUNT_WRITABLE may take (an
+	 * additional layer store counts uses with them); NULL: EROFS. */
+	void (*create)(struct rfuse_req *r, uint64_t parent, const char *name, uint32_t flags,
+		       uint32_t mode);
+	void (*rmdir)(struct rfuse_req *r, uint64_t parent, const char *name);
 };
 
 /* Where replies go; the default writes to the session's fd. Returns 0 or a
@@ -209,6 +214,12 @@ int rfuse_notify_resend(struct rfuse_session *s);
  * errno. */
 int rfuse_mount(const char *mountpoint, const char *fsname, const char *subtype,
 		struct rs_error *err);
+/* rfuse_mount with flags: RFUSE_MOUNT_WRITABLE mounts without MS_RDONLY, so
+ * that CREATE and RMDIR reach ops->create and ops->rmdir (every other write
+ * still gets EROFS from the session). */
+#define RFUSE_MOUNT_WRITABLE 1u
+int rfuse_mount_with(const char *mountpoint, const char *fsname, const char *subtype,
+		     unsigned flags, struct rs_error *err);
 /* 1 when a FUSE filesystem is mounted at mountpoint (from /proc/self/mountinfo,
  * without touching the mount: a connection nobody serves yet would block a
  * stat), 0 when not, or a negative errno. */

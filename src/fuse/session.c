@@ -19,6 +19,7 @@ enum {
 	F_EROFS = 1 << 1,   /* a write: refused before any decoding */
 	F_NOREPLY = 1 << 2, /* the kernel expects no answer */
 	F_ANYTIME = 1 << 3, /* accepted before INIT */
+	F_WRITE = 1 << 4,   /* a write the ops may take: EROFS, undecoded, when they do not */
 };
 
 typedef void (*handler_fn)(struct rfuse_req *r, const unsigned char *arg, size_t len,
@@ -231,6 +232,23 @@ static void do_interrupt(struct rfuse_req *r, const unsigned char *arg, size_t l
 		ops_of(r)->interrupt(r->s->ud, in.unique);
 }
 
+static void do_create(struct rfuse_req *r, const unsigned char *arg, size_t len, const char *name)
+{
+	GET(struct fuse_create_in, in, arg);
+	ops_of(r)->create(r, r->nodeid, name, in.flags, in.mode);
+}
+
+static void do_rmdir(struct rfuse_req *r, const unsigned char *arg, size_t len, const char *name)
+{
+	ops_of(r)->rmdir(r, r->nodeid, name);
+}
+
+/* Whether the ops take the write opcode op (F_WRITE). */
+static bool write_taken(const struct rfuse_session *s, uint32_t op)
+{
+	return (op == FUSE_CREATE && s->ops->create) || (op == FUSE_RMDIR && s->ops->rmdir);
+}
+
 static void do_ignore(struct rfuse_req *r, const unsigned char *arg, size_t len, const char *name)
 {
 }
@@ -250,7 +268,7 @@ static const struct op_desc op_table[] = {
     [FUSE_MKNOD] = ROFS,
     [FUSE_MKDIR] = ROFS,
     [FUSE_UNLINK] = ROFS,
-    [FUSE_RMDIR] = ROFS,
+    [FUSE_RMDIR] = {do_rmdir, 0, F_NAME | F_WRITE},
     [FUSE_RENAME] = ROFS,
     [FUSE_LINK] = ROFS,
     [FUSE_OPEN] = {do_open, sizeof(struct fuse_open_in), 0},
@@ -268,7 +286,7 @@ static const struct op_desc op_table[] = {
     [FUSE_READDIR] = {do_read, sizeof(struct fuse_read_in), 0},
     [FUSE_RELEASEDIR] = {do_release, sizeof(struct fuse_release_in), 0},
     [FUSE_ACCESS] = {do_access, sizeof(struct fuse_access_in), 0},
-    [FUSE_CREATE] = ROFS,
+    [FUSE_CREATE] = {do_create, sizeof(struct fuse_create_in), F_NAME | F_WRITE},
     [FUSE_INTERRUPT] = {do_interrupt, sizeof(struct fuse_interrupt_in), F_NOREPLY},
     [FUSE_DESTROY] = {do_destroy, 0, 0},
     /* A reply to a RETRIEVE we never send: nothing to answer. */
@@ -318,7 +336,7 @@ void rfuse_session_process(struct rfuse_session *s, const void *buf, size_t len)
 		bad = ENOSYS;
 	else if (state == RFUSE_WAIT_INIT && !(d->flags & F_ANYTIME))
 		bad = EIO;
-	else if (d->flags & F_EROFS)
+	else if ((d->flags & F_EROFS) || ((d->flags & F_WRITE) && !write_taken(s, h.opcode)))
 		bad = EROFS;
 	else if (arglen < d->fixed)
 		bad = EINVAL;

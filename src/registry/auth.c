@@ -267,7 +267,7 @@ static int fetch_token_now(struct reg_client *c, const struct reg_host *h, const
 			   const char *cache_scope, struct rs_error *err)
 {
 	struct reg_creds cr = {0};
-	int r = reg_creds_load(c->docker_config, creds_host(h, domain), &cr, err);
+	int r = reg_creds_find(c, creds_host(h, domain), &cr, err);
 	if (r < 0) {
 		rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
 		return r;
@@ -437,7 +437,7 @@ static int use_basic(struct reg_client *c, const struct reg_host *h, const char 
 		     struct rs_error *err)
 {
 	struct reg_creds cr = {0};
-	int r = reg_creds_load(c->docker_config, creds_host(h, domain), &cr, err);
+	int r = reg_creds_find(c, creds_host(h, domain), &cr, err);
 	if (r < 0) {
 		rs_error_prefix(err, "credentials for %s", creds_host(h, domain));
 		return r;

@@ -58,8 +58,15 @@ int reg_client_new(const struct reg_options *o, struct reg_client **out, struct 
 	c->docker_config = o->docker_config ? strdup(o->docker_config) : NULL;
 	c->user_agent = strdup(o->user_agent ? o->user_agent : "remote-snapshotter/" RS_VERSION);
 	c->rand_state = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
+	bool nomem = false;
+	if (o->n_auth_files) {
+		c->auth_files = calloc(o->n_auth_files, sizeof(*c->auth_files));
+		nomem = !c->auth_files;
+		for (size_t i = 0; c->auth_files && i < o->n_auth_files; i++, c->n_auth_files++)
+			nomem |= !(c->auth_files[i] = strdup(o->auth_files[i]));
+	}
 	if ((o->hosts_dir && !c->hosts_dir) || (o->docker_config && !c->docker_config) ||
-	    !c->user_agent) {
+	    !c->user_agent || nomem) {
 		reg_client_free(c);
 		return rs_err(err, -ENOMEM, "out of memory");
 	}
@@ -108,6 +115,9 @@ void reg_client_free(struct reg_client *c)
 	}
 	free(c->hosts_dir);
 	free(c->docker_config);
+	for (size_t i = 0; i < c->n_auth_files; i++)
+		free(c->auth_files[i]);
+	free(c->auth_files);
 	free(c->user_agent);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->auth_cond);

@@ -334,3 +334,60 @@ done:
 		reg_creds_free(out);
 	return r;
 }
+
+int reg_creds_find(const struct reg_client *c, const char *host, struct reg_creds *out,
+		   struct rs_error *err)
+{
+	for (size_t i = 0; i < c->n_auth_files; i++) {
+		int r = reg_creds_load(c->auth_files[i], host, out, err);
+		if (r < 0 || out->user || out->identity_token)
+			return r;
+	}
+	return reg_creds_load(c->docker_config, host, out, err);
+}
+
+static int add_path(char **paths, size_t *n, const char *a, const char *b)
+{
+	if (asprintf(&paths[*n], "%s%s", a, b) < 0)
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+int reg_containers_auth_files(char ***paths, size_t *n)
+{
+	char **p = calloc(2, sizeof(*p));
+	size_t k = 0;
+	if (!p)
+		return -ENOMEM;
+	const char *file = getenv("REGISTRY_AUTH_FILE");
+	const char *run = getenv("XDG_RUNTIME_DIR");
+	const char *cfg = getenv("XDG_CONFIG_HOME");
+	const char *home = getenv("HOME");
+	char uid_dir[64];
+	snprintf(uid_dir, sizeof(uid_dir), "/run/containers/%u", (unsigned)getuid());
+	int r;
+	if (file && *file)
+		r = add_path(p, &k, file, "");
+	else
+		r = add_path(p, &k, run && *run ? run : uid_dir,
+			     run && *run ? "/containers/auth.json" : "/auth.json");
+	if (r == 0 && cfg && *cfg)
+		r = add_path(p, &k, cfg, "/containers/auth.json");
+	else if (r == 0 && home && *home)
+		r = add_path(p, &k, home, "/.config/containers/auth.json");
+	if (r < 0) {
+		reg_auth_files_free(p, k);
+		return r;
+	}
+	*paths = p;
+	*n = k;
+	return 0;
+}
+
+void reg_auth_files_free(char **paths, size_t n)
+{
+	for (size_t i = 0; paths && i < n; i++)
+		free(paths[i]);
+	free(paths);
+}

@@ -58,9 +58,22 @@ struct reg_options {
 	long timeout_ms;           /* each request; 0: 30000 */
 	int retries;               /* on 5xx and connection errors; 0: 4, -1: none */
 	const char *user_agent;    /* NULL: "remote-snapshotter/VERSION" */
+	/* Files in the same format (containers' auth.json) tried first, in
+	 * order; the first that has credentials for a host gives them. A file
+	 * that does not exist is passed by. */
+	const char *const *auth_files;
+	size_t n_auth_files;
 };
 
 struct reg_client;
+
+/* The auth.json files podman and skopeo read, in containers/image's order
+ * (before the docker config): $REGISTRY_AUTH_FILE, else
+ * $XDG_RUNTIME_DIR/containers/auth.json, else /run/containers/<uid>/auth.json;
+ * then $XDG_CONFIG_HOME/containers/auth.json (~/.config without it). Into
+ * *paths (*n of them; reg_auth_files_free). -ENOMEM. */
+int reg_containers_auth_files(char ***paths, size_t *n);
+void reg_auth_files_free(char **paths, size_t n);
 
 int reg_client_new(const struct reg_options *o, struct reg_client **out, struct rs_error *err);
 void reg_client_free(struct reg_client *c);

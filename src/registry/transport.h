@@ -94,6 +94,10 @@ struct reg_creds {
  * empty. Errors never quote a secret. */
 int reg_creds_load(const char *config_path, const char *host, struct reg_creds *out,
 		   struct rs_error *err);
+/* Credentials for host as the client finds them: each of its auth files,
+ * then its docker config. */
+int reg_creds_find(const struct reg_client *c, const char *host, struct reg_creds *out,
+		   struct rs_error *err);
 /* Runs docker-credential-<helper> get for server_url (found on PATH). */
 int reg_creds_helper(const char *helper, const char *server_url, struct reg_creds *out,
 		     struct rs_error *err);
@@ -154,6 +158,8 @@ struct reg_client {
 	/* immutable after reg_client_new */
 	char *hosts_dir;
 	char *docker_config;
+	char **auth_files;
+	size_t n_auth_files;
 	char *user_agent;
 	bool plain_http;
 	long timeout_ms;

@@ -268,6 +268,30 @@ static const struct rfuse_ops test_ops = {
     .getxattr = cb_getxattr,
 };
 
+static void cb_create(struct rfuse_req *r, uint64_t parent, const char *name, uint32_t flags,
+		      uint32_t mode)
+{
+	struct capture *c = rfuse_session_userdata(r->s);
+	c->lookups++;
+	snprintf(c->last_name, sizeof(c->last_name), "%s:%o:%o", name, flags, mode);
+	rfuse_reply_err(r, ENOENT);
+}
+
+static void cb_rmdir(struct rfuse_req *r, uint64_t parent, const char *name)
+{
+	struct capture *c = rfuse_session_userdata(r->s);
+	c->lookups++;
+	snprintf(c->last_name, sizeof(c->last_name), "rmdir:%s", name);
+	rfuse_reply_err(r, ENOENT);
+}
+
+/* The two writes a writable mount's ops may take. */
+static const struct rfuse_ops write_ops = {
+    .lookup = cb_lookup,
+    .create = cb_create,
+    .rmdir = cb_rmdir,
+};
+
 /* A request: header + body, with len as given (or the true length when 0). */
 static size_t req(unsigned char *buf, uint32_t opcode, uint64_t unique, const void *body,
 		  size_t body_len, uint32_t len)
@@ -280,11 +304,11 @@ static size_t req(unsigned char *buf, uint32_t opcode, uint64_t unique, const vo
 	return sizeof(h) + body_len;
 }
 
-static struct rfuse_session *session_up(struct capture *c)
+static struct rfuse_session *session_up_with(struct capture *c, const struct rfuse_ops *ops)
 {
 	struct rfuse_session *s;
 	memset(c, 0, sizeof(*c));
-	assert_int_equal(rfuse_session_new(-1, &test_ops, c, &all_wishes, &s, NULL), 0);
+	assert_int_equal(rfuse_session_new(-1, ops, c, &all_wishes, &s, NULL), 0);
 	rfuse_session_set_send(s, capture_send, c);
 	unsigned char buf[256], in[64];
 	size_t n = init_in(in, 7, 44, KFLAGS, 0, true);
@@ -296,6 +320,11 @@ static struct rfuse_session *session_up(struct capture *c)
 	assert_non_null(rfuse_session_granted(s));
 	c->n = 0;
 	return s;
+}
+
+static struct rfuse_session *session_up(struct capture *c)
+{
+	return session_up_with(c, &test_ops);
 }
 
 static int last_error(struct capture *c)
@@ -475,6 +504,44 @@ static void cb_opendir(struct rfuse_req *r, uint64_t nodeid, uint32_t flags)
 
 /* OPENDIR: the callback's answer, unless no_opendir was granted: then
  * ENOSYS from the session, the callback never called. */
+/* CREATE and RMDIR reach ops that take them, after the same checks as any
+ * request; every other write is still EROFS. */
+static void test_decoder_writes_taken(void **state)
+{
+	struct capture c;
+	struct rfuse_session *s = session_up_with(&c, &write_ops);
+	unsigned char buf[512], body[64] = {0};
+	struct fuse_create_in ci = {.flags = 0101, .mode = 0644};
+	memcpy(body, &ci, sizeof(ci));
+	memcpy(body + sizeof(ci), "use", 4);
+	size_t len = req(buf, FUSE_CREATE, 10, body, sizeof(ci) + 4, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -ENOENT);
+	assert_string_equal(c.last_name, "use:101:644");
+	/* Short of the fixed part, or no name: refused before the op. */
+	len = req(buf, FUSE_CREATE, 11, body, sizeof(ci) - 1, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	len = req(buf, FUSE_CREATE, 12, body, sizeof(ci), 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	len = req(buf, FUSE_RMDIR, 13, "sha256:x", 9, 0);
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -ENOENT);
+	assert_string_equal(c.last_name, "rmdir:sha256:x");
+	len = req(buf, FUSE_RMDIR, 14, "abc", 3, 0); /* no NUL */
+	rfuse_session_process(s, buf, len);
+	assert_int_equal(last_error(&c), -EINVAL);
+	assert_int_equal(c.lookups, 2);
+	static const uint32_t others[] = {FUSE_MKDIR, FUSE_UNLINK, FUSE_MKNOD, FUSE_WRITE};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		len = req(buf, others[i], 20 + i, body, sizeof(body), 0);
+		rfuse_session_process(s, buf, len);
+		assert_int_equal(last_error(&c), -EROFS);
+	}
+	rfuse_session_free(s);
+}
+
 static void test_decoder_no_opendir(void **state)
 {
 	static const struct rfuse_ops ops = {.opendir = cb_opendir};
@@ -1224,6 +1291,7 @@ int main(void)
 	    cmocka_unit_test(test_decoder_before_init),
 	    cmocka_unit_test(test_decoder_bounds),
 	    cmocka_unit_test(test_decoder_opcodes),
+	    cmocka_unit_test(test_decoder_writes_taken),
 	    cmocka_unit_test(test_decoder_no_opendir),
 	    cmocka_unit_test(test_dirbuf),
 	    cmocka_unit_test(test_replies),

@@ -439,6 +439,66 @@ static void test_creds(void **state)
 		setenv("PATH", old, 1);
 }
 
+/* podman's auth.json files: where they are looked for, and that they come
+ * before the docker config. */
+static void test_auth_files(void **state)
+{
+	char **p;
+	size_t n;
+	char want[128];
+	setenv("REGISTRY_AUTH_FILE", "/a/auth.json", 1);
+	setenv("XDG_RUNTIME_DIR", "/run/user/7", 1);
+	setenv("XDG_CONFIG_HOME", "/cfg", 1);
+	assert_int_equal(reg_containers_auth_files(&p, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(p[0], "/a/auth.json");
+	assert_string_equal(p[1], "/cfg/containers/auth.json");
+	reg_auth_files_free(p, n);
+	unsetenv("REGISTRY_AUTH_FILE");
+	unsetenv("XDG_CONFIG_HOME");
+	char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+	setenv("HOME", "/h", 1);
+	assert_int_equal(reg_containers_auth_files(&p, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(p[0], "/run/user/7/containers/auth.json");
+	assert_string_equal(p[1], "/h/.config/containers/auth.json");
+	reg_auth_files_free(p, n);
+	unsetenv("XDG_RUNTIME_DIR");
+	assert_int_equal(reg_containers_auth_files(&p, &n), 0);
+	snprintf(want, sizeof(want), "/run/containers/%u/auth.json", (unsigned)getuid());
+	assert_string_equal(p[0], want);
+	reg_auth_files_free(p, n);
+	if (home)
+		setenv("HOME", home, 1);
+	free(home);
+
+	/* The first file with credentials for the host gives them; a missing
+	 * one is passed by; then the docker config. */
+	put("auth/auth.json", "{\"auths\": {\"podman.example\": {\"auth\": \"cDpwdw==\"}}}");
+	put("auth/docker.json", "{\"auths\": {\"podman.example\": {\"auth\": \"ZDpkZA==\"},"
+				"\"docker.example\": {\"auth\": \"ZDpkZA==\"}}}");
+	char missing[300], authf[300], dockerf[300];
+	snprintf(missing, sizeof(missing), "%s/auth/none.json", tmpdir);
+	snprintf(authf, sizeof(authf), "%s/auth/auth.json", tmpdir);
+	snprintf(dockerf, sizeof(dockerf), "%s/auth/docker.json", tmpdir);
+	const char *files[] = {missing, authf};
+	struct reg_options o = {.docker_config = dockerf, .auth_files = files, .n_auth_files = 2};
+	struct reg_client *c;
+	struct rs_error err = {0};
+	assert_int_equal(reg_client_new(&o, &c, &err), 0);
+	struct reg_creds cr;
+	assert_int_equal(reg_creds_find(c, "podman.example", &cr, &err), 0);
+	assert_string_equal(cr.user, "p");
+	assert_string_equal(cr.secret, "pw");
+	reg_creds_free(&cr);
+	assert_int_equal(reg_creds_find(c, "docker.example", &cr, &err), 0);
+	assert_string_equal(cr.user, "d");
+	reg_creds_free(&cr);
+	assert_int_equal(reg_creds_find(c, "nobody.example", &cr, &err), 0);
+	assert_null(cr.user);
+	reg_client_free(c);
+}
+
 static void test_error_message(void **state)
 {
 	const char *j = "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest "
@@ -474,7 +534,7 @@ int main(void)
 	    cmocka_unit_test(test_ref_good),      cmocka_unit_test(test_ref_bad),
 	    cmocka_unit_test(test_challenge),     cmocka_unit_test(test_hosts_toml),
 	    cmocka_unit_test(test_hosts_errors),  cmocka_unit_test(test_creds),
-	    cmocka_unit_test(test_error_message),
+	    cmocka_unit_test(test_error_message), cmocka_unit_test(test_auth_files),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
