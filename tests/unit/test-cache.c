@@ -228,6 +228,21 @@ static void test_mem_ref_survives_eviction(void **state)
 
 /* ---- disk tier -------------------------------------------------------- */
 
+/* The disk tier builds its index in the background after open: the bound
+ * and the counts of files already there hold once that scan is done. */
+static void wait_scan(struct cache_disk *d)
+{
+	struct cache_disk_stats st;
+	for (int i = 0; i < 60000; i++) {
+		cache_disk_stats(d, &st);
+		if (!st.scanning)
+			return;
+		const struct timespec ms = {.tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+	}
+	fail_msg("the disk cache's scan did not end in 60 s");
+}
+
 static void disk_put_value_flags(struct cache_disk *d, unsigned id, size_t len, unsigned put_flags,
 				 uint8_t key[RS_SHA256_LEN])
 {
@@ -328,11 +343,13 @@ static void test_disk_restart_reuse(void **state)
 	struct rs_error err = {0};
 	uint8_t k[3][RS_SHA256_LEN];
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	for (unsigned i = 0; i < 3; i++)
 		disk_put_value(d, i, 5000 + i, k[i]);
 	cache_disk_close(d);
 
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	struct cache_disk_stats st;
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.entries, 3);
@@ -350,6 +367,7 @@ static void test_disk_size_bound(void **state)
 	uint8_t k[6][RS_SHA256_LEN];
 	char path[512];
 	assert_int_equal(cache_disk_open(dir, 3000, 0, &d, &err), 0);
+	wait_scan(d);
 	for (unsigned i = 0; i < 3; i++)
 		disk_put_value(d, i, 1000, k[i]);
 	assert_disk_value(d, k[0], 0, 1000); /* 1 is now the oldest */
@@ -373,6 +391,7 @@ static void test_disk_size_bound(void **state)
 	const struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
 	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
 	assert_int_equal(cache_disk_open(dir, 2000, 0, &d, &err), 0);
+	wait_scan(d);
 	assert_false(exists(path));
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.entries, 2);
@@ -436,6 +455,7 @@ static void test_disk_tmp_removed(void **state)
 	struct cache_disk *d = NULL;
 	struct rs_error err = {0};
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	cache_disk_close(d);
 	char tmp[512];
 	snprintf(tmp, sizeof(tmp), "%s/sha256/ab/.tmp-ab00-123-0", dir);
@@ -444,6 +464,7 @@ static void test_disk_tmp_removed(void **state)
 	fputs("half a chunk", f);
 	fclose(f);
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	assert_false(exists(tmp));
 	struct cache_disk_stats st;
 	cache_disk_stats(d, &st);
@@ -1027,6 +1048,7 @@ static void test_backing_bound(void **state)
 	struct cache_disk_stats st;
 	uint8_t k[8][RS_SHA256_LEN], bk[4][RS_SHA256_LEN];
 	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	wait_scan(d);
 	struct cache_backing_store *bs = cache_disk_backing(d);
 	for (unsigned i = 0; i < 4; i++)
 		disk_put_value(d, i, 2000, k[i]);
@@ -1080,6 +1102,7 @@ static void test_backing_bound(void **state)
 	assert_int_equal(put_backing(bs, 3, 3000, bk[2], &err), 0);
 	cache_disk_close(d);
 	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	wait_scan(d);
 	bs = cache_disk_backing(d);
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.backing_files, 1);
@@ -1087,6 +1110,7 @@ static void test_backing_bound(void **state)
 	assert_true(backing_there(bs, bk[2], 3000));
 	cache_disk_close(d);
 	assert_int_equal(cache_disk_open(dir, 2500, 0, &d, &err), 0);
+	wait_scan(d);
 	bs = cache_disk_backing(d);
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.backing_files, 0);
