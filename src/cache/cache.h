@@ -93,12 +93,20 @@ struct cache_disk_stats {
 	uint64_t bytes, entries, max_bytes; /* bytes and entries include backing files */
 	uint64_t backing_files, backing_bytes;
 	uint64_t pinned_bytes; /* backing files in use, which eviction leaves */
+	/* The index is built in the background after open: until scanning is
+	 * false, bytes and entries count only files used or put since, the
+	 * bound is not enforced, and scan_found files are listed but not yet
+	 * indexed. */
+	bool scanning;
+	uint64_t scan_found;
 };
 
 /* Opens (creating if needed) the store in dir: DIR/sha256/<2 hex>/<64 hex>.
- * Removes leftover temp files, rebuilds the LRU index from the files' access
- * and modification times, and evicts down to max_bytes. One process per dir:
- * DIR/lock is held with flock; a second opener gets -EBUSY. */
+ * Returns at once; a thread then removes leftover temp files, rebuilds the
+ * LRU index from the files' access and modification times, and evicts down
+ * to max_bytes (cache_disk_stats: scanning). Gets during that scan find
+ * every file already there. One process per dir: DIR/lock is held with
+ * flock; a second opener gets -EBUSY. */
 int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct cache_disk **out,
 		    struct rs_error *err);
 void cache_disk_close(struct cache_disk *d);

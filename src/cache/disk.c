@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/cache.h"
@@ -72,7 +73,7 @@ static void rel_path(const uint8_t key[RS_SHA256_LEN], const uint8_t *digest, ch
 	snprintf(out, REL_MAX, "%.2s/%s.%s", hex, hex, dhex);
 }
 
-static void ent_rel_path(const struct disk_ent *de, char out[REL_MAX])
+void disk_chunk_rel(const struct disk_ent *de, char out[REL_MAX])
 {
 	rel_path(de->e.key, de->keyed ? de->digest : NULL, out);
 }
@@ -86,23 +87,39 @@ static void ent_list_free(struct cache_ent *e)
 	}
 }
 
+void disk_forget_locked(struct cache_disk *d, struct cache_ent *e)
+{
+	if (((struct disk_ent *)e)->kind != DISK_CHUNK) {
+		d->backing_bytes -= e->size;
+		d->backing_files--;
+	}
+	cache_idx_remove(&d->idx, e);
+	if (!d->scan.running) {
+		free(e);
+		return;
+	}
+	struct cache_ent *old = cache_idx_find(&d->scan.gone, e->key);
+	if (old) {
+		cache_idx_remove(&d->scan.gone, old);
+		free(old);
+	}
+	cache_idx_insert(&d->scan.gone, e);
+}
+
 void disk_remove_locked(struct cache_disk *d, struct cache_ent *e)
 {
 	const struct disk_ent *de = (const struct disk_ent *)e;
 	char rel[REL_MAX];
 	int dfd = d->root_fd;
 	if (de->kind == DISK_CHUNK) {
-		ent_rel_path(de, rel);
+		disk_chunk_rel(de, rel);
 	} else {
 		disk_backing_rel(de, rel);
 		dfd = d->backing_fd;
-		d->backing_bytes -= e->size;
-		d->backing_files--;
 	}
 	if (unlinkat(dfd, rel, 0) < 0 && errno != ENOENT)
 		rs_log(RS_LOG_WARN, "cache %s: remove %s: %s", d->dir, rel, strerror(errno));
-	cache_idx_remove(&d->idx, e);
-	free(e);
+	disk_forget_locked(d, e);
 }
 
 static bool over_bound(const struct cache_disk *d)
@@ -110,8 +127,13 @@ static bool over_bound(const struct cache_disk *d)
 	return d->idx.bytes + d->reserved > d->max_bytes;
 }
 
+/* Not while the scan runs: the LRU holds only what was used since the start
+ * and the bytes count only part of the files, so the bound is enforced when
+ * the scan ends. Until then puts may exceed it by what they add. */
 bool disk_evict_locked(struct cache_disk *d, struct cache_ent *keep)
 {
+	if (d->scan.running)
+		return true;
 	for (struct cache_ent *v = d->idx.tail; v && over_bound(d);) {
 		struct cache_ent *prev = v->prev;
 		if (v != keep && ((struct disk_ent *)v)->pins == 0) {
@@ -128,157 +150,27 @@ bool disk_evict_locked(struct cache_disk *d, struct cache_ent *keep)
 	return true;
 }
 
-struct scan {
-	struct disk_scan_ent *v;
-	size_t n, cap;
-};
-
-static int scan_cmp(const void *a, const void *b)
+/* The prefix dirs are made at open, before any put may need one: a mkdirat
+ * each, which the scan's listing of 100,000 files would not allow. */
+static int make_prefix_dirs(struct cache_disk *d, struct rs_error *err)
 {
-	const struct disk_scan_ent *x = a, *y = b;
-	if (x->t.tv_sec != y->t.tv_sec)
-		return x->t.tv_sec < y->t.tv_sec ? -1 : 1;
-	if (x->t.tv_nsec != y->t.tv_nsec)
-		return x->t.tv_nsec < y->t.tv_nsec ? -1 : 1;
-	return memcmp(x->key, y->key, RS_SHA256_LEN);
-}
-
-static int scan_push(struct scan *s, const struct disk_scan_ent *e)
-{
-	if (s->n == s->cap) {
-		size_t ncap = s->cap ? s->cap * 2 : 256;
-		if (ncap > SIZE_MAX / sizeof(*s->v))
-			return -ENOMEM;
-		struct disk_scan_ent *nv = realloc(s->v, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		s->v = nv;
-		s->cap = ncap;
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 256; i++) {
+		const char prefix[3] = {digits[i >> 4], digits[i & 15], '\0'};
+		if (mkdirat(d->root_fd, prefix, 0700) < 0 && errno != EEXIST)
+			return rs_err(err, -errno, "cache %s: mkdir sha256/%s: %s", d->dir, prefix,
+				      strerror(errno));
 	}
-	s->v[s->n++] = *e;
 	return 0;
 }
 
-static struct timespec later(struct timespec a, struct timespec b)
+/* Tells this open's temp files from an earlier run's, which may have had
+ * the same pid (a container's daemon). */
+static uint64_t new_tmp_tag(void)
 {
-	if (a.tv_sec != b.tv_sec)
-		return a.tv_sec > b.tv_sec ? a : b;
-	return a.tv_nsec > b.tv_nsec ? a : b;
-}
-
-/* "<key>" or "<key>.<digest>" (with a digest other than the key). */
-static bool parse_name(const char *name, struct disk_scan_ent *se)
-{
-	size_t n = strlen(name);
-	char key[HEX_LEN + 1];
-	if (n == HEX_LEN)
-		return disk_hex_decode(name, se->key);
-	if (n != 2 * HEX_LEN + 1 || name[HEX_LEN] != '.')
-		return false;
-	memcpy(key, name, HEX_LEN);
-	key[HEX_LEN] = '\0';
-	se->keyed = true;
-	return disk_hex_decode(key, se->key) && disk_hex_decode(name + HEX_LEN + 1, se->digest) &&
-	       memcmp(se->key, se->digest, RS_SHA256_LEN) != 0;
-}
-
-/* Scans one prefix directory: removes temp files, collects entries. */
-static int scan_prefix(struct cache_disk *d, const char *prefix, struct scan *s,
-		       struct rs_error *err)
-{
-	int fd = openat(d->root_fd, prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return rs_err(err, -errno, "cache %s: open sha256/%s: %s", d->dir, prefix,
-			      strerror(errno));
-	DIR *dir = fdopendir(fd);
-	if (!dir) {
-		int e = errno;
-		close(fd);
-		return rs_err(err, -e, "cache %s: read sha256/%s: %s", d->dir, prefix, strerror(e));
-	}
-	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		const char *name = de->d_name;
-		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
-			if (unlinkat(fd, name, 0) == 0)
-				d->tmp_removed++;
-			continue;
-		}
-		struct disk_scan_ent se = {0};
-		if (!parse_name(name, &se) || strncmp(name, prefix, 2) != 0)
-			continue; /* not ours: left alone */
-		struct stat st;
-		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-			continue;
-		if ((uint64_t)st.st_size > CACHE_MAX_VALUE) {
-			unlinkat(fd, name, 0);
-			d->corrupt++;
-			continue;
-		}
-		se.size = (uint64_t)st.st_size;
-		se.t = later(st.st_atim, st.st_mtim);
-		rc = scan_push(s, &se);
-		if (rc < 0) {
-			rs_err(err, rc, "cache %s: out of memory while scanning", d->dir);
-			break;
-		}
-	}
-	closedir(dir);
-	return rc;
-}
-
-static int scan_add(void *arg, const struct disk_scan_ent *e)
-{
-	return scan_push(arg, e);
-}
-
-/* Rebuilds the index from the files on disk, oldest access first. */
-static int rebuild(struct cache_disk *d, struct rs_error *err)
-{
-	struct scan s = {0};
-	int rc = 0;
-	for (int i = 0; i < 256 && rc == 0; i++) {
-		static const char digits[] = "0123456789abcdef";
-		const char prefix[3] = {digits[i >> 4], digits[i & 15], '\0'};
-		if (mkdirat(d->root_fd, prefix, 0700) < 0 && errno != EEXIST) {
-			rc = rs_err(err, -errno, "cache %s: mkdir sha256/%s: %s", d->dir, prefix,
-				    strerror(errno));
-			break;
-		}
-		rc = scan_prefix(d, prefix, &s, err);
-	}
-	if (rc == 0)
-		rc = disk_backing_scan(d, scan_add, &s, err);
-	if (rc == 0 && s.n)
-		qsort(s.v, s.n, sizeof(*s.v), scan_cmp);
-	for (size_t i = 0; rc == 0 && i < s.n; i++) {
-		struct cache_ent *old = cache_idx_find(&d->idx, s.v[i].key);
-		if (old) {
-			/* Two files of one key (a crash between a put's rename and
-			 * its removal of the other name): the older one goes. */
-			disk_remove_locked(d, old);
-		}
-		struct disk_ent *de = calloc(1, sizeof(*de));
-		if (!de) {
-			rc = rs_err(err, -ENOMEM, "cache %s: out of memory", d->dir);
-			break;
-		}
-		memcpy(de->e.key, s.v[i].key, RS_SHA256_LEN);
-		de->e.size = s.v[i].size;
-		de->kind = s.v[i].kind;
-		de->keyed = s.v[i].keyed;
-		memcpy(de->digest, s.v[i].digest, RS_SHA256_LEN);
-		cache_idx_insert(&d->idx, &de->e);
-		if (de->kind != DISK_CHUNK) {
-			d->backing_bytes += de->e.size;
-			d->backing_files++;
-		}
-	}
-	free(s.v);
-	if (rc == 0)
-		disk_evict_locked(d, NULL);
-	return rc;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* The store is the daemon's alone: chunks of private images, unreadable to
@@ -306,7 +198,8 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 	d->max_bytes = max_bytes;
 	pthread_mutex_init(&d->lock, NULL);
 	d->dir = strdup(dir);
-	if (!d->dir || cache_idx_init(&d->idx) < 0) {
+	if (!d->dir || cache_idx_init(&d->idx) < 0 || cache_idx_init(&d->scan.found) < 0 ||
+	    cache_idx_init(&d->scan.gone) < 0) {
 		rc = rs_err(err, -ENOMEM, "cache %s: out of memory", dir);
 		goto fail;
 	}
@@ -335,14 +228,18 @@ int cache_disk_open(const char *dir, uint64_t max_bytes, unsigned flags, struct 
 		rc = rs_err(err, -errno, "cache: open %s: %s", rootp, strerror(errno));
 		goto fail;
 	}
-	rc = rebuild(d, err);
+	rc = make_prefix_dirs(d, err);
+	if (rc == 0)
+		rc = disk_backing_prepare(d, err);
 	if (rc < 0)
 		goto fail;
+	d->tmp_tag = new_tmp_tag();
 	char backing_dir[4200];
 	snprintf(backing_dir, sizeof(backing_dir), "%s/backing", dir);
 	rc = cache_backing_store_new(d, backing_dir, &d->backing, err);
 	if (rc < 0)
 		goto fail;
+	disk_scan_start(d);
 	*out = d;
 	return 0;
 fail:
@@ -354,6 +251,7 @@ void cache_disk_close(struct cache_disk *d)
 {
 	if (!d)
 		return;
+	disk_scan_stop(d);
 	if (d->idx.buckets) {
 		ent_list_free(d->idx.head);
 		cache_idx_fini(&d->idx);
@@ -389,11 +287,9 @@ static void drop_corrupt(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 		struct cache_ent *e = cache_idx_find(&d->idx, key);
 		char erel[REL_MAX];
 		if (e)
-			ent_rel_path((struct disk_ent *)e, erel);
-		if (e && strcmp(erel, rel) == 0) {
-			cache_idx_remove(&d->idx, e);
-			free(e);
-		}
+			disk_chunk_rel((struct disk_ent *)e, erel);
+		if (e && strcmp(erel, rel) == 0)
+			disk_forget_locked(d, e);
 		unlinkat(d->root_fd, rel, 0);
 	}
 	d->corrupt++;
@@ -412,11 +308,9 @@ static void drop_missing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN])
 	if (e) {
 		char rel[REL_MAX];
 		struct stat st;
-		ent_rel_path((struct disk_ent *)e, rel);
-		if (fstatat(d->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-			cache_idx_remove(&d->idx, e);
-			free(e);
-		}
+		disk_chunk_rel((struct disk_ent *)e, rel);
+		if (fstatat(d->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+			disk_forget_locked(d, e);
 	}
 	d->misses++;
 	pthread_mutex_unlock(&d->lock);
@@ -430,13 +324,15 @@ int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struc
 	uint8_t want[RS_SHA256_LEN];
 	pthread_mutex_lock(&d->lock);
 	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (!e && d->scan.running)
+		e = disk_scan_find_locked(d, key, DISK_CHUNK, NULL);
 	if (!e || ((struct disk_ent *)e)->kind != DISK_CHUNK) {
 		d->misses++;
 		pthread_mutex_unlock(&d->lock);
 		return -ENOENT;
 	}
 	const struct disk_ent *de = (const struct disk_ent *)e;
-	ent_rel_path(de, rel);
+	disk_chunk_rel(de, rel);
 	memcpy(want, de->keyed ? de->digest : key, RS_SHA256_LEN);
 	cache_idx_touch(&d->idx, e);
 	pthread_mutex_unlock(&d->lock);
@@ -537,8 +433,8 @@ int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 	disk_hex_encode(key, hex);
 	rel_path(key, digest, rel);
 	uint64_t seq = atomic_fetch_add(&d->tmp_seq, 1);
-	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%" PRIu64, hex, hex, (long)getpid(),
-		 seq);
+	snprintf(tmp, sizeof(tmp), "%.2s/" TMP_PREFIX "%s-%ld-%016" PRIx64 "-%" PRIu64, hex, hex,
+		 (long)getpid(), d->tmp_tag, seq);
 
 	/* Big aligned chunks bypass the page cache: copying them there cost a
 	 * fifth of a cold read's CPU, and the memory tier holds them anyway. */
@@ -580,11 +476,10 @@ int cache_disk_put_keyed(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN],
 	if (e) {
 		/* Another name (a digest of other content) or size: replaced. */
 		char orel[REL_MAX];
-		ent_rel_path((struct disk_ent *)e, orel);
+		disk_chunk_rel((struct disk_ent *)e, orel);
 		if (strcmp(orel, rel) != 0)
 			unlinkat(d->root_fd, orel, 0);
-		cache_idx_remove(&d->idx, e);
-		free(e);
+		disk_forget_locked(d, e);
 	}
 	memcpy(ne->e.key, key, RS_SHA256_LEN);
 	ne->e.size = len;
@@ -625,5 +520,7 @@ void cache_disk_stats(struct cache_disk *d, struct cache_disk_stats *out)
 	out->backing_files = d->backing_files;
 	out->backing_bytes = d->backing_bytes;
 	out->pinned_bytes = d->pinned_bytes;
+	out->scanning = d->scan.running;
+	out->scan_found = d->scan.found.count;
 	pthread_mutex_unlock(&d->lock);
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,10 +52,7 @@ static struct timespec later(struct timespec a, struct timespec b)
 	return a.tv_nsec > b.tv_nsec ? a : b;
 }
 
-/* Collects one of sha256/ and derived/; with kind 0 (tmp/) removes all. */
-static int scan_sub(struct cache_disk *d, const char *sub, uint8_t kind,
-		    int (*add)(void *, const struct disk_scan_ent *), void *arg,
-		    struct rs_error *err)
+static int open_sub(struct cache_disk *d, const char *sub, struct rs_error *err)
 {
 	if (mkdirat(d->backing_fd, sub, 0700) < 0 && errno != EEXIST)
 		return rs_err(err, -errno, "cache %s: mkdir backing/%s: %s", d->dir, sub,
@@ -63,42 +61,10 @@ static int scan_sub(struct cache_disk *d, const char *sub, uint8_t kind,
 	if (fd < 0)
 		return rs_err(err, -errno, "cache %s: open backing/%s: %s", d->dir, sub,
 			      strerror(errno));
-	DIR *dir = fdopendir(fd);
-	if (!dir) {
-		int e = errno;
-		close(fd);
-		return rs_err(err, -e, "cache %s: read backing/%s: %s", d->dir, sub, strerror(e));
-	}
-	int rc = 0;
-	for (struct dirent *de; rc == 0 && (de = readdir(dir));) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (kind == DISK_CHUNK) {
-			/* A file being written when an earlier run stopped. */
-			if (unlinkat(fd, de->d_name, 0) == 0)
-				d->tmp_removed++;
-			continue;
-		}
-		struct disk_scan_ent se = {.kind = kind};
-		uint8_t key[RS_SHA256_LEN];
-		struct stat st;
-		if (!disk_hex_decode(de->d_name, key) ||
-		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-			continue; /* not ours: left alone */
-		memcpy(se.digest, key, RS_SHA256_LEN);
-		disk_backing_idx_key(key, kind == DISK_BACKING_CONTENT, se.key);
-		se.size = (uint64_t)st.st_size;
-		se.t = later(st.st_atim, st.st_mtim);
-		rc = add(arg, &se);
-		if (rc < 0)
-			rs_err(err, rc, "cache %s: out of memory while scanning", d->dir);
-	}
-	closedir(dir);
-	return rc;
+	return fd;
 }
 
-int disk_backing_scan(struct cache_disk *d, int (*add)(void *, const struct disk_scan_ent *),
-		      void *arg, struct rs_error *err)
+int disk_backing_prepare(struct cache_disk *d, struct rs_error *err)
 {
 	char p[4200];
 	snprintf(p, sizeof(p), "%s/backing", d->dir);
@@ -107,12 +73,61 @@ int disk_backing_scan(struct cache_disk *d, int (*add)(void *, const struct disk
 	d->backing_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->backing_fd < 0)
 		return rs_err(err, -errno, "cache: open %s: %s", p, strerror(errno));
-	int rc = scan_sub(d, "tmp", DISK_CHUNK, add, arg, err);
-	if (rc == 0)
-		rc = scan_sub(d, "sha256", DISK_BACKING_CONTENT, add, arg, err);
-	if (rc == 0)
-		rc = scan_sub(d, "derived", DISK_BACKING_DERIVED, add, arg, err);
-	return rc;
+	for (int i = 0; i < 2; i++) {
+		int fd = open_sub(d, i == 0 ? "sha256" : "derived", err);
+		if (fd < 0)
+			return fd;
+		close(fd);
+	}
+	int fd = open_sub(d, "tmp", err);
+	if (fd < 0)
+		return fd;
+	DIR *dir = fdopendir(fd);
+	if (!dir) {
+		int e = errno;
+		close(fd);
+		return rs_err(err, -e, "cache %s: read backing/tmp: %s", d->dir, strerror(e));
+	}
+	/* Files being written when an earlier run stopped. */
+	for (struct dirent *de; (de = readdir(dir));)
+		if (de->d_name[0] != '.' && unlinkat(fd, de->d_name, 0) == 0)
+			d->tmp_removed++;
+	closedir(dir);
+	return 0;
+}
+
+void disk_backing_list(struct cache_disk *d, bool content, void (*add)(void *, struct disk_found *),
+		       void *arg, const atomic_bool *stop)
+{
+	const char *sub = content ? "sha256" : "derived";
+	int fd = openat(d->backing_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!dir) {
+		rs_log(RS_LOG_WARN, "cache %s: read backing/%s: %s", d->dir, sub, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	for (struct dirent *de;
+	     !atomic_load_explicit(stop, memory_order_relaxed) && (de = readdir(dir));) {
+		uint8_t key[RS_SHA256_LEN];
+		struct stat st;
+		if (de->d_name[0] == '.' || !disk_hex_decode(de->d_name, key) ||
+		    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue; /* not ours: left alone */
+		struct disk_found *f = calloc(1, sizeof(*f));
+		if (!f) {
+			rs_log(RS_LOG_WARN, "cache %s: out of memory while scanning", d->dir);
+			break;
+		}
+		f->de.kind = content ? DISK_BACKING_CONTENT : DISK_BACKING_DERIVED;
+		memcpy(f->de.digest, key, RS_SHA256_LEN);
+		disk_backing_idx_key(key, content, f->de.e.key);
+		f->de.e.size = (uint64_t)st.st_size;
+		f->t = later(st.st_atim, st.st_mtim);
+		add(arg, f);
+	}
+	closedir(dir);
 }
 
 /* Under the lock: whether size more bytes would fit with every unpinned
@@ -159,6 +174,8 @@ int cache_disk_place_backing(struct cache_disk *d, const char *tmp,
 	struct disk_ent *ne = calloc(1, sizeof(*ne));
 	pthread_mutex_lock(&d->lock);
 	d->reserved -= size <= d->reserved ? size : d->reserved;
+	/* A file the scan found but has not indexed is renamed over just the
+	 * same; the scan then finds this entry and drops its own. */
 	struct cache_ent *old = cache_idx_find(&d->idx, ikey);
 	if (old && ((struct disk_ent *)old)->pins > 0) {
 		/* In use (and so the same content): the new copy is not needed. */
@@ -175,13 +192,8 @@ int cache_disk_place_backing(struct cache_disk *d, const char *tmp,
 		return rs_err(err, -e, "cache %s: placing backing/%s: %s", d->dir, rel,
 			      strerror(e));
 	}
-	if (old) {
-		/* Renamed over: only the entry goes. */
-		d->backing_bytes -= old->size;
-		d->backing_files--;
-		cache_idx_remove(&d->idx, old);
-		free(old);
-	}
+	if (old) /* renamed over: only the entry goes */
+		disk_forget_locked(d, old);
 	memcpy(ne->e.key, ikey, RS_SHA256_LEN);
 	ne->e.size = size;
 	ne->kind = content ? DISK_BACKING_CONTENT : DISK_BACKING_DERIVED;
@@ -208,6 +220,9 @@ int cache_disk_pin_backing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN
 	*fd_out = -1;
 	pthread_mutex_lock(&d->lock);
 	struct cache_ent *e = cache_idx_find(&d->idx, ikey);
+	if (!e && d->scan.running)
+		e = disk_scan_find_locked(
+		    d, ikey, content ? DISK_BACKING_CONTENT : DISK_BACKING_DERIVED, key);
 	struct disk_ent *de = (struct disk_ent *)e;
 	if (!e) {
 		pthread_mutex_unlock(&d->lock);
@@ -223,10 +238,7 @@ int cache_disk_pin_backing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN
 		/* Removed behind our back, or another size than the TOC's. */
 		if (de->pins == 0) {
 			if (gone) {
-				d->backing_bytes -= e->size;
-				d->backing_files--;
-				cache_idx_remove(&d->idx, e);
-				free(e);
+				disk_forget_locked(d, e);
 			} else {
 				disk_remove_locked(d, e);
 				d->corrupt++;

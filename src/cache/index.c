@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Hash table + LRU list keyed by sha256 digests. */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cache/index.h"
@@ -87,16 +88,40 @@ static void lru_push_head(struct cache_idx *ix, struct cache_ent *e)
 		ix->tail = e;
 }
 
-void cache_idx_insert(struct cache_idx *ix, struct cache_ent *e)
+static void lru_push_tail(struct cache_idx *ix, struct cache_ent *e)
+{
+	e->next = NULL;
+	e->prev = ix->tail;
+	if (ix->tail)
+		ix->tail->next = e;
+	ix->tail = e;
+	if (!ix->head)
+		ix->head = e;
+}
+
+static void idx_link(struct cache_idx *ix, struct cache_ent *e, bool at_tail)
 {
 	if (ix->count >= ix->nbuckets)
 		idx_grow(ix);
 	size_t b = key_hash(e->key) & (ix->nbuckets - 1);
 	e->hnext = ix->buckets[b];
 	ix->buckets[b] = e;
-	lru_push_head(ix, e);
+	if (at_tail)
+		lru_push_tail(ix, e);
+	else
+		lru_push_head(ix, e);
 	ix->count++;
 	ix->bytes += e->size;
+}
+
+void cache_idx_insert(struct cache_idx *ix, struct cache_ent *e)
+{
+	idx_link(ix, e, false);
+}
+
+void cache_idx_insert_tail(struct cache_idx *ix, struct cache_ent *e)
+{
+	idx_link(ix, e, true);
 }
 
 void cache_idx_remove(struct cache_idx *ix, struct cache_ent *e)

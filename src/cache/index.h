@@ -30,6 +30,9 @@ void cache_idx_fini(struct cache_idx *ix);
 struct cache_ent *cache_idx_find(const struct cache_idx *ix, const uint8_t key[RS_SHA256_LEN]);
 /* Links e (key and size set, not already present) as most recently used. */
 void cache_idx_insert(struct cache_idx *ix, struct cache_ent *e);
+/* The same as least recently used (a file found by the disk tier's scan,
+ * older than anything used since the start). */
+void cache_idx_insert_tail(struct cache_idx *ix, struct cache_ent *e);
 void cache_idx_remove(struct cache_idx *ix, struct cache_ent *e);
 void cache_idx_touch(struct cache_idx *ix, struct cache_ent *e);
 

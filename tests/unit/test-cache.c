@@ -228,6 +228,34 @@ static void test_mem_ref_survives_eviction(void **state)
 
 /* ---- disk tier -------------------------------------------------------- */
 
+/* The disk tier builds its index in the background after open: the bound
+ * and the counts of files already there hold once that scan is done. */
+static void wait_scan(struct cache_disk *d)
+{
+	struct cache_disk_stats st;
+	for (int i = 0; i < 60000; i++) {
+		cache_disk_stats(d, &st);
+		if (!st.scanning)
+			return;
+		const struct timespec ms = {.tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+	}
+	fail_msg("the disk cache's scan did not end in 60 s");
+}
+
+static void wait_cache_scan(struct cache *c)
+{
+	struct cache_stats st;
+	for (int i = 0; i < 60000; i++) {
+		cache_stats(c, &st);
+		if (!st.disk.scanning)
+			return;
+		const struct timespec ms = {.tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+	}
+	fail_msg("the disk cache's scan did not end in 60 s");
+}
+
 static void disk_put_value_flags(struct cache_disk *d, unsigned id, size_t len, unsigned put_flags,
 				 uint8_t key[RS_SHA256_LEN])
 {
@@ -328,11 +356,13 @@ static void test_disk_restart_reuse(void **state)
 	struct rs_error err = {0};
 	uint8_t k[3][RS_SHA256_LEN];
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	for (unsigned i = 0; i < 3; i++)
 		disk_put_value(d, i, 5000 + i, k[i]);
 	cache_disk_close(d);
 
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	struct cache_disk_stats st;
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.entries, 3);
@@ -350,6 +380,7 @@ static void test_disk_size_bound(void **state)
 	uint8_t k[6][RS_SHA256_LEN];
 	char path[512];
 	assert_int_equal(cache_disk_open(dir, 3000, 0, &d, &err), 0);
+	wait_scan(d);
 	for (unsigned i = 0; i < 3; i++)
 		disk_put_value(d, i, 1000, k[i]);
 	assert_disk_value(d, k[0], 0, 1000); /* 1 is now the oldest */
@@ -373,6 +404,7 @@ static void test_disk_size_bound(void **state)
 	const struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
 	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
 	assert_int_equal(cache_disk_open(dir, 2000, 0, &d, &err), 0);
+	wait_scan(d);
 	assert_false(exists(path));
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.entries, 2);
@@ -436,6 +468,7 @@ static void test_disk_tmp_removed(void **state)
 	struct cache_disk *d = NULL;
 	struct rs_error err = {0};
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	cache_disk_close(d);
 	char tmp[512];
 	snprintf(tmp, sizeof(tmp), "%s/sha256/ab/.tmp-ab00-123-0", dir);
@@ -444,6 +477,7 @@ static void test_disk_tmp_removed(void **state)
 	fputs("half a chunk", f);
 	fclose(f);
 	assert_int_equal(cache_disk_open(dir, 1 << 20, 0, &d, &err), 0);
+	wait_scan(d);
 	assert_false(exists(tmp));
 	struct cache_disk_stats st;
 	cache_disk_stats(d, &st);
@@ -461,6 +495,7 @@ static void test_tiers(void **state)
 	struct rs_error err = {0};
 	struct cache_opts o = {.mem_budget = 1 << 20, .dir = dir, .disk_max_bytes = 1 << 20};
 	assert_int_equal(cache_open(&o, &c, &err), 0);
+	wait_cache_scan(c);
 	uint8_t k[RS_SHA256_LEN];
 	struct cache_buf *b = make_value(9, 70000, k);
 	assert_int_equal(cache_put(c, k, b, 0, &err), 0);
@@ -473,6 +508,7 @@ static void test_tiers(void **state)
 
 	/* After a restart: disk hit, promoted, then a memory hit. */
 	assert_int_equal(cache_open(&o, &c, &err), 0);
+	wait_cache_scan(c);
 	for (int i = 0; i < 2; i++) {
 		b = NULL;
 		assert_int_equal(cache_get(c, k, &b, &err), 0);
@@ -564,6 +600,7 @@ static void test_concurrency(void **state)
 	/* Budgets far below the working set (about 2 MiB), so both tiers evict. */
 	struct cache_opts o = {.mem_budget = 256 << 10, .dir = dir, .disk_max_bytes = 1 << 20};
 	assert_int_equal(cache_open(&o, &s.c, &err), 0);
+	wait_cache_scan(s.c);
 	for (unsigned i = 0; i < NVALUES; i++) {
 		s.lens[i] = value_len(i);
 		struct cache_buf *b = make_value(i, s.lens[i], s.keys[i]);
@@ -588,6 +625,7 @@ static void test_concurrency(void **state)
 
 	/* What survived on disk is intact after a restart. */
 	assert_int_equal(cache_open(&o, &s.c, &err), 0);
+	wait_cache_scan(s.c);
 	for (unsigned i = 0; i < NVALUES; i++) {
 		struct cache_buf *b = NULL;
 		int rc = cache_get(s.c, s.keys[i], &b, &err);
@@ -672,6 +710,7 @@ static void test_disk_race(void **state)
 	static struct race r;
 	memset(&r, 0, sizeof(r));
 	assert_int_equal(cache_disk_open(dir, 3 * RACE_LEN, 0, &r.d, &err), 0);
+	wait_scan(r.d);
 	for (unsigned i = 0; i < RACE_KEYS; i++)
 		r.vals[i] = make_value(i, RACE_LEN, r.keys[i]);
 	pthread_t t[RACE_THREADS];
@@ -773,6 +812,7 @@ static void test_disk_put_rename_vs_evict(void **state)
 	struct rs_error err = {0};
 	struct cache_disk *d = NULL;
 	assert_int_equal(cache_disk_open(dir, 2 * 4096, 0, &d, &err), 0);
+	wait_scan(d);
 	uint8_t kk[RS_SHA256_LEN], ka[RS_SHA256_LEN], kj[RS_SHA256_LEN];
 	struct cache_buf *vk = make_value(1, 4096, kk), *va = make_value(2, 4096, ka),
 			 *vj = make_value(3, 4096, kj);
@@ -1027,6 +1067,7 @@ static void test_backing_bound(void **state)
 	struct cache_disk_stats st;
 	uint8_t k[8][RS_SHA256_LEN], bk[4][RS_SHA256_LEN];
 	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	wait_scan(d);
 	struct cache_backing_store *bs = cache_disk_backing(d);
 	for (unsigned i = 0; i < 4; i++)
 		disk_put_value(d, i, 2000, k[i]);
@@ -1080,6 +1121,7 @@ static void test_backing_bound(void **state)
 	assert_int_equal(put_backing(bs, 3, 3000, bk[2], &err), 0);
 	cache_disk_close(d);
 	assert_int_equal(cache_disk_open(dir, 10000, 0, &d, &err), 0);
+	wait_scan(d);
 	bs = cache_disk_backing(d);
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.backing_files, 1);
@@ -1087,10 +1129,188 @@ static void test_backing_bound(void **state)
 	assert_true(backing_there(bs, bk[2], 3000));
 	cache_disk_close(d);
 	assert_int_equal(cache_disk_open(dir, 2500, 0, &d, &err), 0);
+	wait_scan(d);
 	bs = cache_disk_backing(d);
 	cache_disk_stats(d, &st);
 	assert_int_equal(st.backing_files, 0);
 	assert_int_equal(count_files_in(dir, "backing/sha256"), 0);
+	cache_disk_close(d);
+}
+
+/* ---- the background scan ---------------------------------------------- */
+
+#define SCAN_FILES 20000
+#define SCAN_VALUE_LEN 16
+
+static void scan_value(unsigned id, uint8_t out[SCAN_VALUE_LEN])
+{
+	char buf[SCAN_VALUE_LEN + 1];
+	snprintf(buf, sizeof(buf), "scan file %06u", id % 1000000u);
+	memcpy(out, buf, SCAN_VALUE_LEN);
+}
+
+/* Writes data as the cache would, under the name of key (and digest). */
+static void write_chunk_file(const char *dir, const uint8_t key[RS_SHA256_LEN],
+			     const uint8_t *digest, const void *data, size_t len)
+{
+	char path[600], dh[RS_DIGEST_STR_LEN];
+	key_path(dir, key, path, sizeof(path));
+	if (digest) {
+		rs_digest_format(digest, dh);
+		strcat(path, ".");
+		strcat(path, dh + strlen("sha256:"));
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+/* A value id >= from whose key starts with byte first: a prefix the scan
+ * lists last, so the gets and puts below most likely come before it. */
+static unsigned id_with_prefix(unsigned from, uint8_t first, uint8_t key[RS_SHA256_LEN])
+{
+	for (unsigned id = from;; id++) {
+		uint8_t v[SCAN_VALUE_LEN];
+		scan_value(id, v);
+		rs_sha256(v, SCAN_VALUE_LEN, key);
+		if (key[0] == first)
+			return id;
+	}
+}
+
+static void assert_bytes(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], const void *want,
+			 size_t len)
+{
+	struct rs_error err = {0};
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, key, &b, &err), 0);
+	assert_int_equal(cache_buf_len(b), len);
+	assert_memory_equal(cache_buf_data(b), want, len);
+	cache_buf_unref(b);
+}
+
+/* cache_disk_open returns before it has seen the files already there;
+ * meanwhile gets find them, puts count once, and the bound holds once the
+ * scan ends. */
+static void test_disk_background_scan(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_disk *d = NULL;
+	struct cache_disk_stats st;
+	/* Made and closed at once: the prefix dirs, and a close mid-scan. */
+	assert_int_equal(cache_disk_open(dir, 1 << 30, 0, &d, &err), 0);
+	cache_disk_close(d);
+
+	uint8_t key[RS_SHA256_LEN], v[SCAN_VALUE_LEN];
+	for (unsigned id = 0; id < SCAN_FILES; id++) {
+		scan_value(id, v);
+		rs_sha256(v, SCAN_VALUE_LEN, key);
+		write_chunk_file(dir, key, NULL, v, SCAN_VALUE_LEN);
+	}
+	/* Three more in the last prefixes: a plain one read and one put again
+	 * during the scan, and a keyed one put again with other content. */
+	uint8_t kget[RS_SHA256_LEN], kput[RS_SHA256_LEN], kkeyed[RS_SHA256_LEN];
+	uint8_t vget[SCAN_VALUE_LEN], vput[SCAN_VALUE_LEN];
+	scan_value(id_with_prefix(SCAN_FILES, 0xfe, kget), vget);
+	scan_value(id_with_prefix(SCAN_FILES, 0xff, kput), vput);
+	write_chunk_file(dir, kget, NULL, vget, sizeof(vget));
+	write_chunk_file(dir, kput, NULL, vput, sizeof(vput));
+	uint8_t old_data[100], new_data[300], old_digest[RS_SHA256_LEN], new_digest[RS_SHA256_LEN];
+	memset(old_data, 'o', sizeof(old_data));
+	memset(new_data, 'n', sizeof(new_data));
+	rs_sha256(old_data, sizeof(old_data), old_digest);
+	rs_sha256(new_data, sizeof(new_data), new_digest);
+	rs_sha256("layer sha256:cd.. offset 0", 26, kkeyed);
+	kkeyed[0] = 0xff;
+	write_chunk_file(dir, kkeyed, old_digest, old_data, sizeof(old_data));
+	/* A keyed one only read. */
+	uint8_t kread[RS_SHA256_LEN];
+	rs_sha256("layer sha256:cd.. offset 4096", 29, kread);
+	kread[0] = 0xfd;
+	write_chunk_file(dir, kread, old_digest, old_data, sizeof(old_data));
+	const uint64_t files = SCAN_FILES + 4;
+	const uint64_t bytes = (SCAN_FILES + 2) * SCAN_VALUE_LEN + 2 * sizeof(old_data);
+
+	/* Room for about half: the rest is evicted once the scan has seen it. */
+	const uint64_t bound = bytes / 2;
+	assert_int_equal(cache_disk_open(dir, bound, 0, &d, &err), 0);
+	cache_disk_stats(d, &st);
+	assert_true(st.scanning);
+	assert_bytes(d, kget, vget, sizeof(vget));
+	assert_bytes(d, kread, old_data, sizeof(old_data));
+	assert_int_equal(cache_disk_put(d, kput, vput, sizeof(vput), 0, &err), 0);
+	assert_int_equal(
+	    cache_disk_put_keyed(d, kkeyed, new_digest, new_data, sizeof(new_data), 0, &err), 0);
+	assert_bytes(d, kkeyed, new_data, sizeof(new_data));
+	wait_scan(d);
+
+	cache_disk_stats(d, &st);
+	assert_false(st.scanning);
+	assert_int_equal(st.scan_found, 0);
+	assert_true(st.bytes <= bound);
+	assert_true(st.evictions > 0);
+	/* Every file counted once, the keyed one with its new size. */
+	assert_int_equal(st.entries + st.evictions, files);
+	char old_path[600], dh[RS_DIGEST_STR_LEN];
+	key_path(dir, kkeyed, old_path, sizeof(old_path));
+	rs_digest_format(old_digest, dh);
+	strcat(old_path, ".");
+	strcat(old_path, dh + strlen("sha256:"));
+	assert_false(exists(old_path));
+	/* Used during the scan, so the newest: none of them evicted. */
+	assert_bytes(d, kget, vget, sizeof(vget));
+	assert_bytes(d, kput, vput, sizeof(vput));
+	assert_bytes(d, kkeyed, new_data, sizeof(new_data));
+	assert_bytes(d, kread, old_data, sizeof(old_data));
+	uint64_t left = st.entries;
+	cache_disk_close(d);
+
+	/* Reopened: the same files, counted once each; and a close in the
+	 * middle of the scan returns without waiting for it. */
+	assert_int_equal(cache_disk_open(dir, 1 << 30, 0, &d, &err), 0);
+	wait_scan(d);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.entries, left);
+	assert_int_equal(st.evictions, 0);
+	cache_disk_close(d);
+	assert_int_equal(cache_disk_open(dir, 1 << 30, 0, &d, &err), 0);
+	cache_disk_stats(d, &st);
+	assert_true(st.scanning);
+	cache_disk_close(d);
+}
+
+/* A file a get found corrupt during the scan, which the scan lists later
+ * (or listed before), is not indexed again. */
+static void test_disk_scan_vs_drop(void **state)
+{
+	const char *dir = *state;
+	struct rs_error err = {0};
+	struct cache_disk *d = NULL;
+	struct cache_disk_stats st;
+	assert_int_equal(cache_disk_open(dir, 1 << 30, 0, &d, &err), 0);
+	cache_disk_close(d);
+	uint8_t key[RS_SHA256_LEN], v[SCAN_VALUE_LEN];
+	for (unsigned id = 0; id < SCAN_FILES / 4; id++) {
+		scan_value(id, v);
+		rs_sha256(v, SCAN_VALUE_LEN, key);
+		write_chunk_file(dir, key, NULL, v, SCAN_VALUE_LEN);
+	}
+	uint8_t kbad[RS_SHA256_LEN], vbad[SCAN_VALUE_LEN];
+	scan_value(id_with_prefix(SCAN_FILES, 0xff, kbad), vbad);
+	vbad[0] ^= 1;
+	write_chunk_file(dir, kbad, NULL, vbad, sizeof(vbad));
+
+	assert_int_equal(cache_disk_open(dir, 1 << 30, 0, &d, &err), 0);
+	struct cache_buf *b = NULL;
+	assert_int_equal(cache_disk_get(d, kbad, &b, &err), -ENOENT);
+	wait_scan(d);
+	cache_disk_stats(d, &st);
+	assert_int_equal(st.corrupt, 1);
+	assert_int_equal(st.entries, SCAN_FILES / 4);
+	assert_int_equal(st.bytes, (uint64_t)SCAN_FILES / 4 * SCAN_VALUE_LEN);
+	assert_int_equal(cache_disk_get(d, kbad, &b, &err), -ENOENT);
 	cache_disk_close(d);
 }
 
@@ -1113,6 +1333,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disk_keyed, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_backing_store, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_backing_bound, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_background_scan, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_disk_scan_vs_drop, setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
