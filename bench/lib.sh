@@ -79,6 +79,10 @@ bench_init() {
 	[ -x "$STARGZ" ] || fatal "no $STARGZ (meson setup build && ninja -C build)"
 	[ -x "$RS_DAEMON" ] || fatal "no $RS_DAEMON"
 	cp "$STARGZ" "$T/bin/stargz" && cp "$RS_DAEMON" "$T/bin/remote-snapshotter" || exit 1
+	# The fd holder beside the daemon, where it looks for it (without it every
+	# start warns that its mounts and socket are not kept).
+	[ -x "$(dirname "$RS_DAEMON")/rs-fd-holder" ] &&
+		cp "$(dirname "$RS_DAEMON")/rs-fd-holder" "$T/bin/rs-fd-holder"
 	STARGZ=$T/bin/stargz
 	RS_DAEMON=$T/bin/remote-snapshotter
 	"$STARGZ" rpull --help >/dev/null 2>&1 || fatal "stargz rpull not built"
