@@ -71,6 +71,19 @@ int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_bu
 	return rc;
 }
 
+bool cache_has(struct cache *c, const uint8_t key[RS_SHA256_LEN], uint64_t len)
+{
+	struct cache_buf *b = cache_mem_get(c->mem, key);
+	if (b) {
+		bool same = (uint64_t)cache_buf_len(b) == len;
+		cache_buf_unref(b);
+		if (same)
+			return true;
+	}
+	uint64_t size = 0;
+	return c->disk && cache_disk_has(c->disk, key, &size) && size == len;
+}
+
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,
 	      unsigned put_flags, struct rs_error *err)
 {

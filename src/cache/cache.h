@@ -116,6 +116,10 @@ void cache_disk_close(struct cache_disk *d);
  * negative errno on an I/O error (callers may treat it as a miss). */
 int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 		   struct rs_error *err);
+/* Whether a chunk of key is stored, and its size: the index only (or, while
+ * the scan after open runs, its file), no read. A later get still checks the
+ * content and may miss. */
+bool cache_disk_has(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], uint64_t *size);
 
 /* Writes data under key: a temp file in the same directory, renamed into
  * place, so a crash leaves either the whole file or none. A value larger than
@@ -155,6 +159,9 @@ void cache_close(struct cache *c);
  * disk I/O error. */
 int cache_get(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 	      struct rs_error *err);
+/* Whether key is held with exactly len bytes (memory, else the disk index),
+ * reading nothing and promoting nothing: a get may still miss later. */
+bool cache_has(struct cache *c, const uint8_t key[RS_SHA256_LEN], uint64_t len);
 /* Stores b in memory and on disk. The value is in memory even when the disk
  * write fails (that error is returned). put_flags: CACHE_PUT_*. */
 int cache_put(struct cache *c, const uint8_t key[RS_SHA256_LEN], struct cache_buf *b,

@@ -316,6 +316,19 @@ static void drop_missing(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN])
 	pthread_mutex_unlock(&d->lock);
 }
 
+bool cache_disk_has(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], uint64_t *size)
+{
+	pthread_mutex_lock(&d->lock);
+	struct cache_ent *e = cache_idx_find(&d->idx, key);
+	if (!e && d->scan.running)
+		e = disk_scan_find_locked(d, key, DISK_CHUNK, NULL);
+	bool has = e && ((struct disk_ent *)e)->kind == DISK_CHUNK;
+	if (has)
+		*size = e->size;
+	pthread_mutex_unlock(&d->lock);
+	return has;
+}
+
 int cache_disk_get(struct cache_disk *d, const uint8_t key[RS_SHA256_LEN], struct cache_buf **out,
 		   struct rs_error *err)
 {
