@@ -52,23 +52,6 @@ enum {
 	S_AUTH_FILE,
 };
 
-static bool parse_level(const char *s, enum rs_log_level *out)
-{
-	static const struct {
-		const char *name;
-		enum rs_log_level lvl;
-	} levels[] = {{"debug", RS_LOG_DEBUG},
-		      {"info", RS_LOG_INFO},
-		      {"warn", RS_LOG_WARN},
-		      {"error", RS_LOG_ERROR}};
-	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-		if (strcmp(s, levels[i].name) == 0) {
-			*out = levels[i].lvl;
-			return true;
-		}
-	return false;
-}
-
 int cmd_store(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -112,7 +95,7 @@ int cmd_store(int argc, char **argv)
 			auth_file = optarg;
 			break;
 		case S_LOG_LEVEL:
-			if (!parse_level(optarg, &lvl))
+			if (rs_log_level_parse(optarg, &lvl) < 0)
 				return usage_error("store",
 						   "--log-level '%s': debug, info, warn or error",
 						   optarg);

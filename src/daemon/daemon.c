@@ -47,13 +47,9 @@ static int mkdir_p(const char *path, mode_t mode, struct rs_error *err)
 
 static enum rs_log_level level_of(const char *s)
 {
-	if (strcmp(s, "debug") == 0)
-		return RS_LOG_DEBUG;
-	if (strcmp(s, "warn") == 0)
-		return RS_LOG_WARN;
-	if (strcmp(s, "error") == 0)
-		return RS_LOG_ERROR;
-	return RS_LOG_INFO;
+	enum rs_log_level l = RS_LOG_INFO;
+	(void)rs_log_level_parse(s, &l);
+	return l;
 }
 
 /* One daemon per root: an flock on ROOT/daemon.lock held for the process's

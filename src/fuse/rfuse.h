@@ -143,6 +143,8 @@ void rfuse_session_process(struct rfuse_session *s, const void *buf, size_t len)
 /* Reads and processes until the connection ends, on the calling thread, with
  * one buffer. Returns 0 at a clean end, or a negative errno. */
 int rfuse_session_loop(struct rfuse_session *s);
+/* The same, also ending (0) once stop_fd is readable (-1: never). */
+int rfuse_session_serve(struct rfuse_session *s, int stop_fd);
 
 /* Registers fd (open for reading) as a backing file, so an OPEN can answer
  * FOPEN_PASSTHROUGH with the returned id (> 0) and the kernel reads fd

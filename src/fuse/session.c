@@ -4,6 +4,7 @@
  * table's fixed size for the opcode before any handler runs; a handler reads
  * only its fixed part and the checked name. */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -436,11 +437,25 @@ ssize_t rfuse_session_read(struct rfuse_session *s, void *buf, size_t cap)
 
 int rfuse_session_loop(struct rfuse_session *s)
 {
+	return rfuse_session_serve(s, -1);
+}
+
+int rfuse_session_serve(struct rfuse_session *s, int stop_fd)
+{
 	size_t cap = rfuse_session_bufsize(s);
 	cleanup_free void *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
 	while (!rfuse_session_exited(s)) {
+		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
+				      {.fd = stop_fd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p[1].revents)
+			return 0;
 		ssize_t n = rfuse_session_read(s, buf, cap);
 		if (n == -ENODEV)
 			return 0;

@@ -81,26 +81,7 @@ static const struct rfuse_ops dead_ops = {
 static void *dead_main(void *arg)
 {
 	struct lfs_dead *d = arg;
-	size_t cap = rfuse_session_bufsize(d->se);
-	cleanup_free void *buf = malloc(cap);
-	if (!buf)
-		return NULL;
-	for (;;) {
-		struct pollfd p[2] = {{.fd = d->fd, .events = POLLIN},
-				      {.fd = d->stop, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		ssize_t n = rfuse_session_read(d->se, buf, cap);
-		if (n == -ENODEV || rfuse_session_exited(d->se))
-			break;
-		if (n > 0)
-			rfuse_session_process(d->se, buf, (size_t)n);
-	}
+	(void)rfuse_session_serve(d->se, d->stop);
 	return NULL;
 }
 

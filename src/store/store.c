@@ -85,28 +85,9 @@ int store_info_json(const struct store_layer_info *i, struct rs_buf *out)
 static void *worker_main(void *arg)
 {
 	struct store *s = arg;
-	size_t cap = rfuse_session_bufsize(s->se);
-	cleanup_free void *buf = malloc(cap);
-	if (!buf) {
-		rs_log(RS_LOG_ERROR, "store: no memory for a FUSE request buffer");
-		return NULL;
-	}
-	while (!rfuse_session_exited(s->se)) {
-		struct pollfd p[2] = {{.fd = s->fuse_fd, .events = POLLIN},
-				      {.fd = s->stop_fd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		ssize_t n = rfuse_session_read(s->se, buf, cap);
-		if (n < 0)
-			break;
-		if (n > 0)
-			rfuse_session_process(s->se, buf, (size_t)n);
-	}
+	int r = rfuse_session_serve(s->se, s->stop_fd);
+	if (r < 0)
+		rs_log(RS_LOG_ERROR, "store: serving FUSE requests: %s", strerror(-r));
 	return NULL;
 }
 

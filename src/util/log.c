@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -7,6 +8,20 @@
 
 static enum rs_log_level log_level = RS_LOG_INFO;
 static bool log_json;
+
+int rs_log_level_parse(const char *s, enum rs_log_level *out)
+{
+	static const char *const names[] = {[RS_LOG_DEBUG] = "debug",
+					    [RS_LOG_INFO] = "info",
+					    [RS_LOG_WARN] = "warn",
+					    [RS_LOG_ERROR] = "error"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum rs_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
 
 void rs_log_set_level(enum rs_log_level lvl)
 {

@@ -138,6 +138,8 @@ int64_t rs_parse_decimal(const char *s, size_t len);
 
 enum rs_log_level { RS_LOG_DEBUG, RS_LOG_INFO, RS_LOG_WARN, RS_LOG_ERROR };
 void rs_log_set_level(enum rs_log_level lvl);
+/* "debug", "info", "warn" or "error": 0 and *out, else -EINVAL. */
+int rs_log_level_parse(const char *s, enum rs_log_level *out);
 void rs_log_set_json(bool json);
 void rs_log(enum rs_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
